@@ -1,0 +1,4 @@
+//! placeholder
+#[doc(inline)]
+pub use ws_macros::websocket;
+pub use ws_runtime::*;

@@ -1,0 +1,516 @@
+//! The `Endpoint`: the registry of open clients, their bounded send queues and counters, and
+//! sending, broadcasting and closing from anywhere.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite;
+
+use crate::message::{Close, Message};
+
+/// Identifies one connection, unique for the lifetime of its [`Socket`](crate::Socket).
+///
+/// Ids start at 1 and are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(u64);
+
+impl ClientId {
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Why a send did not queue its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No open client has this id (it never existed or has already closed).
+    #[error("no open client with id {0}")]
+    UnknownClient(ClientId),
+    /// The client is closing; nothing more is sent to it.
+    #[error("client {0} is closing")]
+    Closing(ClientId),
+    /// The client's send queue was full: it is a slow consumer and is being closed with 1008.
+    #[error("send queue of client {0} is full; closing it with 1008")]
+    QueueFull(ClientId),
+    /// The close code cannot be sent in a close frame (see [`Close::is_sendable`]).
+    #[error("close code {0} cannot be sent")]
+    InvalidCloseCode(u16),
+}
+
+/// The outcome of a broadcast or multicast.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// How many clients had the message queued.
+    pub queued: usize,
+    /// Clients that did not get it: slow consumers (now closing with 1008), clients already
+    /// closing, and, for a multicast, ids that are not open.
+    pub failed: Vec<ClientId>,
+}
+
+/// A snapshot of one client's connection and counters, from [`Endpoint::info`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The client's id.
+    pub id: ClientId,
+    /// The peer's address.
+    pub remote_addr: SocketAddr,
+    /// When the connection was opened.
+    pub connected_at: SystemTime,
+    /// The negotiated subprotocol, if any.
+    pub protocol: Option<String>,
+    /// Bytes read from the socket, frame headers included.
+    pub bytes_read: u64,
+    /// Frames read, control frames included.
+    pub frames_read: u64,
+    /// Complete data messages read.
+    pub messages_read: u64,
+    /// Bytes written to the socket, frame headers included.
+    pub bytes_sent: u64,
+    /// Frames written, control frames included.
+    pub frames_sent: u64,
+    /// Data messages written.
+    pub messages_sent: u64,
+    /// When data was last read, if ever.
+    pub last_read: Option<SystemTime>,
+    /// When data was last written, if ever.
+    pub last_sent: Option<SystemTime>,
+    /// Messages waiting in the send queue.
+    pub queued: usize,
+}
+
+/// What the connection's writer is asked to do, in queue order.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Message(tungstenite::Message),
+    Close(Close),
+}
+
+/// Counters kept with atomics, updated by the connection's I/O.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) frames_read: AtomicU64,
+    pub(crate) messages_read: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+    /// Nanoseconds since `started`, plus one; zero means never.
+    last_read: AtomicU64,
+    last_sent: AtomicU64,
+}
+
+/// State shared between a client's connection task and every `Endpoint` clone.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: ClientId,
+    remote_addr: SocketAddr,
+    protocol: Option<String>,
+    connected_at: SystemTime,
+    started: Instant,
+    pub(crate) stats: Stats,
+    /// Set once a close is requested; later sends are refused.
+    closing: AtomicBool,
+    /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
+    urgent: Mutex<Option<Close>>,
+    pub(crate) urgent_notify: Notify,
+}
+
+impl Client {
+    fn stamp(&self, slot: &AtomicU64) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        slot.store(nanos + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn touch_read(&self) {
+        self.stamp(&self.stats.last_read);
+    }
+
+    pub(crate) fn touch_sent(&self) {
+        self.stamp(&self.stats.last_sent);
+    }
+
+    fn time_of(&self, slot: &AtomicU64) -> Option<SystemTime> {
+        match slot.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.connected_at + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Asks the writer to send this close ahead of anything queued. The first close wins.
+    pub(crate) fn close_urgently(&self, close: Close) {
+        self.closing.store(true, Ordering::Release);
+        let mut slot = self.urgent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(close);
+            drop(slot);
+            self.urgent_notify.notify_one();
+        }
+    }
+
+    pub(crate) fn take_urgent(&self) -> Option<Close> {
+        self.urgent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: mpsc::Sender<Outgoing>,
+    client: Arc<Client>,
+}
+
+impl Entry {
+    /// Queues without waiting; a full queue makes the client a slow consumer.
+    fn push(&self, out: Outgoing) -> Result<(), SendError> {
+        let id = self.client.id;
+        if self.client.is_closing() {
+            return Err(SendError::Closing(id));
+        }
+        match self.tx.try_send(out) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(client = %id, "send queue full; closing slow consumer with 1008");
+                self.client
+                    .close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
+                Err(SendError::QueueFull(id))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closing(id)),
+        }
+    }
+
+    fn close(&self, close: Close) {
+        let client = &self.client;
+        if client.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(Outgoing::Close(close))) =
+            self.tx.try_send(Outgoing::Close(close))
+        {
+            client.close_urgently(close);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Clients {
+    map: HashMap<ClientId, Entry>,
+    shutting_down: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    clients: RwLock<Clients>,
+    next_id: AtomicU64,
+    queue_capacity: AtomicU64,
+}
+
+/// A cheap, cloneable handle to send to the clients of one [`Socket`](crate::Socket) from
+/// anywhere: hooks, spawned tasks, other warp routes.
+///
+/// Every method is synchronous and never waits: messages go into each client's bounded send
+/// queue and are written by that client's own task. Messages to one client are written in the
+/// order they were queued, whether they came from [`send`](Endpoint::send) or from a
+/// broadcast. A client whose queue is full is a slow consumer: it is closed with 1008 and the
+/// send reports it, so one slow reader never grows the server's memory or delays the others.
+///
+/// ```
+/// # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId) {
+/// endpoint.send(id, "just for you").ok();
+/// let delivery = endpoint.broadcast("hello, everyone");
+/// println!("{} clients got it; {:?} did not", delivery.queued, delivery.failed);
+/// endpoint.broadcast_except("someone joined", [id]);
+/// for id in endpoint.clients() {
+///     if let Some(info) = endpoint.info(id) {
+///         println!("{id} from {} sent {} messages", info.remote_addr, info.messages_read);
+///     }
+/// }
+/// endpoint.close(id, 4000, "bye").ok();
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    registry: Arc<Registry>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(queue_capacity: usize) -> Self {
+        let endpoint = Endpoint {
+            registry: Arc::default(),
+        };
+        endpoint
+            .registry
+            .queue_capacity
+            .store(queue_capacity as u64, Ordering::Relaxed);
+        endpoint
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Clients> {
+        self.registry
+            .clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Clients> {
+        self.registry
+            .clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new connection; `None` once shutdown has begun.
+    pub(crate) fn register(
+        &self,
+        remote_addr: SocketAddr,
+        protocol: Option<String>,
+    ) -> Option<(Arc<Client>, mpsc::Receiver<Outgoing>)> {
+        let capacity =
+            usize::try_from(self.registry.queue_capacity.load(Ordering::Relaxed)).unwrap_or(1);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let mut clients = self.write();
+        if clients.shutting_down {
+            return None;
+        }
+        let id = ClientId(self.registry.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let client = Arc::new(Client {
+            id,
+            remote_addr,
+            protocol,
+            connected_at: SystemTime::now(),
+            started: Instant::now(),
+            stats: Stats::default(),
+            closing: AtomicBool::new(false),
+            urgent: Mutex::new(None),
+            urgent_notify: Notify::new(),
+        });
+        clients.map.insert(
+            id,
+            Entry {
+                tx,
+                client: client.clone(),
+            },
+        );
+        Some((client, rx))
+    }
+
+    pub(crate) fn unregister(&self, id: ClientId) {
+        self.write().map.remove(&id);
+    }
+
+    /// Refuses new clients and closes every open one with 1001, behind what is queued.
+    pub(crate) fn begin_shutdown(&self) {
+        let mut clients = self.write();
+        clients.shutting_down = true;
+        for entry in clients.map.values() {
+            entry.close(Close::new(Close::GOING_AWAY, "Server shutting down"));
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.read().shutting_down
+    }
+
+    /// Queues a message for one client.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownClient`] if no open client has this id, [`SendError::Closing`] if
+    /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
+    /// 1008).
+    pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
+        let frame = message.into().into_frame();
+        let clients = self.read();
+        let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        entry.push(Outgoing::Message(frame))
+    }
+
+    /// Queues a message for every open client. The payload is shared, not copied.
+    pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
+        self.deliver(message.into(), |_| true)
+    }
+
+    /// Queues a message for every open client except the given ones.
+    pub fn broadcast_except(
+        &self,
+        message: impl Into<Message>,
+        except: impl IntoIterator<Item = ClientId>,
+    ) -> Delivery {
+        let except: Vec<ClientId> = except.into_iter().collect();
+        self.deliver(message.into(), |id| !except.contains(&id))
+    }
+
+    /// Queues a message for the given clients; ids that are not open are reported as failed.
+    pub fn multicast(
+        &self,
+        message: impl Into<Message>,
+        ids: impl IntoIterator<Item = ClientId>,
+    ) -> Delivery {
+        let frame = message.into().into_frame();
+        let clients = self.read();
+        let mut delivery = Delivery::default();
+        let mut ids: Vec<ClientId> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            match clients.map.get(&id) {
+                Some(entry) => match entry.push(Outgoing::Message(frame.clone())) {
+                    Ok(()) => delivery.queued += 1,
+                    Err(_) => delivery.failed.push(id),
+                },
+                None => delivery.failed.push(id),
+            }
+        }
+        delivery
+    }
+
+    fn deliver(&self, message: Message, include: impl Fn(ClientId) -> bool) -> Delivery {
+        let frame = message.into_frame();
+        let clients = self.read();
+        let mut delivery = Delivery::default();
+        for (id, entry) in &clients.map {
+            if !include(*id) {
+                continue;
+            }
+            match entry.push(Outgoing::Message(frame.clone())) {
+                Ok(()) => delivery.queued += 1,
+                Err(_) => delivery.failed.push(*id),
+            }
+        }
+        delivery
+    }
+
+    /// Closes a client with this code and reason, after the messages already queued for it.
+    /// Its `on_close` then runs with this code.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InvalidCloseCode`] for a code that cannot be sent (see
+    /// [`Close::is_sendable`]), [`SendError::UnknownClient`] if no open client has this id.
+    /// Closing a client that is already closing succeeds and changes nothing.
+    pub fn close(&self, id: ClientId, code: u16, reason: &str) -> Result<(), SendError> {
+        if !Close::is_sendable(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        let clients = self.read();
+        let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        entry.close(Close::new(code, truncate_reason(reason)));
+        Ok(())
+    }
+
+    /// The ids of the open clients, in ascending order.
+    pub fn clients(&self) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self.read().map.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// How many clients are open.
+    pub fn len(&self) -> usize {
+        self.read().map.len()
+    }
+
+    /// Whether no client is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this client is open.
+    pub fn contains(&self, id: ClientId) -> bool {
+        self.read().map.contains_key(&id)
+    }
+
+    /// The connection details and counters of an open client.
+    pub fn info(&self, id: ClientId) -> Option<ClientInfo> {
+        let clients = self.read();
+        let entry = clients.map.get(&id)?;
+        let c = &entry.client;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Some(ClientInfo {
+            id,
+            remote_addr: c.remote_addr,
+            connected_at: c.connected_at,
+            protocol: c.protocol.clone(),
+            bytes_read: load(&c.stats.bytes_read),
+            frames_read: load(&c.stats.frames_read),
+            messages_read: load(&c.stats.messages_read),
+            bytes_sent: load(&c.stats.bytes_sent),
+            frames_sent: load(&c.stats.frames_sent),
+            messages_sent: load(&c.stats.messages_sent),
+            last_read: c.time_of(&c.stats.last_read),
+            last_sent: c.time_of(&c.stats.last_sent),
+            queued: entry.tx.max_capacity() - entry.tx.capacity(),
+        })
+    }
+}
+
+/// A close reason is at most 123 bytes (125 minus the code); cut at a character boundary.
+pub(crate) fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= 123 {
+        return reason;
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_is_truncated_on_a_char_boundary() {
+        let long = "é".repeat(100);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= 123);
+        assert_eq!(cut.len() % 2, 0);
+        assert_eq!(truncate_reason("short"), "short");
+    }
+
+    #[test]
+    fn registry_queues_and_refuses() {
+        let endpoint = Endpoint::new(2);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let (a, mut rx_a) = endpoint.register(addr, None).unwrap();
+        let (b, _rx_b) = endpoint.register(addr, None).unwrap();
+        assert_eq!(endpoint.clients(), vec![a.id, b.id]);
+        assert_eq!(endpoint.broadcast("x").queued, 2);
+        assert!(matches!(rx_a.try_recv(), Ok(Outgoing::Message(_))));
+        endpoint.send(b.id, "y").unwrap();
+        assert_eq!(endpoint.send(b.id, "z"), Err(SendError::QueueFull(b.id)));
+        assert!(b.is_closing());
+        assert_eq!(b.take_urgent().map(|c| c.code), Some(1008));
+        assert_eq!(endpoint.send(b.id, "z"), Err(SendError::Closing(b.id)));
+        let delivery = endpoint.multicast("m", [a.id, ClientId(99)]);
+        assert_eq!(delivery.queued, 1);
+        assert_eq!(delivery.failed, vec![ClientId(99)]);
+        assert_eq!(
+            endpoint.close(a.id, 1005, ""),
+            Err(SendError::InvalidCloseCode(1005))
+        );
+        endpoint.begin_shutdown();
+        assert!(endpoint.register(addr, None).is_none());
+        endpoint.unregister(a.id);
+        assert_eq!(endpoint.len(), 1);
+    }
+}

@@ -1,0 +1,300 @@
+//! Serving: the accept loop around warp's service, `on_start` before the first accept, and the
+//! graceful shutdown on SIGINT, SIGTERM or a future of the user's.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use warp::{Filter, Rejection, Reply};
+
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::socket::{Lifecycle, PeerAddr, Socket};
+
+type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How long plain HTTP requests still in flight at shutdown may take to finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+/// Starts building a server for these routes: see [`Server`].
+///
+/// ```no_run
+/// # use warp::Filter;
+/// # struct Chat;
+/// # #[ws::websocket]
+/// # impl Chat {}
+/// # async fn run() -> Result<(), ws::Error> {
+/// let chat = ws::Socket::new(Chat);
+/// let routes = warp::path("ws").and(chat.filter()).or(warp::fs::dir("public"));
+/// ws::serve(routes).socket(&chat).run("127.0.0.1:8080").await
+/// # }
+/// ```
+pub fn serve<F>(filter: F) -> Server<F>
+where
+    F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    Server {
+        filter,
+        sockets: Vec::new(),
+        shutdown: Vec::new(),
+        signals: true,
+    }
+}
+
+/// A warp server with the lifecycle of its WebSocket sockets.
+///
+/// [`run`](Server::run) binds, calls every socket's `on_start`, and serves. When SIGINT or
+/// SIGTERM arrives (or a future given to [`shutdown_on`](Server::shutdown_on) completes) it
+/// stops accepting, and for each socket calls `on_stop`, sends every client 1001 "Server
+/// shutting down" after the messages already queued for it, waits for their close replies
+/// (up to the close timeout) and their `on_close`, and then returns `Ok(())`.
+///
+/// Unlike `warp::serve(..).graceful(..)`, which forgets upgraded connections, the shutdown
+/// waits for every WebSocket connection to end.
+#[must_use = "a server does nothing until `run` is awaited"]
+pub struct Server<F> {
+    filter: F,
+    sockets: Vec<Box<dyn Lifecycle>>,
+    shutdown: Vec<ShutdownFuture>,
+    signals: bool,
+}
+
+impl<F> fmt::Debug for Server<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("sockets", &self.sockets.len())
+            .field("shutdown_futures", &self.shutdown.len())
+            .field("signals", &self.signals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Server<F>
+where
+    F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    /// Gives the server a socket's lifecycle: `on_start` before accepting, `on_stop` and the
+    /// 1001 close of its clients at shutdown. Call once per socket in the routes.
+    pub fn socket<H: Handler>(mut self, socket: &Socket<H>) -> Self {
+        self.sockets.push(Box::new(socket.clone()));
+        self
+    }
+
+    /// Also shuts down when this future completes (a oneshot receiver, a test's signal, ...).
+    pub fn shutdown_on(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown.push(Box::pin(signal));
+        self
+    }
+
+    /// Whether SIGINT (Ctrl-C) and SIGTERM start the shutdown. Default: `true`.
+    pub fn signals(mut self, enabled: bool) -> Self {
+        self.signals = enabled;
+        self
+    }
+
+    /// Binds the listening socket without serving yet, so the bound address can be read
+    /// (useful with port 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] if the address cannot be bound.
+    pub async fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<Bound<F>, Error> {
+        let listener = TcpListener::bind(&addr).await.map_err(|source| Error::Bind {
+            addr: format!("{addr:?}").trim_matches('"').to_owned(),
+            source,
+        })?;
+        self.listener(listener)
+    }
+
+    /// Serves on a listener bound elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LocalAddr`] if the listener's address cannot be read.
+    pub fn listener(self, listener: TcpListener) -> Result<Bound<F>, Error> {
+        let local_addr = listener.local_addr().map_err(Error::LocalAddr)?;
+        Ok(Bound {
+            server: self,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// Binds and serves until shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] if the address cannot be bound.
+    pub async fn run<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<(), Error> {
+        self.bind(addr).await?.run().await
+    }
+}
+
+/// A [`Server`] with its listening socket bound; [`run`](Bound::run) serves.
+#[must_use = "a server does nothing until `run` is awaited"]
+pub struct Bound<F> {
+    server: Server<F>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl<F> fmt::Debug for Bound<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bound")
+            .field("local_addr", &self.local_addr)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl<F> Bound<F>
+where
+    F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Calls every socket's `on_start`, serves until shutdown, then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for errors that stop a running server.
+    pub async fn run(self) -> Result<(), Error> {
+        let Bound {
+            server,
+            listener,
+            local_addr,
+        } = self;
+        let Server {
+            filter,
+            sockets,
+            shutdown,
+            signals,
+        } = server;
+        for socket in &sockets {
+            socket.start().await;
+        }
+        tracing::info!(%local_addr, "listening");
+        let service = warp::service(filter);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = TaskTracker::new();
+        let mut stop = pin!(shutdown_signal(shutdown, signals));
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Usually out of file descriptors: let connections finish, then retry.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            let mut stop_rx = stop_rx.clone();
+            connections.spawn(async move {
+                let service = warp::hyper::service::service_fn(
+                    move |mut request: http::Request<warp::hyper::body::Incoming>| {
+                        request.extensions_mut().insert(PeerAddr(peer));
+                        let mut service = service.clone();
+                        tower_service::Service::call(&mut service, request)
+                    },
+                );
+                let conn = warp::hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let mut conn = pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = until(&mut stop_rx, |stop| *stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::debug!(%peer, "HTTP connection ended: {err}");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+        futures_util::future::join_all(sockets.iter().map(|socket| socket.shutdown())).await;
+        connections.close();
+        if tokio::time::timeout(HTTP_DRAIN, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP requests still running after shutdown; dropping them");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Waits until the watched value satisfies `done` (or its sender is gone), holding no borrow.
+pub(crate) async fn until<T>(rx: &mut watch::Receiver<T>, done: impl FnMut(&T) -> bool) {
+    let _ = rx.wait_for(done).await;
+}
+
+async fn shutdown_signal(futures: Vec<ShutdownFuture>, signals: bool) {
+    let user = async {
+        if futures.is_empty() {
+            std::future::pending::<()>().await;
+        } else {
+            futures_util::future::select_all(futures).await;
+        }
+    };
+    let os = async {
+        if signals {
+            os_signal().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = user => {}
+        () = os => {}
+    }
+}
+
+async fn os_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for SIGINT: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,278 @@
+//! `Socket`: one handler with its config and endpoint, the warp filter that upgrades into it,
+//! and its start and stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use tokio::sync::OnceCell;
+use tokio_util::task::TaskTracker;
+use warp::Filter;
+use warp::hyper::upgrade::OnUpgrade;
+use warp::reply::Response;
+
+use crate::config::Config;
+use crate::connection::{self, panic_message};
+use crate::endpoint::Endpoint;
+use crate::handler::Handler;
+use crate::handshake::{self, Accept, Reject, Request};
+
+/// The peer address our own accept loop attaches to each request (warp keeps its own private).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+/// A WebSocket server: a `#[websocket]` handler with its [`Config`] and [`Endpoint`].
+///
+/// Cloning is cheap and shares everything. Mount [`filter`](Socket::filter) on any warp route
+/// and give the socket to [`serve`](crate::serve) for its lifecycle:
+///
+/// ```no_run
+/// use warp::Filter;
+///
+/// struct Echo;
+///
+/// #[ws::websocket]
+/// impl Echo {
+///     async fn on_data(&self, id: ws::ClientId, message: ws::Message, ) {}
+/// }
+///
+/// # async fn run() -> Result<(), ws::Error> {
+/// let echo = ws::Socket::new(Echo);
+/// let routes = warp::path("ws").and(echo.filter());
+/// ws::serve(routes).socket(&echo).run("127.0.0.1:8080").await
+/// # }
+/// ```
+pub struct Socket<H: Handler> {
+    inner: Arc<SocketInner<H>>,
+}
+
+pub(crate) struct SocketInner<H: Handler> {
+    pub(crate) handler: H,
+    pub(crate) config: Config,
+    pub(crate) endpoint: Endpoint,
+    tracker: TaskTracker,
+    started: OnceCell<()>,
+    stopped: OnceCell<()>,
+}
+
+impl<H: Handler> Clone for Socket<H> {
+    fn clone(&self) -> Self {
+        Socket {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Handler> std::fmt::Debug for Socket<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("handler", &std::any::type_name::<H>())
+            .field("clients", &self.inner.endpoint.len())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl<H: Handler> Socket<H> {
+    /// A socket with the default [`Config`].
+    pub fn new(handler: H) -> Self {
+        Socket::with_config(handler, Config::default())
+    }
+
+    /// A socket with this configuration.
+    pub fn with_config(handler: H, config: Config) -> Self {
+        let endpoint = Endpoint::new(config.send_queue);
+        Socket {
+            inner: Arc::new(SocketInner {
+                handler,
+                config,
+                endpoint,
+                tracker: TaskTracker::new(),
+                started: OnceCell::new(),
+                stopped: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.inner.handler
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A handle to send to this socket's clients.
+    pub fn endpoint(&self) -> Endpoint {
+        self.inner.endpoint.clone()
+    }
+
+    /// The warp filter that answers WebSocket handshakes for this socket.
+    ///
+    /// It never rejects: every request that reaches it gets an answer. A request that is not a
+    /// valid WebSocket handshake gets a plain HTTP error (`405` with `Allow: GET` for another
+    /// method, `426` without `Upgrade: websocket` / `Connection: Upgrade`, `400` without a
+    /// valid `Sec-WebSocket-Key`, `426` with `Sec-WebSocket-Version: 13` for another version),
+    /// a refused `Origin` gets `403`, a request after shutdown began gets `503`; then
+    /// `on_handshake` decides (a panic there answers `500`). Put path filters in front of it.
+    pub fn filter(
+        &self,
+    ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+    {
+        let inner = self.inner.clone();
+        warp::method()
+            .and(warp::path::full())
+            .and(
+                warp::query::raw()
+                    .or(warp::any().map(String::new))
+                    .unify(),
+            )
+            .and(warp::header::headers_cloned())
+            .and(warp::ext::optional::<PeerAddr>())
+            .and(warp::addr::remote())
+            .and(warp::ext::optional::<OnUpgrade>())
+            .and_then(
+                move |method: Method,
+                      path: warp::path::FullPath,
+                      query: String,
+                      headers: HeaderMap,
+                      peer: Option<PeerAddr>,
+                      remote: Option<SocketAddr>,
+                      on_upgrade: Option<OnUpgrade>| {
+                    let inner = inner.clone();
+                    async move {
+                        let uri = if query.is_empty() {
+                            path.as_str().parse::<Uri>()
+                        } else {
+                            format!("{}?{query}", path.as_str()).parse::<Uri>()
+                        }
+                        .unwrap_or_default();
+                        let remote = peer.map(|p| p.0).or(remote);
+                        let request = Request::new(method, uri, headers, remote);
+                        Ok::<_, warp::Rejection>(inner.handshake(request, on_upgrade).await)
+                    }
+                },
+            )
+    }
+
+    /// Calls `on_start` if it has not run yet. [`serve`](crate::serve) does this before
+    /// accepting; the filter does it on the first handshake when the socket is served some
+    /// other way.
+    pub async fn start(&self) {
+        self.inner.start().await;
+    }
+
+    /// Shuts this socket down: refuses new handshakes with 503, calls `on_stop`, closes every
+    /// client with 1001 "Server shutting down" after the messages already queued for it,
+    /// waits for their close replies (up to the close timeout) and their `on_close`, then
+    /// returns. Runs once; later calls wait for the first to finish.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl<H: Handler> SocketInner<H> {
+    async fn start(&self) {
+        self.started
+            .get_or_init(|| async {
+                let on_start = AssertUnwindSafe(self.handler.on_start(self.endpoint.clone()));
+                if let Err(panic) = on_start.catch_unwind().await {
+                    tracing::error!(panic = panic_message(&*panic), "on_start panicked");
+                }
+            })
+            .await;
+    }
+
+    async fn shutdown(&self) {
+        self.stopped
+            .get_or_init(|| async {
+                let on_stop = AssertUnwindSafe(self.handler.on_stop());
+                if let Err(panic) = on_stop.catch_unwind().await {
+                    tracing::error!(panic = panic_message(&*panic), "on_stop panicked");
+                }
+                self.endpoint.begin_shutdown();
+                self.tracker.close();
+                self.tracker.wait().await;
+            })
+            .await;
+    }
+
+    async fn handshake(self: Arc<Self>, request: Request, on_upgrade: Option<OnUpgrade>) -> Response {
+        self.start().await;
+        let headers = request.headers();
+        let key = match handshake::check_protocol(request.method(), headers) {
+            Ok(key) => key,
+            Err(reject) => return refuse(&request, reject, "not a valid WebSocket handshake"),
+        };
+        if !handshake::origin_allowed(&self.config.origins, headers) {
+            let reject = Reject::forbidden("Origin not allowed.");
+            return refuse(&request, reject, "origin not allowed");
+        }
+        if self.endpoint.is_shutting_down() || self.stopped.initialized() {
+            let reject = Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
+            return refuse(&request, reject, "shutting down");
+        }
+        let Some(on_upgrade) = on_upgrade else {
+            tracing::error!("no upgrade is possible on this connection (HTTP/2, or not served by hyper)");
+            return Reject::internal_error("Internal Server Error").into_response();
+        };
+        let mut accept = Accept::new(&request);
+        let outcome = AssertUnwindSafe(self.handler.on_handshake(&request, &mut accept))
+            .catch_unwind()
+            .await;
+        let session = match outcome {
+            Ok(Ok(session)) => session,
+            Ok(Err(reject)) => return refuse(&request, reject, "refused by on_handshake"),
+            Err(panic) => {
+                tracing::error!(panic = panic_message(&*panic), "on_handshake panicked; answering 500");
+                return Reject::internal_error("Internal Server Error").into_response();
+            }
+        };
+        let protocol = handshake::choose_protocol(&self.config, &request, &accept);
+        let response = match handshake::switching_protocols(&key, accept, protocol.as_deref()) {
+            Ok(response) => response,
+            Err(reject) => return reject.into_response(),
+        };
+        let remote = request.remote_addr();
+        self.tracker.spawn(connection::run(
+            self.clone(),
+            on_upgrade,
+            session,
+            remote,
+            protocol,
+        ));
+        response
+    }
+}
+
+fn refuse(request: &Request, reject: Reject, why: &str) -> Response {
+    tracing::debug!(
+        peer = %request.remote_addr(),
+        path = request.path(),
+        status = reject.status().as_u16(),
+        "handshake refused: {why}"
+    );
+    reject.into_response()
+}
+
+/// What [`Server`](crate::Server) needs of a socket, whatever its handler type.
+pub(crate) trait Lifecycle: Send + Sync {
+    fn start(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<H: Handler> Lifecycle for Socket<H> {
+    fn start(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.start())
+    }
+
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.inner.shutdown())
+    }
+}
