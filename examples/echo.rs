@@ -1,0 +1,72 @@
+//! Echoes every text and binary message back to its sender: the server the Autobahn
+//! TestSuite runs against.
+//!
+//! `cargo run --release --example echo -- --addr 127.0.0.1:9001`
+//!
+//! Limits are raised for conformance runs: 64 MiB messages, 16 MiB frames, any origin.
+
+use std::sync::OnceLock;
+
+use warp::Filter;
+use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
+
+#[derive(Default)]
+struct Echo {
+    endpoint: OnceLock<Endpoint>,
+}
+
+#[websocket]
+impl Echo {
+    fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    fn on_data(&self, id: ClientId, msg: Message) {
+        if let Some(endpoint) = self.endpoint.get() {
+            // A failed send means the client is already closing; nothing to do.
+            let _ = endpoint.send(id, msg);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let mut addr = "127.0.0.1:9001".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--addr", Some(value)) => addr = value,
+            _ => {
+                eprintln!("usage: echo [--addr HOST:PORT]");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let config = Config::new()
+        .max_message_size(64 << 20)
+        .max_frame_size(16 << 20)
+        .origins(Origins::Any);
+    let echo = ws::Socket::with_config(Echo::default(), config);
+    let routes = warp::path::end().and(echo.filter());
+    let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("echo: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("echo listening on ws://{}/", server.local_addr());
+    match server.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("echo: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

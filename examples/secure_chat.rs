@@ -1,0 +1,130 @@
+//! The seed of `ws`, made real: a password-protected chat.
+//!
+//! `cargo run --example secure_chat` then open <http://127.0.0.1:8080/>. The page connects to
+//! `/ws?password=...`; a wrong or missing password gets `403 Nope. Valid password required.`,
+//! and every message a member sends is broadcast to the other members.
+//!
+//! Options: `--addr HOST:PORT` (default `127.0.0.1:8080`), `--password PASSWORD` (default
+//! `$CHAT_PASSWORD`, else `reallyverysecure`).
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use warp::Filter;
+use ws::{ClientId, Close, Endpoint, Message, Reject, Request, websocket};
+
+struct Chat {
+    password: String,
+    endpoint: OnceLock<Endpoint>,
+}
+
+/// Per-connection state, created by `on_handshake`.
+struct Member {
+    addr: SocketAddr,
+}
+
+#[websocket]
+impl Chat {
+    async fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    async fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
+        if req.query("password") != Some(self.password.as_str()) {
+            return Err(Reject::forbidden("Nope. Valid password required."));
+        }
+        Ok(Member {
+            addr: req.remote_addr(),
+        })
+    }
+
+    async fn on_open(&self, id: ClientId, member: &mut Member) {
+        tracing::info!(
+            "Successful Handshake for user with client id {id} from {}",
+            member.addr
+        );
+    }
+
+    async fn on_data(&self, id: ClientId, msg: Message) {
+        if let Some(endpoint) = self.endpoint.get() {
+            endpoint.broadcast_except(msg, [id]);
+        }
+    }
+
+    async fn on_close(&self, id: ClientId, close: Close) {
+        tracing::info!(
+            "User with client id {id} closed connection with code {}",
+            close.code
+        );
+    }
+
+    async fn on_stop(&self) {
+        tracing::info!("Server stopping: closing every member with 1001");
+    }
+}
+
+struct Args {
+    addr: String,
+    password: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:8080".into(),
+        password: std::env::var("CHAT_PASSWORD").unwrap_or_else(|_| "reallyverysecure".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--addr" => args.addr = value("--addr")?,
+            "--password" => args.password = value("--password")?,
+            "-h" | "--help" => {
+                return Err("usage: secure_chat [--addr HOST:PORT] [--password PASSWORD]".into());
+            }
+            other => return Err(format!("unknown argument `{other}`; try --help")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let chat = ws::Socket::new(Chat {
+        password: args.password,
+        endpoint: OnceLock::new(),
+    });
+    let public = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/public");
+    let routes = warp::path("ws")
+        .and(warp::path::end())
+        .and(chat.filter())
+        .or(warp::fs::dir(public));
+    let server = match ws::serve(routes).socket(&chat).bind(args.addr.as_str()).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("secure_chat: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("Chat at http://{}/", server.local_addr());
+    match server.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("secure_chat: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

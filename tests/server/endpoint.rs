@@ -1,0 +1,113 @@
+//! Every `Endpoint` method, and the order of sends relative to broadcasts.
+
+use ws::{ClientId, SendError, Socket};
+
+use crate::probe::Probe;
+use crate::support::*;
+
+/// Connects `name` and returns the client with its id: the one new among the open clients.
+async fn join(
+    server: &TestServer,
+    endpoint: &ws::Endpoint,
+    log: &mut EventLog,
+    name: &str,
+) -> (Client, ClientId) {
+    let before = endpoint.clients();
+    let client = connect(&server.url(&format!("?name={name}"))).await;
+    let event = log.until(&format!("open {name} ")).await;
+    let id = endpoint
+        .clients()
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .expect("a new client");
+    assert_eq!(event, format!("open {name} {id}"));
+    (client, id)
+}
+
+#[tokio::test]
+async fn send_broadcast_multicast_close_clients_len_info() {
+    let (events, mut log) = events();
+    let socket = Socket::new(Probe::new(events));
+    let endpoint = socket.endpoint();
+    let server = serve(&socket).await;
+    assert!(endpoint.is_empty());
+
+    let (mut a, ida) = join(&server, &endpoint, &mut log, "a").await;
+    let (mut b, idb) = join(&server, &endpoint, &mut log, "b").await;
+    let (mut c, idc) = join(&server, &endpoint, &mut log, "c").await;
+    assert_eq!(endpoint.len(), 3);
+    assert_eq!(endpoint.clients(), vec![ida, idb, idc]);
+    assert!(endpoint.contains(idb));
+
+    endpoint.send(idb, "just b").unwrap();
+    assert_eq!(recv_text(&mut b).await, "just b");
+
+    let delivery = endpoint.broadcast("all");
+    assert_eq!((delivery.queued, delivery.failed.len()), (3, 0));
+    for client in [&mut a, &mut b, &mut c] {
+        assert_eq!(recv_text(client).await, "all");
+    }
+
+    let delivery = endpoint.broadcast_except("not a", [ida]);
+    assert_eq!(delivery.queued, 2);
+    let delivery = endpoint.multicast("a and c", [ida, idc]);
+    assert_eq!(delivery.queued, 2);
+    assert_eq!(recv_text(&mut a).await, "a and c");
+    assert_eq!(recv_text(&mut b).await, "not a");
+    assert_eq!(recv_text(&mut c).await, "not a");
+    assert_eq!(recv_text(&mut c).await, "a and c");
+
+    // Counters and connection details.
+    send_text(&mut a, "12345").await;
+    assert_eq!(recv_text(&mut a).await, "12345");
+    let info = endpoint.info(ida).unwrap();
+    assert_eq!(info.id, ida);
+    assert_eq!(info.remote_addr, a.get_ref().get_ref().local_addr().unwrap());
+    assert_eq!(info.protocol, None);
+    assert_eq!((info.messages_read, info.frames_read), (1, 1));
+    assert_eq!(info.bytes_read, 2 + 4 + 5, "header, mask key and payload");
+    assert_eq!((info.messages_sent, info.frames_sent), (3, 3));
+    assert!(info.bytes_sent >= 2 + 3 + 2 + 7 + 2 + 5);
+    assert!(info.last_read.unwrap() >= info.connected_at);
+    assert!(info.last_sent.unwrap() >= info.connected_at);
+    assert_eq!(info.queued, 0);
+
+    // Closing one client removes it; sending to it then fails plainly.
+    endpoint.close(idc, 4002, "kicked").unwrap();
+    assert_eq!(recv_close(&mut c).await, (4002, "kicked".into()));
+    expect_end(&mut c).await;
+    assert_eq!(log.until("close c").await, "close c 4002 kicked");
+    assert_eq!(endpoint.len(), 2);
+    assert!(endpoint.info(idc).is_none());
+    assert_eq!(endpoint.send(idc, "x"), Err(SendError::UnknownClient(idc)));
+    assert_eq!(endpoint.close(ida, 1006, ""), Err(SendError::InvalidCloseCode(1006)));
+    let delivery = endpoint.multicast("m", [idc]);
+    assert_eq!((delivery.queued, delivery.failed), (0, vec![idc]));
+}
+
+#[tokio::test]
+async fn sends_keep_their_order_relative_to_broadcasts() {
+    let (events, mut log) = events();
+    let socket = Socket::new(Probe::new(events));
+    let endpoint = socket.endpoint();
+    let server = serve(&socket).await;
+    let mut a = connect(&server.url("?name=a")).await;
+    let mut b = connect(&server.url("?name=b")).await;
+    log.until("open a").await;
+    log.until("open b").await;
+    let ids = endpoint.clients();
+    for i in 0..200 {
+        if i % 3 == 0 {
+            endpoint.broadcast(format!("{i}"));
+        } else {
+            for id in &ids {
+                endpoint.send(*id, format!("{i}")).unwrap();
+            }
+        }
+    }
+    for client in [&mut a, &mut b] {
+        for i in 0..200 {
+            assert_eq!(recv_text(client).await, i.to_string());
+        }
+    }
+}

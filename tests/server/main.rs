@@ -1,0 +1,11 @@
+//! Integration tests: a real server on 127.0.0.1 and real clients, for every hook, every
+//! handshake refusal, the close codes, the endpoint and the shutdown.
+
+mod support;
+mod probe;
+
+mod close;
+mod endpoint;
+mod handshake;
+mod hooks;
+mod shutdown;

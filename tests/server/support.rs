@@ -1,0 +1,276 @@
+//! Test support: a real server on 127.0.0.1:0, real clients, raw HTTP, and an event log.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use warp::Filter;
+use ws::{Handler, Socket};
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), ws::Error>>,
+}
+
+impl TestServer {
+    pub fn url(&self, query: &str) -> String {
+        format!("ws://{}/ws{query}", self.addr)
+    }
+
+    /// Starts the graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<(), ws::Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.handle)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+    }
+}
+
+/// Serves the socket at `/ws` on an ephemeral port.
+pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
+    let routes = warp::path("ws").and(warp::path::end()).and(socket.filter());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let bound = ws::serve(routes)
+        .socket(socket)
+        .signals(false)
+        .shutdown_on(async {
+            let _ = stopped.await;
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = bound.local_addr();
+    let handle = tokio::spawn(bound.run());
+    TestServer {
+        addr,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    connect_with(url, &[]).await.0
+}
+
+pub async fn connect_with(
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> (Client, http::Response<Option<Vec<u8>>>) {
+    let mut request = url.into_client_request().expect("valid url");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("valid header"));
+    }
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect timed out")
+        .expect("handshake accepted")
+}
+
+/// The next data message, skipping pings and pongs.
+pub async fn recv(client: &mut Client) -> WsMessage {
+    loop {
+        let next = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("no message in time")
+            .expect("stream ended")
+            .expect("read error");
+        match next {
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            other => return other,
+        }
+    }
+}
+
+pub async fn recv_text(client: &mut Client) -> String {
+    match recv(client).await {
+        WsMessage::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+pub async fn recv_close(client: &mut Client) -> (u16, String) {
+    loop {
+        match recv(client).await {
+            WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
+            WsMessage::Close(None) => return (1005, String::new()),
+            _ => {}
+        }
+    }
+}
+
+pub async fn send_text(client: &mut Client, text: &str) {
+    client
+        .send(WsMessage::text(text))
+        .await
+        .expect("send succeeded");
+}
+
+pub async fn close_with(client: &mut Client, code: u16, reason: &str) {
+    client
+        .close(Some(CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        }))
+        .await
+        .expect("close sent");
+}
+
+/// Waits until the server closes the TCP connection after the close handshake.
+pub async fn expect_end(client: &mut Client) {
+    loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("connection did not end in time")
+        {
+            None | Some(Err(tungstenite::Error::ConnectionClosed)) => return,
+            Some(Err(err)) => panic!("unexpected error at end: {err}"),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// A parsed HTTP response read from a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends a raw HTTP request and reads the response head and its `Content-Length` body.
+pub async fn raw_http(addr: SocketAddr, request: &str) -> RawResponse {
+    raw_exchange(addr, request).await.0
+}
+
+/// Like [`raw_http`], keeping the connection open (after a 101 it is a WebSocket).
+pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (RawResponse, TcpStream) {
+    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed before a response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ascii head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').expect("header line");
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().expect("content-length"));
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("body in time")
+            .expect("read");
+        assert!(n > 0, "connection closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let response = RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body[..length]).into_owned(),
+    };
+    (response, stream)
+}
+
+/// A handshake request for `/ws` with the given extra header lines.
+pub fn handshake(method: &str, extra: &str) -> String {
+    format!(
+        "{method} /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Records what hooks did, for tests to wait on in order.
+#[derive(Clone)]
+pub struct Events(mpsc::UnboundedSender<String>);
+
+pub struct EventLog(mpsc::UnboundedReceiver<String>);
+
+pub fn events() -> (Events, EventLog) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Events(tx), EventLog(rx))
+}
+
+impl Events {
+    pub fn push(&self, event: impl Into<String>) {
+        let _ = self.0.send(event.into());
+    }
+}
+
+impl EventLog {
+    pub async fn next(&mut self) -> String {
+        tokio::time::timeout(WAIT, self.0.recv())
+            .await
+            .expect("no event in time")
+            .expect("event channel open")
+    }
+
+    /// Waits for the next event that starts with `prefix`, skipping others.
+    pub async fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let event = self.next().await;
+            if event.starts_with(prefix) {
+                return event;
+            }
+        }
+    }
+
+    pub fn try_next(&mut self) -> Option<String> {
+        self.0.try_recv().ok()
+    }
+}

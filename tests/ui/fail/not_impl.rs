@@ -1,0 +1,6 @@
+use ws::websocket;
+
+#[websocket]
+struct Chat;
+
+fn main() {}

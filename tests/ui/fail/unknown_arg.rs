@@ -1,0 +1,8 @@
+use ws::websocket;
+
+struct Chat;
+
+#[websocket(path = "/chat")]
+impl Chat {}
+
+fn main() {}

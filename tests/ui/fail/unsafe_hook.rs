@@ -1,0 +1,10 @@
+use ws::websocket;
+
+struct Chat;
+
+#[websocket]
+impl Chat {
+    unsafe fn on_stop(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use ws::{ClientId, Message, websocket};
+
+struct Chat;
+
+#[websocket]
+impl Chat {
+    async fn on_open(&self, _id: ClientId, _message: Message) {}
+}
+
+fn main() {}

@@ -1,0 +1,26 @@
+//! Parameters in another order than the trait's, written with full paths, some omitted.
+
+use ws::websocket;
+
+struct Shuffled;
+
+struct Member;
+
+#[websocket]
+impl Shuffled {
+    async fn on_handshake(&self, _accept: &mut ws::Accept, _request: &ws::Request) -> Member {
+        Member
+    }
+
+    fn on_open(&self, _member: &mut Member, _id: ws::ClientId) {}
+
+    async fn on_data(&self, _message: ws::Message, _member: &mut Member, _id: ws::ClientId) {}
+
+    fn on_close(&self, _close: ws::Close, _member: Member) {}
+}
+
+fn assert_handler<T: ws::__private::Handler<Session = S>, S>() {}
+
+fn main() {
+    assert_handler::<Shuffled, Member>();
+}

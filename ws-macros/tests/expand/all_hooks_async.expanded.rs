@@ -1,0 +1,77 @@
+impl Chat {
+    async fn on_start(&self, endpoint: Endpoint) {}
+    async fn on_handshake(
+        &self,
+        request: &Request,
+        accept: &mut Accept,
+    ) -> Result<Member, Reject> {}
+    async fn on_open(&self, id: ClientId, member: &mut Member) {}
+    async fn on_data(&self, id: ClientId, member: &mut Member, message: Message) {}
+    async fn on_close(&self, id: ClientId, member: Member, close: Close) {}
+    async fn on_stop(&self) {}
+    fn helper(&self) {}
+}
+#[automatically_derived]
+impl ::ws::__private::Handler for Chat {
+    type Session = Member;
+    fn on_start(
+        &self,
+        __ws_endpoint: ::ws::Endpoint,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_start(self, __ws_endpoint).await;
+        }
+    }
+    fn on_handshake(
+        &self,
+        __ws_request: &::ws::Request,
+        __ws_accept: &mut ::ws::Accept,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Self::Session, ::ws::Reject>,
+    > + ::core::marker::Send {
+        async move {
+            let __ws_result = Self::on_handshake(self, __ws_request, __ws_accept).await;
+            ::core::result::Result::map_err(__ws_result, ::ws::__private::into_reject)
+        }
+    }
+    fn on_open(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: &mut Self::Session,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_open(self, __ws_id, __ws_session).await;
+        }
+    }
+    fn on_data(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: &mut Self::Session,
+        __ws_message: ::ws::Message,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<(), ::ws::__private::DataError>,
+    > + ::core::marker::Send {
+        async move {
+            let __ws_message = ::ws::__private::from_message::<Message>(__ws_message)?;
+            Self::on_data(self, __ws_id, __ws_session, __ws_message).await;
+            ::core::result::Result::Ok(())
+        }
+    }
+    fn on_close(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: Self::Session,
+        __ws_close: ::ws::Close,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_close(self, __ws_id, __ws_session, __ws_close).await;
+        }
+    }
+    fn on_stop(
+        &self,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_stop(self).await;
+        }
+    }
+}

@@ -1,0 +1,32 @@
+impl Counter {
+    async fn on_handshake(&self, request: &Request) -> Session {}
+    fn on_data(&self, session: &mut Session) {}
+}
+#[automatically_derived]
+impl my::ws::__private::Handler for Counter {
+    type Session = Session;
+    fn on_handshake(
+        &self,
+        __ws_request: &my::ws::Request,
+        __ws_accept: &mut my::ws::Accept,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Self::Session, my::ws::Reject>,
+    > + ::core::marker::Send {
+        async move {
+            ::core::result::Result::Ok(Self::on_handshake(self, __ws_request).await)
+        }
+    }
+    fn on_data(
+        &self,
+        __ws_id: my::ws::ClientId,
+        __ws_session: &mut Self::Session,
+        __ws_message: my::ws::Message,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<(), my::ws::__private::DataError>,
+    > + ::core::marker::Send {
+        async move {
+            Self::on_data(self, __ws_session);
+            ::core::result::Result::Ok(())
+        }
+    }
+}

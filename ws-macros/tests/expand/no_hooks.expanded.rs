@@ -1,0 +1,18 @@
+impl Silent {
+    fn new() -> Self {
+        Silent
+    }
+}
+#[automatically_derived]
+impl ::ws::__private::Handler for Silent {
+    type Session = ();
+    fn on_handshake(
+        &self,
+        __ws_request: &::ws::Request,
+        __ws_accept: &mut ::ws::Accept,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Self::Session, ::ws::Reject>,
+    > + ::core::marker::Send {
+        async { ::core::result::Result::Ok(()) }
+    }
+}

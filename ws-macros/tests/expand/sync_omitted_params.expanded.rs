@@ -1,0 +1,72 @@
+impl Echo {
+    fn on_start(&self) {}
+    fn on_handshake(&self, accept: &mut ws::Accept) -> Result<u32, Refusal> {}
+    fn on_open(&self, count: &mut u32) {}
+    fn on_data(&self, text: String, id: ws::ClientId) -> Result<(), std::io::Error> {}
+    fn on_close(&self, close: ws::Close, count: u32) -> () {}
+    fn on_stop(&self) {}
+}
+#[automatically_derived]
+impl ::ws::__private::Handler for Echo {
+    type Session = u32;
+    fn on_start(
+        &self,
+        __ws_endpoint: ::ws::Endpoint,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_start(self);
+        }
+    }
+    fn on_handshake(
+        &self,
+        __ws_request: &::ws::Request,
+        __ws_accept: &mut ::ws::Accept,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Self::Session, ::ws::Reject>,
+    > + ::core::marker::Send {
+        async move {
+            let __ws_result = Self::on_handshake(self, __ws_accept);
+            ::core::result::Result::map_err(__ws_result, ::ws::__private::into_reject)
+        }
+    }
+    fn on_open(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: &mut Self::Session,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_open(self, __ws_session);
+        }
+    }
+    fn on_data(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: &mut Self::Session,
+        __ws_message: ::ws::Message,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<(), ::ws::__private::DataError>,
+    > + ::core::marker::Send {
+        async move {
+            let __ws_message = ::ws::__private::from_message::<String>(__ws_message)?;
+            let __ws_result = Self::on_data(self, __ws_message, __ws_id);
+            ::ws::__private::IntoDataResult::into_data_result(__ws_result)
+        }
+    }
+    fn on_close(
+        &self,
+        __ws_id: ::ws::ClientId,
+        __ws_session: Self::Session,
+        __ws_close: ::ws::Close,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_close(self, __ws_close, __ws_session);
+        }
+    }
+    fn on_stop(
+        &self,
+    ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+        async move {
+            Self::on_stop(self);
+        }
+    }
+}
