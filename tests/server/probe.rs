@@ -6,13 +6,13 @@ use ws::{Accept, ClientId, Close, Endpoint, Message, Reject, Request, websocket}
 
 use crate::support::Events;
 
-pub struct Probe {
-    pub events: Events,
+pub(crate) struct Probe {
+    pub(crate) events: Events,
     pub endpoint: OnceLock<Endpoint>,
 }
 
 impl Probe {
-    pub fn new(events: Events) -> Self {
+    pub(crate) fn new(events: Events) -> Self {
         Probe {
             events,
             endpoint: OnceLock::new(),
@@ -25,9 +25,9 @@ impl Probe {
 }
 
 /// The typed session, built by `on_handshake` and mutated by `on_data`.
-pub struct Session {
-    pub name: String,
-    pub count: usize,
+pub(crate) struct Session {
+    pub(crate) name: String,
+    pub(crate) count: usize,
 }
 
 #[websocket]

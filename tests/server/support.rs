@@ -15,23 +15,23 @@ use warp::Filter;
 use ws::{Handler, Socket};
 
 /// How long any single expected event may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub struct TestServer {
-    pub addr: SocketAddr,
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<(), ws::Error>>,
 }
 
 impl TestServer {
-    pub fn url(&self, query: &str) -> String {
+    pub(crate) fn url(&self, query: &str) -> String {
         format!("ws://{}/ws{query}", self.addr)
     }
 
     /// Starts the graceful shutdown and waits for `run` to return.
-    pub async fn shutdown(mut self) -> Result<(), ws::Error> {
+    pub(crate) async fn shutdown(mut self) -> Result<(), ws::Error> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -43,7 +43,7 @@ impl TestServer {
 }
 
 /// Serves the socket at `/ws` on an ephemeral port.
-pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
+pub(crate) async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
     let routes = warp::path("ws").and(warp::path::end()).and(socket.filter());
     let (stop, stopped) = oneshot::channel::<()>();
     let bound = ws::serve(routes)
@@ -64,11 +64,11 @@ pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
     }
 }
 
-pub async fn connect(url: &str) -> Client {
+pub(crate) async fn connect(url: &str) -> Client {
     connect_with(url, &[]).await.0
 }
 
-pub async fn connect_with(
+pub(crate) async fn connect_with(
     url: &str,
     headers: &[(&'static str, &str)],
 ) -> (Client, http::Response<Option<Vec<u8>>>) {
@@ -85,7 +85,7 @@ pub async fn connect_with(
 }
 
 /// The next data message, skipping pings and pongs.
-pub async fn recv(client: &mut Client) -> WsMessage {
+pub(crate) async fn recv(client: &mut Client) -> WsMessage {
     loop {
         let next = tokio::time::timeout(WAIT, client.next())
             .await
@@ -99,7 +99,7 @@ pub async fn recv(client: &mut Client) -> WsMessage {
     }
 }
 
-pub async fn recv_text(client: &mut Client) -> String {
+pub(crate) async fn recv_text(client: &mut Client) -> String {
     match recv(client).await {
         WsMessage::Text(text) => text.as_str().to_owned(),
         other => panic!("expected text, got {other:?}"),
@@ -107,7 +107,7 @@ pub async fn recv_text(client: &mut Client) -> String {
 }
 
 /// Reads until the server's close frame; returns its code and reason.
-pub async fn recv_close(client: &mut Client) -> (u16, String) {
+pub(crate) async fn recv_close(client: &mut Client) -> (u16, String) {
     loop {
         match recv(client).await {
             WsMessage::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
@@ -117,14 +117,14 @@ pub async fn recv_close(client: &mut Client) -> (u16, String) {
     }
 }
 
-pub async fn send_text(client: &mut Client, text: &str) {
+pub(crate) async fn send_text(client: &mut Client, text: &str) {
     client
         .send(WsMessage::text(text))
         .await
         .expect("send succeeded");
 }
 
-pub async fn close_with(client: &mut Client, code: u16, reason: &str) {
+pub(crate) async fn close_with(client: &mut Client, code: u16, reason: &str) {
     client
         .close(Some(CloseFrame {
             code: code.into(),
@@ -135,7 +135,7 @@ pub async fn close_with(client: &mut Client, code: u16, reason: &str) {
 }
 
 /// Waits until the server closes the TCP connection after the close handshake.
-pub async fn expect_end(client: &mut Client) {
+pub(crate) async fn expect_end(client: &mut Client) {
     loop {
         match tokio::time::timeout(WAIT, client.next())
             .await
@@ -150,14 +150,14 @@ pub async fn expect_end(client: &mut Client) {
 
 /// A parsed HTTP response read from a raw socket.
 #[derive(Debug)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -166,12 +166,12 @@ impl RawResponse {
 }
 
 /// Sends a raw HTTP request and reads the response head and its `Content-Length` body.
-pub async fn raw_http(addr: SocketAddr, request: &str) -> RawResponse {
+pub(crate) async fn raw_http(addr: SocketAddr, request: &str) -> RawResponse {
     raw_exchange(addr, request).await.0
 }
 
 /// Like [`raw_http`], keeping the connection open (after a 101 it is a WebSocket).
-pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (RawResponse, TcpStream) {
+pub(crate) async fn raw_exchange(addr: SocketAddr, request: &str) -> (RawResponse, TcpStream) {
     let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
     stream
         .write_all(request.as_bytes())
@@ -228,7 +228,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &str) -> (RawResponse, TcpS
 }
 
 /// A handshake request for `/ws` with the given extra header lines.
-pub fn handshake(method: &str, extra: &str) -> String {
+pub(crate) fn handshake(method: &str, extra: &str) -> String {
     format!(
         "{method} /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
@@ -237,23 +237,23 @@ pub fn handshake(method: &str, extra: &str) -> String {
 
 /// Records what hooks did, for tests to wait on in order.
 #[derive(Clone)]
-pub struct Events(mpsc::UnboundedSender<String>);
+pub(crate) struct Events(mpsc::UnboundedSender<String>);
 
-pub struct EventLog(mpsc::UnboundedReceiver<String>);
+pub(crate) struct EventLog(mpsc::UnboundedReceiver<String>);
 
-pub fn events() -> (Events, EventLog) {
+pub(crate) fn events() -> (Events, EventLog) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Events(tx), EventLog(rx))
 }
 
 impl Events {
-    pub fn push(&self, event: impl Into<String>) {
+    pub(crate) fn push(&self, event: impl Into<String>) {
         let _ = self.0.send(event.into());
     }
 }
 
 impl EventLog {
-    pub async fn next(&mut self) -> String {
+    pub(crate) async fn next(&mut self) -> String {
         tokio::time::timeout(WAIT, self.0.recv())
             .await
             .expect("no event in time")
@@ -261,7 +261,7 @@ impl EventLog {
     }
 
     /// Waits for the next event that starts with `prefix`, skipping others.
-    pub async fn until(&mut self, prefix: &str) -> String {
+    pub(crate) async fn until(&mut self, prefix: &str) -> String {
         loop {
             let event = self.next().await;
             if event.starts_with(prefix) {
@@ -270,7 +270,7 @@ impl EventLog {
         }
     }
 
-    pub fn try_next(&mut self) -> Option<String> {
+    pub(crate) fn try_next(&mut self) -> Option<String> {
         self.0.try_recv().ok()
     }
 }
