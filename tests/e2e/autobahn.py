@@ -16,7 +16,8 @@ import sys
 
 from serverproc import ServerProcess
 
-GROUPS = [f"{n}.*" for n in range(1, 11)]
+# Groups 1-10 of the suite (it has no group 8); 12-13 are compression, a later milestone.
+GROUPS = [f"{n}.*" for n in (1, 2, 3, 4, 5, 6, 7, 9, 10)]
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
 

@@ -52,9 +52,9 @@ pub(crate) fn check(block: &ImplBlock<'_>, errors: &mut Errors) {
 
 fn check_impl(block: &ImplBlock<'_>, errors: &mut Errors) {
     let item = block.item;
-    if let Some((bang, path, for_token)) = &item.trait_ {
+    if let Some((bang, path, _)) = &item.trait_ {
         errors.error(
-            quote::quote!(#bang #path #for_token),
+            quote::quote!(#bang #path),
             "expected an inherent impl block, like `impl MyServer { ... }`; \
              `#[websocket]` implements the hooks' trait itself",
         );

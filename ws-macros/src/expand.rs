@@ -208,12 +208,23 @@ impl<'a> Generator<'a> {
                 }
             }
             (HookKind::Handshake, Output::Result { ty, err, .. }) => {
-                let result = quote_spanned!(type_span(ty)=> __ws_result);
+                // A `match` rather than `map_err(.., into_reject)`: passing the function as a
+                // value would report an unconvertible `E` twice.
+                let ok = quote_spanned! {type_span(ty)=>
+                    ::core::result::Result::Ok(__ws_session)
+                };
                 let err_span = type_span(err);
                 let krate = self.krate(err_span);
-                quote_spanned! {err_span=>
-                    let #result = #call;
-                    ::core::result::Result::map_err(#result, #krate::__private::into_reject)
+                let into_reject = quote_spanned! {err_span=>
+                    #krate::__private::into_reject(__ws_error)
+                };
+                quote_spanned! {span=>
+                    match #call {
+                        #ok => ::core::result::Result::Ok(__ws_session),
+                        ::core::result::Result::Err(__ws_error) => {
+                            ::core::result::Result::Err(#into_reject)
+                        }
+                    }
                 }
             }
             (HookKind::Handshake, Output::Other(_)) => quote_spanned! {span=>

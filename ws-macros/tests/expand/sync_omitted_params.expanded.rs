@@ -25,8 +25,14 @@ impl ::ws::__private::Handler for Echo {
         Output = ::core::result::Result<Self::Session, ::ws::Reject>,
     > + ::core::marker::Send {
         async move {
-            let __ws_result = Self::on_handshake(self, __ws_accept);
-            ::core::result::Result::map_err(__ws_result, ::ws::__private::into_reject)
+            match Self::on_handshake(self, __ws_accept) {
+                ::core::result::Result::Ok(__ws_session) => {
+                    ::core::result::Result::Ok(__ws_session)
+                }
+                ::core::result::Result::Err(__ws_error) => {
+                    ::core::result::Result::Err(::ws::__private::into_reject(__ws_error))
+                }
+            }
         }
     }
     fn on_open(
