@@ -1,5 +1,5 @@
 //! Echoes every text and binary message back to its sender: the server the Autobahn
-//! TestSuite runs against.
+//! `TestSuite` runs against.
 //!
 //! `cargo run --release --example echo -- --addr 127.0.0.1:9001`
 //!
@@ -33,19 +33,17 @@ impl Echo {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--addr", Some(value)) => addr = value,
-            _ => {
-                eprintln!("usage: echo [--addr HOST:PORT]");
-                return std::process::ExitCode::from(2);
-            }
+        if let ("--addr", Some(value)) = (arg.as_str(), args.next()) {
+            addr = value;
+        } else {
+            eprintln!("usage: echo [--addr HOST:PORT]");
+            return std::process::ExitCode::from(2);
         }
     }
     let config = Config::new()

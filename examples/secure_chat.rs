@@ -25,11 +25,11 @@ struct Member {
 
 #[websocket]
 impl Chat {
-    async fn on_start(&self, endpoint: Endpoint) {
+    fn on_start(&self, endpoint: Endpoint) {
         let _ = self.endpoint.set(endpoint);
     }
 
-    async fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
+    fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
         if req.query("password") != Some(self.password.as_str()) {
             return Err(Reject::forbidden("Nope. Valid password required."));
         }
@@ -38,27 +38,27 @@ impl Chat {
         })
     }
 
-    async fn on_open(&self, id: ClientId, member: &mut Member) {
+    fn on_open(&self, id: ClientId, member: &mut Member) {
         tracing::info!(
             "Successful Handshake for user with client id {id} from {}",
             member.addr
         );
     }
 
-    async fn on_data(&self, id: ClientId, msg: Message) {
+    fn on_data(&self, id: ClientId, msg: Message) {
         if let Some(endpoint) = self.endpoint.get() {
             endpoint.broadcast_except(msg, [id]);
         }
     }
 
-    async fn on_close(&self, id: ClientId, close: Close) {
+    fn on_close(&self, id: ClientId, close: Close) {
         tracing::info!(
             "User with client id {id} closed connection with code {}",
             close.code
         );
     }
 
-    async fn on_stop(&self) {
+    fn on_stop(&self) {
         tracing::info!("Server stopping: closing every member with 1001");
     }
 }
@@ -92,8 +92,7 @@ fn parse_args() -> Result<Args, String> {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = match parse_args() {
@@ -112,7 +111,11 @@ async fn main() -> std::process::ExitCode {
         .and(warp::path::end())
         .and(chat.filter())
         .or(warp::fs::dir(public));
-    let server = match ws::serve(routes).socket(&chat).bind(args.addr.as_str()).await {
+    let server = match ws::serve(routes)
+        .socket(&chat)
+        .bind(args.addr.as_str())
+        .await
+    {
         Ok(server) => server,
         Err(err) => {
             eprintln!("secure_chat: {err}");

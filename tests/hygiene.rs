@@ -43,6 +43,13 @@ struct Server {
     events: AtomicUsize,
 }
 
+impl Server {
+    async fn count(&self, events: usize) {
+        ::core::future::ready(()).await;
+        self.events.fetch_add(events, Ordering::SeqCst);
+    }
+}
+
 struct Session {
     messages: usize,
 }
@@ -50,7 +57,7 @@ struct Session {
 #[websocket]
 impl Server {
     async fn on_start(&self, _endpoint: ::ws::Endpoint) {
-        self.events.fetch_add(1, Ordering::SeqCst);
+        self.count(1).await;
     }
 
     async fn on_handshake(
@@ -58,11 +65,12 @@ impl Server {
         _request: &::ws::Request,
         _accept: &mut ::ws::Accept,
     ) -> ::core::result::Result<Session, ::ws::Reject> {
+        self.count(1).await;
         ::core::result::Result::Ok(Session { messages: 0 })
     }
 
     fn on_open(&self, _id: ::ws::ClientId, session: &mut Session) {
-        session.messages = 0;
+        session.messages = self.events.load(Ordering::SeqCst);
     }
 
     async fn on_data(
@@ -71,15 +79,18 @@ impl Server {
         session: &mut Session,
         _message: ::std::string::String,
     ) -> ::core::result::Result<(), ::std::io::Error> {
+        self.count(1).await;
         session.messages += 1;
         ::core::result::Result::Ok(())
     }
 
     async fn on_close(&self, _id: ::ws::ClientId, session: Session, _close: ::ws::Close) {
-        self.events.fetch_add(session.messages, Ordering::SeqCst);
+        self.count(session.messages).await;
     }
 
-    fn on_stop(&self) {}
+    fn on_stop(&self) {
+        self.events.store(0, Ordering::SeqCst);
+    }
 }
 
 fn assert_handler<T: ::ws::__private::Handler<Session = S>, S>() {}

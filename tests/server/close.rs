@@ -1,8 +1,8 @@
 //! Close codes reported to `on_close` and sent to the peer.
 
+use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use futures_util::SinkExt;
 use ws::{Close, Config, Message, Socket, websocket};
 
 use crate::probe::Probe;
@@ -19,7 +19,10 @@ async fn application_close_codes_from_the_peer_are_accepted() {
         // The server answers with the same code, then ends the connection.
         assert_eq!(recv_close(&mut client).await, (code, reason.to_owned()));
         expect_end(&mut client).await;
-        assert_eq!(log.until("close c").await, format!("close c {code} {reason}"));
+        assert_eq!(
+            log.until("close c").await,
+            format!("close c {code} {reason}")
+        );
     }
 }
 
@@ -41,9 +44,8 @@ async fn tcp_loss_without_a_close_frame_reports_1006() {
     let server = serve(&socket).await;
     let client = connect(&server.url("?name=lost")).await;
     log.until("open lost").await;
-    let mut tcp = match client.into_inner() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
-        _ => unreachable!("plain ws"),
+    let tokio_tungstenite::MaybeTlsStream::Plain(mut tcp) = client.into_inner() else {
+        unreachable!("plain ws")
     };
     tcp.shutdown().await.unwrap();
     drop(tcp);
@@ -57,9 +59,15 @@ async fn a_message_over_the_limit_closes_with_1009() {
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
     let mut client = connect(&server.url("?name=big")).await;
-    client.send(WsMessage::binary(vec![0u8; 2048])).await.unwrap();
+    client
+        .send(WsMessage::binary(vec![0u8; 2048]))
+        .await
+        .unwrap();
     assert_eq!(recv_close(&mut client).await.0, 1009);
-    assert_eq!(log.until("close big").await, "close big 1009 Message too big");
+    assert_eq!(
+        log.until("close big").await,
+        "close big 1009 Message too big"
+    );
 }
 
 /// `on_data` taking a `String` refuses binary messages with 1003.
@@ -79,7 +87,10 @@ async fn a_message_on_data_cannot_take_closes_with_1003() {
     client.send(WsMessage::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(
         recv_close(&mut client).await,
-        (Close::UNSUPPORTED_DATA, "binary messages are not accepted".into())
+        (
+            Close::UNSUPPORTED_DATA,
+            "binary messages are not accepted".into()
+        )
     );
     let _ = Message::text("unused");
 }
@@ -91,7 +102,13 @@ async fn endpoint_close_sends_the_code_and_on_close_reports_it() {
     let server = serve(&socket).await;
     let mut client = connect(&server.url("?name=asked")).await;
     send_text(&mut client, "close").await;
-    assert_eq!(recv_close(&mut client).await, (4001, "asked to close".into()));
+    assert_eq!(
+        recv_close(&mut client).await,
+        (4001, "asked to close".into())
+    );
     expect_end(&mut client).await;
-    assert_eq!(log.until("close asked").await, "close asked 4001 asked to close");
+    assert_eq!(
+        log.until("close asked").await,
+        "close asked 4001 asked to close"
+    );
 }

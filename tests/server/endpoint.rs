@@ -62,7 +62,10 @@ async fn send_broadcast_multicast_close_clients_len_info() {
     assert_eq!(recv_text(&mut a).await, "12345");
     let info = endpoint.info(ida).unwrap();
     assert_eq!(info.id, ida);
-    assert_eq!(info.remote_addr, a.get_ref().get_ref().local_addr().unwrap());
+    assert_eq!(
+        info.remote_addr,
+        a.get_ref().get_ref().local_addr().unwrap()
+    );
     assert_eq!(info.protocol, None);
     assert_eq!((info.messages_read, info.frames_read), (1, 1));
     assert_eq!(info.bytes_read, 2 + 4 + 5, "header, mask key and payload");
@@ -80,7 +83,10 @@ async fn send_broadcast_multicast_close_clients_len_info() {
     assert_eq!(endpoint.len(), 2);
     assert!(endpoint.info(idc).is_none());
     assert_eq!(endpoint.send(idc, "x"), Err(SendError::UnknownClient(idc)));
-    assert_eq!(endpoint.close(ida, 1006, ""), Err(SendError::InvalidCloseCode(1006)));
+    assert_eq!(
+        endpoint.close(ida, 1006, ""),
+        Err(SendError::InvalidCloseCode(1006))
+    );
     let delivery = endpoint.multicast("m", [idc]);
     assert_eq!((delivery.queued, delivery.failed), (0, vec![idc]));
 }

@@ -20,18 +20,26 @@ async fn protocol_checks_answer_plain_http() {
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET"));
     assert_eq!(post.body, "A WebSocket handshake must use GET.");
-    assert_eq!(post.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        post.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 
     let plain = raw_http(addr, "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(plain.status, 426);
     assert_eq!(plain.header("upgrade"), Some("websocket"));
     assert_eq!(plain.header("sec-websocket-version"), Some("13"));
-    assert!(plain.body.starts_with("This endpoint speaks WebSocket"), "{}", plain.body);
+    assert!(
+        plain.body.starts_with("This endpoint speaks WebSocket"),
+        "{}",
+        plain.body
+    );
 
     let no_connection = handshake("GET", "").replace("Connection: Upgrade\r\n", "");
     assert_eq!(raw_http(addr, &no_connection).await.status, 426);
 
-    let no_key = handshake("GET", "").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    let no_key =
+        handshake("GET", "").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
     let response = raw_http(addr, &no_key).await;
     assert_eq!(response.status, 400);
     assert_eq!(response.body, "Missing Sec-WebSocket-Key header.");
@@ -39,13 +47,19 @@ async fn protocol_checks_answer_plain_http() {
     let bad_key = handshake("GET", "").replace("dGhlIHNhbXBsZSBub25jZQ==", "short");
     let response = raw_http(addr, &bad_key).await;
     assert_eq!(response.status, 400);
-    assert_eq!(response.body, "Sec-WebSocket-Key must be 16 bytes in base64.");
+    assert_eq!(
+        response.body,
+        "Sec-WebSocket-Key must be 16 bytes in base64."
+    );
 
     let v12 = handshake("GET", "").replace("Version: 13", "Version: 12");
     let response = raw_http(addr, &v12).await;
     assert_eq!(response.status, 426);
     assert_eq!(response.header("sec-websocket-version"), Some("13"));
-    assert_eq!(response.body, "Unsupported WebSocket version; this server speaks version 13.");
+    assert_eq!(
+        response.body,
+        "Unsupported WebSocket version; this server speaks version 13."
+    );
 
     // Tokens are matched case-insensitively inside comma-separated lists, as browsers send them.
     let firefox = handshake("GET", "")
@@ -60,7 +74,10 @@ async fn the_101_reply_is_correct_and_carries_what_on_handshake_added() {
     let response = raw_http(server.addr, &handshake("GET", "")).await;
     assert_eq!(response.status, 101);
     // RFC 6455 §1.3's example key and accept value.
-    assert_eq!(response.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert_eq!(
+        response.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
     assert_eq!(response.header("upgrade"), Some("websocket"));
     assert_eq!(response.header("connection"), Some("Upgrade"));
     assert_eq!(response.header("x-hello"), Some("world"));
@@ -75,7 +92,10 @@ async fn on_handshake_rejections_are_real_http_replies() {
     let response = raw_http(server.addr, &request).await;
     assert_eq!(response.status, 403);
     assert_eq!(response.header("x-reason"), Some("test"));
-    assert_eq!(response.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(response.body, "not today");
 
     let request = handshake("GET", "").replace("/ws", "/ws?mode=teapot");
@@ -97,10 +117,12 @@ async fn subprotocols_are_chosen_and_echoed() {
     .await;
     assert_eq!(response.headers()["sec-websocket-protocol"], "superchat");
     // Otherwise the first offer the config supports.
-    let (_c, response) = connect_with(&server.url(""), &[("sec-websocket-protocol", "v2, chat")]).await;
+    let (_c, response) =
+        connect_with(&server.url(""), &[("sec-websocket-protocol", "v2, chat")]).await;
     assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
     // The handler cannot pick what the client did not offer.
-    let request = handshake("GET", "Sec-WebSocket-Protocol: other\r\n").replace("/ws", "/ws?protocol=chat");
+    let request =
+        handshake("GET", "Sec-WebSocket-Protocol: other\r\n").replace("/ws", "/ws?protocol=chat");
     let response = raw_http(server.addr, &request).await;
     assert_eq!(response.status, 101);
     assert_eq!(response.header("sec-websocket-protocol"), None);
@@ -110,16 +132,21 @@ async fn subprotocols_are_chosen_and_echoed() {
 async fn cross_origin_browsers_are_refused_by_default() {
     let (server, _log) = server_with(Config::new()).await;
     let host = format!("127.0.0.1:{}", server.addr.port());
-    let evil = handshake("GET", "Origin: https://evil.example\r\n").replace("Host: localhost", &format!("Host: {host}"));
+    let evil = handshake("GET", "Origin: https://evil.example\r\n")
+        .replace("Host: localhost", &format!("Host: {host}"));
     let response = raw_http(server.addr, &evil).await;
     assert_eq!(response.status, 403);
     assert_eq!(response.body, "Origin not allowed.");
 
-    let same = handshake("GET", &format!("Origin: http://{host}\r\n")).replace("Host: localhost", &format!("Host: {host}"));
+    let same = handshake("GET", &format!("Origin: http://{host}\r\n"))
+        .replace("Host: localhost", &format!("Host: {host}"));
     assert_eq!(raw_http(server.addr, &same).await.status, 101);
 
     // Non-browser clients send no Origin and are not affected.
-    assert_eq!(raw_http(server.addr, &handshake("GET", "")).await.status, 101);
+    assert_eq!(
+        raw_http(server.addr, &handshake("GET", "")).await.status,
+        101
+    );
 }
 
 #[tokio::test]

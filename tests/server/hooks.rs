@@ -23,7 +23,11 @@ async fn hooks_run_in_order_with_a_typed_session() {
     send_text(&mut client, "again").await;
     assert_eq!(recv_text(&mut client).await, "again");
     send_text(&mut client, "count").await;
-    assert_eq!(recv_text(&mut client).await, "3", "the session persists across messages");
+    assert_eq!(
+        recv_text(&mut client).await,
+        "3",
+        "the session persists across messages"
+    );
     assert_eq!(log.next().await, "data alice hello");
     assert_eq!(log.next().await, "data alice again");
     assert_eq!(log.next().await, "data alice count");
@@ -44,10 +48,16 @@ async fn binary_messages_reach_on_data_in_order() {
     let server = serve(&socket).await;
     let mut client = connect(&server.url("?name=bin")).await;
     for i in 0u8..50 {
-        client.send(WsMessage::binary(vec![i; usize::from(i)])).await.unwrap();
+        client
+            .send(WsMessage::binary(vec![i; usize::from(i)]))
+            .await
+            .unwrap();
     }
     for i in 0u8..50 {
-        assert_eq!(recv(&mut client).await, WsMessage::binary(vec![i; usize::from(i)]));
+        assert_eq!(
+            recv(&mut client).await,
+            WsMessage::binary(vec![i; usize::from(i)])
+        );
     }
     log.until("data bin <49 bytes>").await;
 }
@@ -61,8 +71,14 @@ async fn a_panic_in_on_data_closes_only_that_client_with_1011() {
     let mut bystander = connect(&server.url("?name=bystander")).await;
 
     send_text(&mut victim, "panic").await;
-    assert_eq!(recv_close(&mut victim).await, (1011, "Internal error".into()));
-    assert_eq!(log.until("close victim").await, "close victim 1011 Internal error");
+    assert_eq!(
+        recv_close(&mut victim).await,
+        (1011, "Internal error".into())
+    );
+    assert_eq!(
+        log.until("close victim").await,
+        "close victim 1011 Internal error"
+    );
 
     send_text(&mut bystander, "still here").await;
     assert_eq!(recv_text(&mut bystander).await, "still here");
@@ -79,7 +95,10 @@ async fn an_err_from_on_data_closes_with_1011() {
     let mut client = connect(&server.url("?name=err")).await;
     send_text(&mut client, "fail").await;
     assert_eq!(recv_close(&mut client).await.0, 1011);
-    assert_eq!(log.until("close err").await, "close err 1011 Internal error");
+    assert_eq!(
+        log.until("close err").await,
+        "close err 1011 Internal error"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +108,10 @@ async fn a_panic_in_on_open_closes_with_1011_and_still_calls_on_close() {
     let server = serve(&socket).await;
     let mut client = connect(&server.url("?name=open-panic")).await;
     assert_eq!(recv_close(&mut client).await.0, 1011);
-    assert_eq!(log.until("close").await, "close open-panic 1011 Internal error");
+    assert_eq!(
+        log.until("close").await,
+        "close open-panic 1011 Internal error"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +119,11 @@ async fn a_panic_in_on_handshake_answers_500_and_the_server_goes_on() {
     let (events, _log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let response = raw_http(server.addr, &handshake("GET", "").replace("/ws", "/ws?mode=panic")).await;
+    let response = raw_http(
+        server.addr,
+        &handshake("GET", "").replace("/ws", "/ws?mode=panic"),
+    )
+    .await;
     assert_eq!(response.status, 500);
     assert_eq!(response.body, "Internal Server Error");
     let mut client = connect(&server.url("")).await;

@@ -1,8 +1,11 @@
 //! Integration tests: a real server on 127.0.0.1 and real clients, for every hook, every
 //! handshake refusal, the close codes, the endpoint and the shutdown.
 
-mod support;
+// The test handlers' hooks are `async` on purpose, to exercise async hooks.
+#![allow(clippy::unused_async)]
+
 mod probe;
+mod support;
 
 mod close;
 mod endpoint;

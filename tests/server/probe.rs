@@ -20,7 +20,9 @@ impl Probe {
     }
 
     fn endpoint(&self) -> &Endpoint {
-        self.endpoint.get().expect("on_start ran before any connection")
+        self.endpoint
+            .get()
+            .expect("on_start ran before any connection")
     }
 }
 
@@ -41,8 +43,7 @@ impl Probe {
         let name = req.query("name").unwrap_or("anon").to_owned();
         match req.query("mode") {
             Some("reject") => {
-                return Err(Reject::forbidden("not today")
-                    .header("x-reason", "test"));
+                return Err(Reject::forbidden("not today").header("x-reason", "test"));
             }
             Some("teapot") => return Err(http::StatusCode::IM_A_TEAPOT.into()),
             Some("panic") => panic!("on_handshake exploded"),
@@ -52,15 +53,14 @@ impl Probe {
             let _ = accept.protocol(protocol);
         }
         accept.header("x-hello", "world").cookie("sid=42; Path=/");
-        self.events.push(format!("handshake {name} {}", req.remote_addr().ip()));
+        self.events
+            .push(format!("handshake {name} {}", req.remote_addr().ip()));
         Ok(Session { name, count: 0 })
     }
 
     async fn on_open(&self, id: ClientId, session: &mut Session) {
         self.events.push(format!("open {} {id}", session.name));
-        if session.name == "open-panic" {
-            panic!("on_open exploded");
-        }
+        assert!(session.name != "open-panic", "on_open exploded");
     }
 
     async fn on_data(
@@ -84,7 +84,9 @@ impl Probe {
                 endpoint.send(id, msg.clone()).ok();
             }
         }
-        let shown = msg.as_text().map_or_else(|| format!("<{} bytes>", msg.len()), str::to_owned);
+        let shown = msg
+            .as_text()
+            .map_or_else(|| format!("<{} bytes>", msg.len()), str::to_owned);
         self.events.push(format!("data {} {shown}", session.name));
         Ok(())
     }

@@ -22,7 +22,10 @@ async fn shutdown_closes_every_client_with_1001_after_what_was_queued() {
     let stopping = tokio::spawn(server.shutdown());
     for client in &mut clients {
         assert_eq!(recv_text(client).await, "last words");
-        assert_eq!(recv_close(client).await, (1001, "Server shutting down".into()));
+        assert_eq!(
+            recv_close(client).await,
+            (1001, "Server shutting down".into())
+        );
         expect_end(client).await;
     }
     stopping.await.unwrap().expect("run returns Ok");
@@ -59,7 +62,10 @@ async fn shutdown_waits_at_most_the_close_timeout_for_silent_clients() {
     let started = std::time::Instant::now();
     server.shutdown().await.unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
-    assert_eq!(log.until("close").await, "close anon 1001 Server shutting down");
+    assert_eq!(
+        log.until("close").await,
+        "close anon 1001 Server shutting down"
+    );
 }
 
 #[tokio::test]
@@ -74,5 +80,9 @@ async fn binding_an_address_in_use_is_an_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, ws::Error::Bind { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("cannot bind {addr}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot bind {addr}: ")),
+        "{err}"
+    );
 }

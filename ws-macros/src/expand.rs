@@ -118,8 +118,11 @@ impl<'a> Generator<'a> {
     fn trait_impl(&self, session: &TokenStream, methods: &[TokenStream]) -> TokenStream {
         let krate = self.krate(Span::call_site());
         let self_ty = &self.block.item.self_ty;
+        // The methods carry the user's spans so that rustc's errors land on the hooks, which
+        // also makes clippy lint them as user code: allow what is deliberate in their shape.
         quote! {
             #[automatically_derived]
+            #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
             impl #krate::__private::Handler for #self_ty {
                 type Session = #session;
                 #(#methods)*

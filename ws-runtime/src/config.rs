@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Which browser origins may open a connection.
 ///
 /// Browsers send an `Origin` header with every WebSocket handshake and do not apply the
-/// same-origin policy to WebSockets, so without a check any page on the web can open a socket
+/// same-origin policy to WebSocket connections, so without a check any page on the web can open a socket
 /// with the user's cookies (cross-site WebSocket hijacking). Requests without `Origin`
 /// (non-browser clients) are never refused by this check.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -71,6 +71,7 @@ impl Config {
 
     /// Largest message accepted, after reassembly of its fragments. Default: 10 MiB.
     /// A larger message closes the connection with 1009.
+    #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -78,6 +79,7 @@ impl Config {
 
     /// Largest single frame accepted. Default: 1 MiB. A larger frame closes the connection
     /// with 1009.
+    #[must_use]
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
         self
@@ -86,6 +88,7 @@ impl Config {
     /// Size of each connection's read buffer. Default: 4 KiB (tungstenite's own default
     /// reserves 128 KiB per connection; 4 KiB keeps an idle connection near 6 KiB and reads
     /// larger messages in more, equally correct, steps).
+    #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(256);
         self
@@ -93,6 +96,7 @@ impl Config {
 
     /// How many bytes of outgoing frames are gathered before they are written to the socket.
     /// Default: 64 KiB. Frames are always flushed once the send queue is empty.
+    #[must_use]
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
         self
@@ -102,6 +106,7 @@ impl Config {
     /// broadcast finds the queue full, the client is a slow consumer: it is closed with 1008
     /// and the send reports [`SendError::QueueFull`](crate::SendError::QueueFull), so one slow
     /// reader never grows the server's memory or delays the others.
+    #[must_use]
     pub fn send_queue(mut self, messages: usize) -> Self {
         self.send_queue = messages.max(1);
         self
@@ -109,6 +114,7 @@ impl Config {
 
     /// How long to wait for the peer's close frame after sending ours, before dropping the TCP
     /// connection. Default: 3 s.
+    #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
@@ -116,6 +122,7 @@ impl Config {
 
     /// Which browser origins are accepted. Default: [`Origins::SameHost`]; a refused origin
     /// gets `403 Forbidden`.
+    #[must_use]
     pub fn origins(mut self, origins: Origins) -> Self {
         self.origins = origins;
         self
@@ -127,6 +134,7 @@ impl Config {
     /// in this list is chosen and echoed in `Sec-WebSocket-Protocol`. When nothing matches,
     /// the handshake still succeeds without a subprotocol, as RFC 6455 allows; browsers then
     /// fail the connection on their side if they required one.
+    #[must_use]
     pub fn protocols<I, S>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Error as WsError};
 use tracing::Instrument;
 use warp::hyper::upgrade::{OnUpgrade, Upgraded};
@@ -51,7 +51,10 @@ struct Outcome(Mutex<Option<Close>>);
 
 impl Outcome {
     fn record(&self, close: Close) {
-        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(close);
         }
@@ -98,7 +101,8 @@ pub(crate) async fn run<H: Handler>(
     async {
         tracing::debug!("open");
         let io = CountingIo::new(TokioIo::new(upgraded), client.clone());
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config.tungstenite())).await;
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(config.tungstenite())).await;
         let close = drive(&socket.handler, &client, &mut session, ws, rx, config).await;
         socket.endpoint.unregister(id);
         tracing::debug!(code = close.code, reason = %close.reason, "closed");
@@ -157,7 +161,9 @@ async fn read_loop(
         };
         let message = match item {
             None => break,
-            Some(Ok(tungstenite::Message::Text(text))) => Message::Text(Text::from_utf8_bytes(text)),
+            Some(Ok(tungstenite::Message::Text(text))) => {
+                Message::Text(Text::from_utf8_bytes(text))
+            }
             Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
             Some(Ok(tungstenite::Message::Close(frame))) => {
                 // Keep reading: tungstenite flushes its reply on the next read, then ends.
@@ -298,7 +304,10 @@ async fn handle_loop<H: Handler>(
         .catch_unwind()
         .await
     {
-        tracing::error!(panic = panic_message(&*panic), "on_open panicked; closing with 1011");
+        tracing::error!(
+            panic = panic_message(&*panic),
+            "on_open panicked; closing with 1011"
+        );
         client.close_urgently(internal_error());
         return;
     }
@@ -319,7 +328,10 @@ async fn handle_loop<H: Handler>(
                 return;
             }
             Err(panic) => {
-                tracing::error!(panic = panic_message(&*panic), "on_data panicked; closing with 1011");
+                tracing::error!(
+                    panic = panic_message(&*panic),
+                    "on_data panicked; closing with 1011"
+                );
                 client.close_urgently(internal_error());
                 return;
             }
@@ -397,7 +409,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
         let new = &buf.filled()[before..];
         if !new.is_empty() {
             let stats = &this.client.stats;
-            stats.bytes_read.fetch_add(new.len() as u64, Ordering::Relaxed);
+            stats
+                .bytes_read
+                .fetch_add(new.len() as u64, Ordering::Relaxed);
             let frames = this.read_frames.feed(new);
             if frames > 0 {
                 stats.frames_read.fetch_add(frames, Ordering::Relaxed);
@@ -507,11 +521,11 @@ mod tests {
         match payload {
             0..=125 => out.push(mask | u8::try_from(payload).unwrap()),
             126..=65535 => {
-                out.push(mask | 126);
+                out.push(mask | 0x7e);
                 out.extend_from_slice(&u16::try_from(payload).unwrap().to_be_bytes());
             }
             _ => {
-                out.push(mask | 127);
+                out.push(mask | 0x7f);
                 out.extend_from_slice(&(payload as u64).to_be_bytes());
             }
         }
@@ -525,7 +539,13 @@ mod tests {
     #[test]
     fn counts_frames_across_any_split() {
         let mut stream = Vec::new();
-        for (len, masked) in [(0, true), (5, false), (125, true), (126, true), (70_000, false)] {
+        for (len, masked) in [
+            (0, true),
+            (5, false),
+            (125, true),
+            (126, true),
+            (70_000, false),
+        ] {
             stream.extend(frame(len, masked));
         }
         for chunk in [1, 2, 3, 7, 100, 4096, stream.len()] {

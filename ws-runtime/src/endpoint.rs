@@ -152,7 +152,10 @@ impl Client {
     /// Asks the writer to send this close ahead of anything queued. The first close wins.
     pub(crate) fn close_urgently(&self, close: Close) {
         self.closing.store(true, Ordering::Release);
-        let mut slot = self.urgent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .urgent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(close);
             drop(slot);

@@ -44,7 +44,11 @@ pub trait Handler: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Self::Session, Reject>> + Send;
 
     /// Called after the 101 reply, before any `on_data`.
-    fn on_open(&self, id: ClientId, session: &mut Self::Session) -> impl Future<Output = ()> + Send {
+    fn on_open(
+        &self,
+        id: ClientId,
+        session: &mut Self::Session,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (id, session);
         async {}
     }

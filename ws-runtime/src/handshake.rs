@@ -197,17 +197,11 @@ impl Accept {
     /// Adds a header to the 101 reply. A name or value that is not valid HTTP is dropped and
     /// logged (and fails the handshake with 500), since sending it would break the reply.
     pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
-        match (
-            HeaderName::try_from(name),
-            HeaderValue::try_from(value),
-        ) {
-            (Ok(name), Ok(value)) => {
-                self.headers.append(name, value);
-            }
-            _ => {
-                tracing::error!(name, "invalid header in on_handshake's Accept::header");
-                self.invalid_header = true;
-            }
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            self.headers.append(name, value);
+        } else {
+            tracing::error!(name, "invalid header in on_handshake's Accept::header");
+            self.invalid_header = true;
         }
         self
     }
@@ -250,7 +244,11 @@ impl Accept {
 /// # let _ = (nope, later);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Reject {
+pub struct Reject(Box<RejectInner>);
+
+// Boxed: a refusal is the cold path, and a small `Reject` keeps `Result<S, Reject>` cheap.
+#[derive(Debug, Clone)]
+struct RejectInner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -266,11 +264,11 @@ impl Reject {
         } else {
             status
         };
-        Reject {
+        Reject(Box::new(RejectInner {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
-        }
+        }))
     }
 
     /// A reply with this status and a plain-text body.
@@ -307,44 +305,45 @@ impl Reject {
     /// `text/plain; charset=utf-8`.
     #[must_use]
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.0.body = body.into();
         self
     }
 
     /// Adds a header. An invalid name or value is dropped and logged.
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (
-            HeaderName::try_from(name),
-            HeaderValue::try_from(value),
-        ) {
-            (Ok(name), Ok(value)) => {
-                self.headers.append(name, value);
-            }
-            _ => tracing::error!(name, "invalid header in Reject::header; dropped"),
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            self.0.headers.append(name, value);
+        } else {
+            tracing::error!(name, "invalid header in Reject::header; dropped");
         }
         self
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// The body.
     pub fn body_bytes(&self) -> &Bytes {
-        &self.body
+        &self.0.body
     }
 
     pub(crate) fn into_response(self) -> Response {
-        let mut response = Response::new(self.body.into());
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        let RejectInner {
+            status,
+            headers,
+            body,
+        } = *self.0;
+        let mut response = Response::new(body.into());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         if !response.headers().contains_key(header::CONTENT_TYPE) {
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -363,9 +362,9 @@ impl From<StatusCode> for Reject {
 
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
-        if !self.body.is_empty() {
-            write!(f, ": {}", String::from_utf8_lossy(&self.body))?;
+        write!(f, "{}", self.0.status)?;
+        if !self.0.body.is_empty() {
+            write!(f, ": {}", String::from_utf8_lossy(&self.0.body))?;
         }
         Ok(())
     }
@@ -394,13 +393,11 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// RFC 6455 §4.2.1 checks, in order; the `Sec-WebSocket-Key` on success.
 pub(crate) fn check_protocol(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Reject> {
     if method != Method::GET {
-        return Err(
-            Reject::with_body(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "A WebSocket handshake must use GET.",
-            )
-            .header("allow", "GET"),
-        );
+        return Err(Reject::with_body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "A WebSocket handshake must use GET.",
+        )
+        .header("allow", "GET"));
     }
     if !has_token(headers, &header::UPGRADE, "websocket")
         || !has_token(headers, &header::CONNECTION, "upgrade")
@@ -499,7 +496,11 @@ fn authority_eq(origin: &str, host: &str, default_port: &str) -> bool {
 }
 
 /// Picks the subprotocol: the handler's choice, else the first offer the config supports.
-pub(crate) fn choose_protocol(config: &Config, request: &Request, accept: &Accept) -> Option<String> {
+pub(crate) fn choose_protocol(
+    config: &Config,
+    request: &Request,
+    accept: &Accept,
+) -> Option<String> {
     accept.protocol.clone().or_else(|| {
         request
             .protocols()
@@ -550,13 +551,22 @@ mod tests {
 
     #[test]
     fn origin_same_host() {
-        let ok = headers(&[("host", "localhost:8080"), ("origin", "http://localhost:8080")]);
+        let ok = headers(&[
+            ("host", "localhost:8080"),
+            ("origin", "http://localhost:8080"),
+        ]);
         assert!(origin_allowed(&Origins::SameHost, &ok));
-        let default_port = headers(&[("host", "Example.com"), ("origin", "https://example.com:443")]);
+        let default_port = headers(&[
+            ("host", "Example.com"),
+            ("origin", "https://example.com:443"),
+        ]);
         assert!(origin_allowed(&Origins::SameHost, &default_port));
         let other = headers(&[("host", "localhost:8080"), ("origin", "http://evil.com")]);
         assert!(!origin_allowed(&Origins::SameHost, &other));
-        let port = headers(&[("host", "localhost:8080"), ("origin", "http://localhost:8081")]);
+        let port = headers(&[
+            ("host", "localhost:8080"),
+            ("origin", "http://localhost:8081"),
+        ]);
         assert!(!origin_allowed(&Origins::SameHost, &port));
         let null = headers(&[("host", "localhost"), ("origin", "null")]);
         assert!(!origin_allowed(&Origins::SameHost, &null));

@@ -107,10 +107,12 @@ where
     ///
     /// [`Error::Bind`] if the address cannot be bound.
     pub async fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<Bound<F>, Error> {
-        let listener = TcpListener::bind(&addr).await.map_err(|source| Error::Bind {
-            addr: format!("{addr:?}").trim_matches('"').to_owned(),
-            source,
-        })?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: format!("{addr:?}").trim_matches('"').to_owned(),
+                source,
+            })?;
         self.listener(listener)
     }
 
@@ -150,6 +152,7 @@ impl<F> fmt::Debug for Bound<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bound")
             .field("local_addr", &self.local_addr)
+            .field("listener", &self.listener)
             .field("server", &self.server)
             .finish()
     }

@@ -128,11 +128,7 @@ impl<H: Handler> Socket<H> {
         let inner = self.inner.clone();
         warp::method()
             .and(warp::path::full())
-            .and(
-                warp::query::raw()
-                    .or(warp::any().map(String::new))
-                    .unify(),
-            )
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::ext::optional::<PeerAddr>())
             .and(warp::addr::remote())
@@ -203,7 +199,11 @@ impl<H: Handler> SocketInner<H> {
             .await;
     }
 
-    async fn handshake(self: Arc<Self>, request: Request, on_upgrade: Option<OnUpgrade>) -> Response {
+    async fn handshake(
+        self: Arc<Self>,
+        request: Request,
+        on_upgrade: Option<OnUpgrade>,
+    ) -> Response {
         self.start().await;
         let headers = request.headers();
         let key = match handshake::check_protocol(request.method(), headers) {
@@ -215,11 +215,14 @@ impl<H: Handler> SocketInner<H> {
             return refuse(&request, reject, "origin not allowed");
         }
         if self.endpoint.is_shutting_down() || self.stopped.initialized() {
-            let reject = Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
+            let reject =
+                Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
             return refuse(&request, reject, "shutting down");
         }
         let Some(on_upgrade) = on_upgrade else {
-            tracing::error!("no upgrade is possible on this connection (HTTP/2, or not served by hyper)");
+            tracing::error!(
+                "no upgrade is possible on this connection (HTTP/2, or not served by hyper)"
+            );
             return Reject::internal_error("Internal Server Error").into_response();
         };
         let mut accept = Accept::new(&request);
@@ -230,7 +233,10 @@ impl<H: Handler> SocketInner<H> {
             Ok(Ok(session)) => session,
             Ok(Err(reject)) => return refuse(&request, reject, "refused by on_handshake"),
             Err(panic) => {
-                tracing::error!(panic = panic_message(&*panic), "on_handshake panicked; answering 500");
+                tracing::error!(
+                    panic = panic_message(&*panic),
+                    "on_handshake panicked; answering 500"
+                );
                 return Reject::internal_error("Internal Server Error").into_response();
             }
         };
