@@ -150,9 +150,13 @@ fn check_params(hook: &Hook<'_>, errors: &mut Errors) {
             ),
             Some(kind) => seen.push(kind),
             None => {
-                let hint = match param.shape {
-                    Shape::SharedRef if hook.kind.params().contains(&ParamKind::SessionMut) => {
-                        "; the session is borrowed as `&mut S`"
+                let hint = match (hook.kind, param.shape) {
+                    (HookKind::Data, Shape::SharedRef) => {
+                        "; take the message by value (e.g. `String`) and the session as `&mut S`"
+                    }
+                    (HookKind::Open, Shape::SharedRef) => "; the session is borrowed as `&mut S`",
+                    (HookKind::Close, Shape::SharedRef | Shape::MutRef) => {
+                        "; the session is passed by value, as `S`"
                     }
                     _ => "",
                 };
@@ -317,12 +321,16 @@ mod tests {
                 "unexpected parameter for `on_data`; it takes `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional",
             ),
             (
-                quote!(impl X { fn on_data(&self, s: &S) {} }),
-                "unexpected parameter for `on_data`; it takes `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional; the session is borrowed as `&mut S`",
+                quote!(impl X { fn on_data(&self, s: &str) {} }),
+                "unexpected parameter for `on_data`; it takes `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional; take the message by value (e.g. `String`) and the session as `&mut S`",
+            ),
+            (
+                quote!(impl X { fn on_open(&self, s: &S) {} }),
+                "unexpected parameter for `on_open`; it takes `id: ClientId` and `session: &mut S`, in any order, each optional; the session is borrowed as `&mut S`",
             ),
             (
                 quote!(impl X { fn on_close(&self, s: &mut S) {} }),
-                "unexpected parameter for `on_close`; it takes `id: ClientId`, `session: S` and `close: Close`, in any order, each optional",
+                "unexpected parameter for `on_close`; it takes `id: ClientId`, `session: S` and `close: Close`, in any order, each optional; the session is passed by value, as `S`",
             ),
             (
                 quote!(impl X { fn on_stop(&self, id: ClientId) {} }),

@@ -46,7 +46,9 @@ fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let block = ImplBlock::from_syn(&item_impl);
     check::check(&block, &mut errors);
-    let generated = match errors.finish() {
+    let result = errors.finish();
+    let errors_found = result.is_err();
+    let generated = match result {
         Ok(()) => Generator::new(&args, &block).handler_impl(),
         Err(errors) => {
             let errors = errors.into_compile_error();
@@ -56,9 +58,30 @@ fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             quote!(#errors #fallback)
         }
     };
-    let mut output = item;
+    let mut output = if errors_found {
+        item
+    } else {
+        allow_unused_self(item_impl).into_token_stream()
+    };
     output.extend(generated);
     output
+}
+
+/// Hooks must take `&self` even when they do not use it, and take the message, the close and
+/// the closing session by value because the runtime hands them over; clippy's `unused_self`
+/// and `needless_pass_by_value` would ask for what the macro refuses. Allow them on the hooks,
+/// and only there.
+fn allow_unused_self(mut item_impl: syn::ItemImpl) -> syn::ItemImpl {
+    for item in &mut item_impl.items {
+        if let syn::ImplItem::Fn(method) = item {
+            if HookKind::from_ident(&method.sig.ident).is_some() {
+                method
+                    .attrs
+                    .push(syn::parse_quote!(#[allow(clippy::unused_self, clippy::needless_pass_by_value)]));
+            }
+        }
+    }
+    item_impl
 }
 
 fn with_errors(mut item: TokenStream, errors: Errors) -> TokenStream {

@@ -10,7 +10,11 @@ struct Member;
 impl Chat {
     async fn on_start(&self, _endpoint: Endpoint) {}
 
-    async fn on_handshake(&self, _request: &Request, _accept: &mut Accept) -> Result<Member, Reject> {
+    async fn on_handshake(
+        &self,
+        _request: &Request,
+        _accept: &mut Accept,
+    ) -> Result<Member, Reject> {
         Ok(Member)
     }
 

@@ -11,7 +11,9 @@ struct Visitor {
 #[websocket]
 impl Greeter {
     fn on_handshake(&self, request: &Request) -> Visitor {
-        Visitor { name: request.query("name").unwrap_or("anonymous").to_owned() }
+        Visitor {
+            name: request.query("name").unwrap_or("anonymous").to_owned(),
+        }
     }
 
     async fn on_data(&self, visitor: &mut Visitor, text: String) {

@@ -9,7 +9,9 @@ pub struct Server {
 #[websocket]
 impl Server {
     pub fn new() -> Self {
-        Server { endpoint: std::sync::OnceLock::new() }
+        Server {
+            endpoint: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn endpoint(&self) -> Option<&Endpoint> {

@@ -1,4 +1,5 @@
-//! Parameters in another order than the trait's, written with full paths, some omitted.
+//! Parameters in another order than the trait's, written with full paths, some omitted, and
+//! the receiver written out as `self: &Self`.
 
 use ws::websocket;
 
@@ -17,6 +18,8 @@ impl Shuffled {
     async fn on_data(&self, _message: ws::Message, _member: &mut Member, _id: ws::ClientId) {}
 
     fn on_close(&self, _close: ws::Close, _member: Member) {}
+
+    fn on_stop(self: &Self) {}
 }
 
 fn assert_handler<T: ws::__private::Handler<Session = S>, S>() {}

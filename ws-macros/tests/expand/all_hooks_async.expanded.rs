@@ -1,17 +1,24 @@
 impl Chat {
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_start(&self, endpoint: Endpoint) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_handshake(
         &self,
         request: &Request,
         accept: &mut Accept,
     ) -> Result<Member, Reject> {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_open(&self, id: ClientId, member: &mut Member) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_data(&self, id: ClientId, member: &mut Member, message: Message) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_close(&self, id: ClientId, member: Member, close: Close) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_stop(&self) {}
     fn helper(&self) {}
 }
 #[automatically_derived]
+#[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Chat {
     type Session = Member;
     fn on_start(

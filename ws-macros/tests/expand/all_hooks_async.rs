@@ -3,7 +3,8 @@
 impl Chat {
     async fn on_start(&self, endpoint: Endpoint) {}
 
-    async fn on_handshake(&self, request: &Request, accept: &mut Accept) -> Result<Member, Reject> {}
+    async fn on_handshake(&self, request: &Request, accept: &mut Accept) -> Result<Member, Reject> {
+    }
 
     async fn on_open(&self, id: ClientId, member: &mut Member) {}
 

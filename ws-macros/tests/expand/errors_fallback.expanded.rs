@@ -15,6 +15,7 @@ impl Broken {
     "hook `on_open` must return `()`; the runtime ignores its result"
 }
 #[automatically_derived]
+#[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Broken {
     type Session = ();
     fn on_handshake(

@@ -1,8 +1,11 @@
 impl Counter {
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     async fn on_handshake(&self, request: &Request) -> Session {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_data(&self, session: &mut Session) {}
 }
 #[automatically_derived]
+#[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl my::ws::__private::Handler for Counter {
     type Session = Session;
     fn on_handshake(

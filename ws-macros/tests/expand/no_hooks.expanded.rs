@@ -4,6 +4,7 @@ impl Silent {
     }
 }
 #[automatically_derived]
+#[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Silent {
     type Session = ();
     fn on_handshake(

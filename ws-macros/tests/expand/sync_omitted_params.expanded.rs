@@ -1,12 +1,19 @@
 impl Echo {
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_start(&self) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_handshake(&self, accept: &mut ws::Accept) -> Result<u32, Refusal> {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_open(&self, count: &mut u32) {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_data(&self, text: String, id: ws::ClientId) -> Result<(), std::io::Error> {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_close(&self, close: ws::Close, count: u32) -> () {}
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn on_stop(&self) {}
 }
 #[automatically_derived]
+#[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Echo {
     type Session = u32;
     fn on_start(
