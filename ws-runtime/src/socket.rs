@@ -33,17 +33,19 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 /// ```no_run
 /// use warp::Filter;
 ///
-/// struct Echo;
+/// struct Greeter;
 ///
 /// #[ws::websocket]
-/// impl Echo {
-///     async fn on_data(&self, id: ws::ClientId, message: ws::Message, ) {}
+/// impl Greeter {
+///     fn on_open(&self, id: ws::ClientId) {
+///         println!("client {id} connected");
+///     }
 /// }
 ///
 /// # async fn run() -> Result<(), ws::Error> {
-/// let echo = ws::Socket::new(Echo);
-/// let routes = warp::path("ws").and(echo.filter());
-/// ws::serve(routes).socket(&echo).run("127.0.0.1:8080").await
+/// let greeter = ws::Socket::new(Greeter);
+/// let routes = warp::path("ws").and(greeter.filter());
+/// ws::serve(routes).socket(&greeter).run("127.0.0.1:8080").await
 /// # }
 /// ```
 pub struct Socket<H: Handler> {
