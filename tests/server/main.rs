@@ -10,5 +10,6 @@ mod support;
 mod close;
 mod endpoint;
 mod handshake;
+mod heartbeat;
 mod hooks;
 mod shutdown;

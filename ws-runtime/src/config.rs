@@ -44,6 +44,8 @@ pub struct Config {
     pub(crate) write_buffer_size: usize,
     pub(crate) send_queue: usize,
     pub(crate) close_timeout: Duration,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) heartbeat_misses: u32,
     pub(crate) origins: Origins,
     pub(crate) protocols: Vec<String>,
 }
@@ -57,6 +59,8 @@ impl Default for Config {
             write_buffer_size: 64 << 10,
             send_queue: 1024,
             close_timeout: Duration::from_secs(3),
+            heartbeat: Some(Duration::from_secs(10)),
+            heartbeat_misses: 3,
             origins: Origins::SameHost,
             protocols: Vec::new(),
         }
@@ -120,6 +124,25 @@ impl Config {
         self
     }
 
+    /// Heartbeat: when a whole interval passes without any input from the peer, a ping is
+    /// sent; after [`heartbeat_misses`](Config::heartbeat_misses) pings in a row go
+    /// unanswered, the client is closed with 1008 "Heartbeat timeout". Any input (a pong, a
+    /// message, any frame) counts as an answer. While the server itself has paused reading
+    /// because `on_data` is still busy with earlier messages, no ping is counted as missed, so
+    /// a slow handler never closes a live client. Default: 10 s; `None` turns it off.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval.filter(|i| !i.is_zero());
+        self
+    }
+
+    /// How many unanswered pings in a row close the client with 1008. Default: 3.
+    #[must_use]
+    pub fn heartbeat_misses(mut self, misses: u32) -> Self {
+        self.heartbeat_misses = misses.max(1);
+        self
+    }
+
     /// Which browser origins are accepted. Default: [`Origins::SameHost`]; a refused origin
     /// gets `403 Forbidden`.
     #[must_use]
@@ -162,6 +185,16 @@ impl Config {
     /// The close timeout.
     pub fn get_close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    /// The heartbeat interval, `None` when off.
+    pub fn get_heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+
+    /// The unanswered pings that close a client.
+    pub fn get_heartbeat_misses(&self) -> u32 {
+        self.heartbeat_misses
     }
 
     /// The origin policy.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
+use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -190,6 +191,7 @@ async fn read_loop(
         let Some(tx) = inbox.as_ref().filter(|_| !client.is_closing()) else {
             continue;
         };
+        client.reader_paused.store(true, Ordering::Relaxed);
         tokio::select! {
             sent = tx.send(message) => if sent.is_err() {
                 // The handler has stopped (it failed and asked for a close).
@@ -197,6 +199,7 @@ async fn read_loop(
             },
             () = until(&mut phase_rx, |p| *p != Phase::Open) => {}
         }
+        client.reader_paused.store(false, Ordering::Relaxed);
     }
     phase.send_replace(Phase::ReaderDone);
 }
@@ -210,6 +213,7 @@ async fn write_loop(
     config: &Config,
 ) {
     let mut phase_rx = phase.subscribe();
+    let mut heartbeat = Heartbeat::new(config, client);
     let close = loop {
         tokio::select! {
             biased;
@@ -219,6 +223,19 @@ async fn write_loop(
                 }
             }
             () = until(&mut phase_rx, |p| *p == Phase::ReaderDone) => break client.take_urgent(),
+            () = sleep_until(heartbeat.next) => match heartbeat.tick(client) {
+                Beat::Quiet => {}
+                Beat::Ping => {
+                    if let Err(err) = sink.send(tungstenite::Message::Ping(Bytes::new())).await {
+                        tracing::debug!("ping failed: {err}");
+                        break None;
+                    }
+                }
+                Beat::Dead => {
+                    tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
+                    break Some(Close::new(Close::POLICY_VIOLATION, "Heartbeat timeout"));
+                }
+            },
             out = rx.recv() => match out {
                 Some(Outgoing::Message(message)) => {
                     match write_batch(&mut sink, message, &mut rx, client).await {
@@ -263,6 +280,53 @@ async fn write_loop(
         }
         open
     });
+}
+
+/// What the heartbeat asks for at a tick.
+enum Beat {
+    /// There was input (or our own backpressure) since the last tick.
+    Quiet,
+    /// A whole interval without input: ping.
+    Ping,
+    /// Too many pings went unanswered.
+    Dead,
+}
+
+/// Pings a peer that has been silent for a whole interval; gives up after the configured
+/// number of unanswered pings.
+struct Heartbeat {
+    interval: Option<std::time::Duration>,
+    misses: u32,
+    missed: u32,
+    seen: u64,
+    next: Option<Instant>,
+}
+
+impl Heartbeat {
+    fn new(config: &Config, client: &Client) -> Self {
+        Heartbeat {
+            interval: config.heartbeat,
+            misses: config.heartbeat_misses,
+            missed: 0,
+            seen: client.input_stamp(),
+            next: config.heartbeat.map(|i| Instant::now() + i),
+        }
+    }
+
+    fn tick(&mut self, client: &Client) -> Beat {
+        self.next = self.interval.map(|i| Instant::now() + i);
+        let stamp = client.input_stamp();
+        if stamp != self.seen || client.reader_paused.load(Ordering::Relaxed) {
+            self.seen = stamp;
+            self.missed = 0;
+            Beat::Quiet
+        } else if self.missed >= self.misses {
+            Beat::Dead
+        } else {
+            self.missed += 1;
+            Beat::Ping
+        }
+    }
 }
 
 /// Writes a message and whatever else is already queued, then flushes once.

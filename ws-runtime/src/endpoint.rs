@@ -123,6 +123,9 @@ pub(crate) struct Client {
     pub(crate) stats: Stats,
     /// Set once a close is requested; later sends are refused.
     closing: AtomicBool,
+    /// Set while the reader waits for `on_data` to take a message (our backpressure, not the
+    /// peer's silence): the heartbeat counts no miss meanwhile.
+    pub(crate) reader_paused: AtomicBool,
     /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
     urgent: Mutex<Option<Close>>,
     pub(crate) urgent_notify: Notify,
@@ -140,6 +143,11 @@ impl Client {
 
     pub(crate) fn touch_sent(&self) {
         self.stamp(&self.stats.last_sent);
+    }
+
+    /// An opaque stamp of the last input; changes whenever bytes are read.
+    pub(crate) fn input_stamp(&self) -> u64 {
+        self.stats.last_read.load(Ordering::Relaxed)
     }
 
     fn time_of(&self, slot: &AtomicU64) -> Option<SystemTime> {
@@ -302,6 +310,7 @@ impl Endpoint {
             started: Instant::now(),
             stats: Stats::default(),
             closing: AtomicBool::new(false),
+            reader_paused: AtomicBool::new(false),
             urgent: Mutex::new(None),
             urgent_notify: Notify::new(),
         });
