@@ -78,6 +78,7 @@
 //! - `on_close` runs exactly once per opened connection with the code that ended it: the
 //!   peer's code, 1006 when TCP was lost, the code the server sent otherwise.
 //! - Each client has a bounded send queue; a slow consumer is closed with 1008.
+//! - A peer silent for 10 s is pinged; three unanswered pings close it with 1008.
 //! - Limits: 10 MiB messages, 1 MiB frames (1009 beyond), UTF-8 checked (1007), protocol
 //!   errors closed with 1002. See [`Config`] for every default.
 //!
