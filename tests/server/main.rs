@@ -12,4 +12,5 @@ mod endpoint;
 mod handshake;
 mod heartbeat;
 mod hooks;
+mod protocol;
 mod shutdown;

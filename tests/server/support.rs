@@ -274,3 +274,74 @@ impl EventLog {
         self.0.try_recv().ok()
     }
 }
+
+/// A client frame: FIN set, this opcode, masked with a fixed key unless `masked` is false.
+pub(crate) fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | u8::try_from(n).unwrap()),
+        n @ 126..=65535 => {
+            out.push(mask_bit | 0x7e);
+            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 0x7f);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A close frame's payload: the code then the reason bytes.
+pub(crate) fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    payload
+}
+
+/// Reads server frames from a raw connection until a close frame; returns its code.
+pub(crate) async fn raw_close_code(tcp: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    loop {
+        // Parse whole unmasked server frames from the front of `buf`.
+        while buf.len() >= 2 {
+            let len = usize::from(buf[1] & 0x7f);
+            let (header, len) = match len {
+                126 if buf.len() >= 4 => (4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))),
+                126 | 127 => break,
+                n => (2, n),
+            };
+            if buf.len() < header + len {
+                break;
+            }
+            if buf[0] & 0x0f == 0x8 {
+                assert!(len >= 2, "close frame without a code");
+                return u16::from_be_bytes([buf[header], buf[header + 1]]);
+            }
+            buf.drain(..header + len);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+            .await
+            .expect("close frame in time")
+            .expect("read");
+        assert!(n > 0, "connection closed without a close frame");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Completes a handshake on a raw socket and returns it, ready for raw frames.
+pub(crate) async fn raw_ws(addr: SocketAddr, query: &str) -> TcpStream {
+    let request = handshake("GET", "").replace("/ws ", &format!("/ws{query} "));
+    let (response, tcp) = raw_exchange(addr, &request).await;
+    assert_eq!(response.status, 101, "{response:?}");
+    tcp
+}
