@@ -12,5 +12,6 @@ mod endpoint;
 mod handshake;
 mod heartbeat;
 mod hooks;
+mod limits;
 mod protocol;
 mod shutdown;

@@ -57,7 +57,10 @@ async fn close_codes_that_cannot_be_sent_are_protocol_errors() {
     for bad in [999u16, 1004, 1005, 1006, 1015, 2000, 5000] {
         let (code, event) = violate(&frame(0x8, &close_payload(bad, b""), true)).await;
         assert_eq!(code, 1002, "peer sent {bad}");
-        assert_eq!(event, "close raw 1002 Protocol violation", "peer sent {bad}");
+        assert_eq!(
+            event, "close raw 1002 Protocol violation",
+            "peer sent {bad}"
+        );
     }
 }
 

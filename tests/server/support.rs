@@ -172,7 +172,25 @@ pub(crate) async fn raw_http(addr: SocketAddr, request: &str) -> RawResponse {
 
 /// Like [`raw_http`], keeping the connection open (after a 101 it is a WebSocket).
 pub(crate) async fn raw_exchange(addr: SocketAddr, request: &str) -> (RawResponse, TcpStream) {
-    let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
+    let stream = TcpStream::connect(addr).await.expect("tcp connect");
+    raw_exchange_on(stream, request).await
+}
+
+/// [`raw_exchange`] from another loopback address (127.0.0.2, ...), as another client IP.
+pub(crate) async fn raw_exchange_from(
+    ip: &str,
+    addr: SocketAddr,
+    request: &str,
+) -> (RawResponse, TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{ip}:0").parse().expect("ip"))
+        .expect("bind a loopback address");
+    let stream = socket.connect(addr).await.expect("tcp connect");
+    raw_exchange_on(stream, request).await
+}
+
+async fn raw_exchange_on(mut stream: TcpStream, request: &str) -> (RawResponse, TcpStream) {
     stream
         .write_all(request.as_bytes())
         .await

@@ -20,6 +20,43 @@ pub enum Origins {
     Any,
 }
 
+/// What happens to a send that finds a client's send queue full (a slow consumer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// Default: close that client with 1008 "Send queue full", ahead of what it has queued,
+    /// and report the failed send ([`SendError::QueueFull`](crate::SendError::QueueFull)).
+    #[default]
+    Close,
+    /// Drop the message for that client, report it, and keep the client.
+    Drop,
+    /// Make the sender wait: [`Endpoint::send_wait`](crate::Endpoint::send_wait) and
+    /// [`Endpoint::broadcast_wait`](crate::Endpoint::broadcast_wait) wait for room in the
+    /// queue. The non-waiting methods cannot wait and behave as [`SlowConsumer::Drop`].
+    Wait,
+}
+
+/// A per-client limit on how fast the server reads from that client.
+///
+/// When a client sends faster, the server simply reads more slowly (TCP backpressure); it
+/// never closes the client for it. Bursts of up to one second's worth pass at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Bytes per second, frame headers included.
+    pub bytes_per_second: u64,
+    /// Frames per second, control frames included.
+    pub frames_per_second: u64,
+}
+
+impl Default for RateLimit {
+    /// 1 MiB/s and 100 frames/s.
+    fn default() -> Self {
+        RateLimit {
+            bytes_per_second: 1 << 20,
+            frames_per_second: 100,
+        }
+    }
+}
+
 /// The configuration of one [`Socket`](crate::Socket).
 ///
 /// Every setting has a production default; override what you need with the builder methods:
@@ -43,6 +80,12 @@ pub struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) write_buffer_size: usize,
     pub(crate) send_queue: usize,
+    pub(crate) send_queue_bytes: usize,
+    pub(crate) slow_consumer: SlowConsumer,
+    pub(crate) text_only: bool,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_ip: Option<usize>,
     pub(crate) close_timeout: Duration,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) heartbeat_misses: u32,
@@ -58,6 +101,12 @@ impl Default for Config {
             read_buffer_size: 4 << 10,
             write_buffer_size: 64 << 10,
             send_queue: 1024,
+            send_queue_bytes: 4 << 20,
+            slow_consumer: SlowConsumer::Close,
+            text_only: false,
+            rate_limit: Some(RateLimit::default()),
+            max_connections: Some(10_000),
+            max_connections_per_ip: Some(256),
             close_timeout: Duration::from_secs(3),
             heartbeat: Some(Duration::from_secs(10)),
             heartbeat_misses: 3,
@@ -113,6 +162,61 @@ impl Config {
     #[must_use]
     pub fn send_queue(mut self, messages: usize) -> Self {
         self.send_queue = messages.max(1);
+        self
+    }
+
+    /// Capacity, in bytes of payload, of each client's send queue. Default: 4 MiB. A message
+    /// larger than this is still queued when the queue is otherwise empty. A send that finds
+    /// the queue full applies the [`slow_consumer`](Config::slow_consumer) policy.
+    #[must_use]
+    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
+        self.send_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// What a send does when a client's queue is full. Default: [`SlowConsumer::Close`].
+    #[must_use]
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// Accept text messages only. Default: off. When on, a binary message closes the client
+    /// with 1003 "Binary messages are not accepted".
+    #[must_use]
+    pub fn text_only(mut self, text_only: bool) -> Self {
+        self.text_only = text_only;
+        self
+    }
+
+    /// How fast the server reads from each client. Default: 1 MiB/s and 100 frames/s
+    /// ([`RateLimit::default`]); `None` reads as fast as the client sends. A faster client is
+    /// slowed down (reading pauses), never closed, and the heartbeat counts no miss while
+    /// reading is paused.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit.map(|l| RateLimit {
+            bytes_per_second: l.bytes_per_second.max(1),
+            frames_per_second: l.frames_per_second.max(1),
+        });
+        self
+    }
+
+    /// Most connections the socket holds at once. Default: 10,000; `None` for no limit. A
+    /// handshake beyond it gets `503 Service Unavailable` with `Retry-After`, before the
+    /// upgrade and before `on_handshake`.
+    #[must_use]
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Most connections one client IP address holds at once. Default: 256; `None` for no
+    /// limit. A handshake beyond it gets `429 Too Many Requests` with `Retry-After`, before the
+    /// upgrade and before `on_handshake`.
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
+        self.max_connections_per_ip = max;
         self
     }
 
@@ -175,6 +279,36 @@ impl Config {
     /// The maximum frame size in bytes.
     pub fn get_max_frame_size(&self) -> usize {
         self.max_frame_size
+    }
+
+    /// The send queue capacity in bytes.
+    pub fn get_send_queue_bytes(&self) -> usize {
+        self.send_queue_bytes
+    }
+
+    /// The slow-consumer policy.
+    pub fn get_slow_consumer(&self) -> SlowConsumer {
+        self.slow_consumer
+    }
+
+    /// Whether binary messages are refused.
+    pub fn get_text_only(&self) -> bool {
+        self.text_only
+    }
+
+    /// The per-client read rate limit.
+    pub fn get_rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
+
+    /// The connection limit.
+    pub fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// The per-IP connection limit.
+    pub fn get_max_connections_per_ip(&self) -> Option<usize> {
+        self.max_connections_per_ip
     }
 
     /// The send queue capacity in messages.

@@ -26,6 +26,7 @@ use warp::hyper::upgrade::{OnUpgrade, Upgraded};
 use crate::config::Config;
 use crate::endpoint::{Client, Outgoing};
 use crate::handler::{DataError, Handler};
+use crate::limits::Slot;
 use crate::message::{Close, Message, Text};
 use crate::server::until;
 use crate::socket::SocketInner;
@@ -76,6 +77,8 @@ pub(crate) async fn run<H: Handler>(
     mut session: H::Session,
     remote_addr: SocketAddr,
     protocol: Option<String>,
+    // Holds the connection's place in the limits until the task ends.
+    _slot: Slot,
 ) {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -164,6 +167,12 @@ async fn read_loop(
             None => break,
             Some(Ok(tungstenite::Message::Text(text))) => {
                 Message::Text(Text::from_utf8_bytes(text))
+            }
+            Some(Ok(tungstenite::Message::Binary(_))) if config.text_only => {
+                // Not a protocol failure: close properly and keep reading for the reply.
+                let close = Close::new(Close::UNSUPPORTED_DATA, "Binary messages are not accepted");
+                client.close_urgently(close);
+                continue;
             }
             Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
             Some(Ok(tungstenite::Message::Close(frame))) => {

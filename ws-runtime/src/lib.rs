@@ -10,11 +10,12 @@ mod endpoint;
 mod error;
 mod handler;
 mod handshake;
+mod limits;
 mod message;
 mod server;
 mod socket;
 
-pub use config::{Config, Origins};
+pub use config::{Config, Origins, RateLimit, SlowConsumer};
 pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, SendError};
 pub use error::Error;
 pub use handler::{BoxError, DataError, Handler};

@@ -20,6 +20,7 @@ use crate::connection::{self, panic_message};
 use crate::endpoint::Endpoint;
 use crate::handler::Handler;
 use crate::handshake::{self, Accept, Reject, Request};
+use crate::limits::Admission;
 
 /// The peer address our own accept loop attaches to each request (warp keeps its own private).
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +57,7 @@ pub(crate) struct SocketInner<H: Handler> {
     pub(crate) handler: H,
     pub(crate) config: Config,
     pub(crate) endpoint: Endpoint,
+    admission: Arc<Admission>,
     tracker: TaskTracker,
     started: OnceCell<()>,
     stopped: OnceCell<()>,
@@ -93,6 +95,7 @@ impl<H: Handler> Socket<H> {
                 handler,
                 config,
                 endpoint,
+                admission: Arc::default(),
                 tracker: TaskTracker::new(),
                 started: OnceCell::new(),
                 stopped: OnceCell::new(),
@@ -221,6 +224,14 @@ impl<H: Handler> SocketInner<H> {
                 Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
             return refuse(&request, reject, "shutting down");
         }
+        let slot = match self.admission.admit(
+            request.remote_addr().ip(),
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        ) {
+            Ok(slot) => slot,
+            Err(reject) => return refuse(&request, reject, "connection limit reached"),
+        };
         let Some(on_upgrade) = on_upgrade else {
             tracing::error!(
                 "no upgrade is possible on this connection (HTTP/2, or not served by hyper)"
@@ -254,6 +265,7 @@ impl<H: Handler> SocketInner<H> {
             session,
             remote,
             protocol,
+            slot,
         ));
         response
     }
