@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example echo -- --addr 127.0.0.1:9001`
 //!
-//! Limits are raised for conformance runs: 64 MiB messages, 16 MiB frames, any origin.
+//! Limits are raised for conformance and benchmark runs: 64 MiB messages, 16 MiB frames, any
+//! origin, no rate limit, no connection limits.
 
 use std::sync::OnceLock;
 
@@ -46,10 +47,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
+    // Conformance and benchmark runs push far past the production defaults.
     let config = Config::new()
         .max_message_size(64 << 20)
         .max_frame_size(16 << 20)
-        .origins(Origins::Any);
+        .origins(Origins::Any)
+        .rate_limit(None)
+        .max_connections(None)
+        .max_connections_per_ip(None);
     let echo = ws::Socket::with_config(Echo::default(), config);
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {

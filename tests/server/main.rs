@@ -7,6 +7,7 @@
 mod probe;
 mod support;
 
+mod backpressure;
 mod close;
 mod endpoint;
 mod handshake;

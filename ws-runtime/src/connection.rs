@@ -2,6 +2,7 @@
 //! handshake; the one `on_close` per opened connection; and the byte and frame counters.
 
 use std::any::Any;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -23,7 +24,7 @@ use tokio_tungstenite::tungstenite::{self, Error as WsError};
 use tracing::Instrument;
 use warp::hyper::upgrade::{OnUpgrade, Upgraded};
 
-use crate::config::Config;
+use crate::config::{Config, RateLimit};
 use crate::endpoint::{Client, Outgoing};
 use crate::handler::{DataError, Handler};
 use crate::limits::Slot;
@@ -45,6 +46,8 @@ enum Phase {
     CloseSent(Instant),
     /// The reader has finished: the writer sends a pending close, if any, and stops.
     ReaderDone,
+    /// The writer gave up on a peer that does not read: the reader stops too.
+    Abort,
 }
 
 /// The close that ended the connection: the first one sent or received wins.
@@ -104,7 +107,7 @@ pub(crate) async fn run<H: Handler>(
     let span = tracing::info_span!("ws", client = %id, peer = %remote_addr);
     async {
         tracing::debug!("open");
-        let io = CountingIo::new(TokioIo::new(upgraded), client.clone());
+        let io = CountingIo::new(TokioIo::new(upgraded), client.clone(), config.rate_limit);
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(config.tungstenite())).await;
         let close = drive(&socket.handler, &client, &mut session, ws, rx, config).await;
@@ -137,6 +140,8 @@ async fn drive<H: Handler>(
         write_loop(sink, rx, client, &outcome, &phase, config),
         handle_loop(handler, client, session, inbox_rx),
     );
+    // Wakes senders waiting for room in this client's queue: there will be none.
+    client.queue_bytes.close();
     outcome.into_close()
 }
 
@@ -153,7 +158,8 @@ async fn read_loop(
     loop {
         let deadline = match *phase_rx.borrow_and_update() {
             Phase::CloseSent(at) => Some(at + config.close_timeout),
-            _ => None,
+            Phase::Abort => break,
+            Phase::Open | Phase::ReaderDone => None,
         };
         let item = tokio::select! {
             item = stream.next() => item,
@@ -223,6 +229,11 @@ async fn write_loop(
 ) {
     let mut phase_rx = phase.subscribe();
     let mut heartbeat = Heartbeat::new(config, client);
+    // A peer whose socket accepts no bytes for this long is not reading at all.
+    let stall = config
+        .heartbeat
+        .unwrap_or(std::time::Duration::from_secs(10))
+        * config.heartbeat_misses.max(1);
     let close = loop {
         tokio::select! {
             biased;
@@ -246,13 +257,20 @@ async fn write_loop(
                 }
             },
             out = rx.recv() => match out {
-                Some(Outgoing::Message(message)) => {
-                    match write_batch(&mut sink, message, &mut rx, client).await {
-                        Ok(None) => {}
-                        Ok(Some(close)) => break Some(close),
-                        Err(err) => {
+                Some(Outgoing::Message(message, permits)) => {
+                    let batch = write_batch(&mut sink, message, permits, &mut rx, client);
+                    match tokio::time::timeout(stall, batch).await {
+                        Ok(Ok(None)) => {}
+                        Ok(Ok(Some(close))) => break Some(close),
+                        Ok(Err(err)) => {
                             tracing::debug!("write failed: {err}");
                             break None;
+                        }
+                        Err(_) => {
+                            tracing::debug!("the peer read nothing for {stall:?}; dropping it");
+                            outcome.record(Close::new(Close::POLICY_VIOLATION, "Send timeout"));
+                            phase.send_replace(Phase::Abort);
+                            return;
                         }
                     }
                 }
@@ -325,7 +343,7 @@ impl Heartbeat {
     fn tick(&mut self, client: &Client) -> Beat {
         self.next = self.interval.map(|i| Instant::now() + i);
         let stamp = client.input_stamp();
-        if stamp != self.seen || client.reader_paused.load(Ordering::Relaxed) {
+        if stamp != self.seen || client.reading_held_back() {
             self.seen = stamp;
             self.missed = 0;
             Beat::Quiet
@@ -343,17 +361,23 @@ impl Heartbeat {
 async fn write_batch(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<Io>, tungstenite::Message>,
     first: tungstenite::Message,
+    permits: u32,
     rx: &mut mpsc::Receiver<Outgoing>,
     client: &Client,
 ) -> Result<Option<Close>, WsError> {
     let sent = &client.stats.messages_sent;
+    // Once in the codec's buffer a frame no longer counts against the queue's bytes. After a
+    // failed write nothing is given back: the connection is over and waiting senders are
+    // released by closing the semaphore.
     sink.feed(first).await?;
+    client.release(permits);
     sent.fetch_add(1, Ordering::Relaxed);
     let mut close = None;
     while let Ok(next) = rx.try_recv() {
         match next {
-            Outgoing::Message(message) => {
+            Outgoing::Message(message, permits) => {
                 sink.feed(message).await?;
+                client.release(permits);
                 sent.fetch_add(1, Ordering::Relaxed);
             }
             Outgoing::Close(c) => {
@@ -451,23 +475,68 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("(non-string panic payload)")
 }
 
-/// Counts bytes and frames in both directions and stamps the last read and write times.
+/// Counts bytes and frames in both directions, stamps the last read and write times, and
+/// holds reading back to the rate limit.
 struct CountingIo<T> {
     inner: T,
     client: Arc<Client>,
     read_frames: FrameCounter,
     write_frames: FrameCounter,
+    throttle: Option<Throttle>,
 }
 
 impl<T> CountingIo<T> {
-    fn new(inner: T, client: Arc<Client>) -> Self {
+    fn new(inner: T, client: Arc<Client>, limit: Option<RateLimit>) -> Self {
         CountingIo {
             inner,
             client,
             read_frames: FrameCounter::default(),
             write_frames: FrameCounter::default(),
+            throttle: limit.map(Throttle::new),
         }
     }
+}
+
+/// Bursts up to this much of the rate pass at once.
+const BURST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A rate limit kept as the "theoretical arrival time" of bytes and of frames (GCRA): each
+/// unit read pushes it forward by 1/rate; reading waits while it is more than `BURST` ahead.
+struct Throttle {
+    limit: RateLimit,
+    bytes_at: Instant,
+    frames_at: Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Throttle {
+    fn new(limit: RateLimit) -> Self {
+        let now = Instant::now();
+        Throttle {
+            limit,
+            bytes_at: now,
+            frames_at: now,
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+        }
+    }
+
+    /// When reading may go on.
+    fn ready_at(&self) -> Instant {
+        let ahead = self.bytes_at.max(self.frames_at);
+        ahead.checked_sub(BURST).unwrap_or(ahead)
+    }
+
+    fn consume(&mut self, bytes: u64, frames: u64) {
+        let now = Instant::now();
+        self.bytes_at = self.bytes_at.max(now) + cost(bytes, self.limit.bytes_per_second);
+        self.frames_at = self.frames_at.max(now) + cost(frames, self.limit.frames_per_second);
+    }
+}
+
+/// How long `units` take at `per_second`.
+fn cost(units: u64, per_second: u64) -> std::time::Duration {
+    let nanos = u128::from(units) * 1_000_000_000 / u128::from(per_second.max(1));
+    std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
@@ -477,6 +546,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if let Some(throttle) = &mut this.throttle {
+            let ready_at = throttle.ready_at();
+            if ready_at > Instant::now() {
+                throttle.sleep.as_mut().reset(ready_at);
+                if throttle.sleep.as_mut().poll(cx).is_pending() {
+                    this.client.throttled.store(true, Ordering::Relaxed);
+                    return Poll::Pending;
+                }
+            }
+            this.client.throttled.store(false, Ordering::Relaxed);
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
@@ -490,6 +570,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
                 stats.frames_read.fetch_add(frames, Ordering::Relaxed);
             }
             this.client.touch_read();
+            if let Some(throttle) = &mut this.throttle {
+                throttle.consume(new.len() as u64, frames);
+            }
         }
         Poll::Ready(Ok(()))
     }

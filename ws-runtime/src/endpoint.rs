@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite;
 
+use crate::config::{Config, SlowConsumer};
 use crate::message::{Close, Message};
 
 /// Identifies one connection, unique for the lifetime of its [`Socket`](crate::Socket).
@@ -41,8 +42,10 @@ pub enum SendError {
     /// The client is closing; nothing more is sent to it.
     #[error("client {0} is closing")]
     Closing(ClientId),
-    /// The client's send queue was full: it is a slow consumer and is being closed with 1008.
-    #[error("send queue of client {0} is full; closing it with 1008")]
+    /// The client's send queue was full: it is a slow consumer. Under the default
+    /// [`SlowConsumer::Close`] policy it is being closed with 1008; otherwise the message was
+    /// dropped for it.
+    #[error("send queue of client {0} is full")]
     QueueFull(ClientId),
     /// The close code cannot be sent in a close frame (see [`Close::is_sendable`]).
     #[error("close code {0} cannot be sent")]
@@ -89,12 +92,15 @@ pub struct ClientInfo {
     pub last_sent: Option<SystemTime>,
     /// Messages waiting in the send queue.
     pub queued: usize,
+    /// Payload bytes waiting in the send queue.
+    pub queued_bytes: usize,
 }
 
 /// What the connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    Message(tungstenite::Message),
+    /// A frame, with the queue-bytes permits it holds until it is written.
+    Message(tungstenite::Message, u32),
     Close(Close),
 }
 
@@ -126,6 +132,12 @@ pub(crate) struct Client {
     /// Set while the reader waits for `on_data` to take a message (our backpressure, not the
     /// peer's silence): the heartbeat counts no miss meanwhile.
     pub(crate) reader_paused: AtomicBool,
+    /// Set while reading waits for the rate limit; the heartbeat counts no miss meanwhile.
+    pub(crate) throttled: AtomicBool,
+    /// Payload bytes that may still be queued: one permit per byte.
+    pub(crate) queue_bytes: Semaphore,
+    queue_bytes_limit: u32,
+    policy: SlowConsumer,
     /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
     urgent: Mutex<Option<Close>>,
     pub(crate) urgent_notify: Notify,
@@ -181,6 +193,41 @@ impl Client {
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
+
+    /// Whether reading is held back by the server itself (a busy `on_data`, the rate limit),
+    /// so that the peer's silence proves nothing.
+    pub(crate) fn reading_held_back(&self) -> bool {
+        self.reader_paused.load(Ordering::Relaxed) || self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// The queue-bytes permits a payload of `len` bytes takes: a payload larger than the
+    /// whole queue takes all of it, so it passes when the queue is otherwise empty.
+    fn permits_for(&self, len: usize) -> u32 {
+        u32::try_from(len)
+            .unwrap_or(u32::MAX)
+            .min(self.queue_bytes_limit)
+    }
+
+    /// Gives back the permits of a frame that has been written (or dropped).
+    pub(crate) fn release(&self, permits: u32) {
+        if permits > 0 {
+            self.queue_bytes.add_permits(permits as usize);
+        }
+    }
+
+    /// A send found the queue full: apply the slow-consumer policy.
+    fn queue_full(&self) -> SendError {
+        match self.policy {
+            SlowConsumer::Close => {
+                tracing::warn!(client = %self.id, "send queue full; closing slow consumer with 1008");
+                self.close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
+            }
+            SlowConsumer::Drop | SlowConsumer::Wait => {
+                tracing::debug!(client = %self.id, "send queue full; message dropped");
+            }
+        }
+        SendError::QueueFull(self.id)
+    }
 }
 
 #[derive(Debug)]
@@ -191,21 +238,56 @@ struct Entry {
 
 impl Entry {
     /// Queues without waiting; a full queue makes the client a slow consumer.
-    fn push(&self, out: Outgoing) -> Result<(), SendError> {
-        let id = self.client.id;
-        if self.client.is_closing() {
-            return Err(SendError::Closing(id));
+    fn push(&self, frame: tungstenite::Message, len: usize) -> Result<(), SendError> {
+        let client = &self.client;
+        if client.is_closing() {
+            return Err(SendError::Closing(client.id));
         }
-        match self.tx.try_send(out) {
+        let permits = client.permits_for(len);
+        match client.queue_bytes.try_acquire_many(permits) {
+            Ok(taken) => taken.forget(),
+            Err(_) => return Err(client.queue_full()),
+        }
+        match self.tx.try_send(Outgoing::Message(frame, permits)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(client = %id, "send queue full; closing slow consumer with 1008");
-                self.client
-                    .close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
-                Err(SendError::QueueFull(id))
+                client.release(permits);
+                Err(client.queue_full())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closing(id)),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                client.release(permits);
+                Err(SendError::Closing(client.id))
+            }
         }
+    }
+
+    /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
+    async fn push_wait(
+        tx: mpsc::Sender<Outgoing>,
+        client: Arc<Client>,
+        frame: tungstenite::Message,
+        len: usize,
+    ) -> Result<(), SendError> {
+        let id = client.id;
+        if client.policy != SlowConsumer::Wait {
+            return Entry { tx, client }.push(frame, len);
+        }
+        if client.is_closing() {
+            return Err(SendError::Closing(id));
+        }
+        let permits = client.permits_for(len);
+        // The semaphore is closed when the connection ends, which ends the wait. The permits
+        // are kept only once the frame is queued, so a cancelled wait gives them back.
+        let taken = client
+            .queue_bytes
+            .acquire_many(permits)
+            .await
+            .map_err(|_| SendError::Closing(id))?;
+        tx.send(Outgoing::Message(frame, permits))
+            .await
+            .map_err(|_| SendError::Closing(id))?;
+        taken.forget();
+        Ok(())
     }
 
     fn close(&self, close: Close) {
@@ -227,11 +309,13 @@ struct Clients {
     shutting_down: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
     clients: RwLock<Clients>,
     next_id: AtomicU64,
-    queue_capacity: AtomicU64,
+    queue_messages: usize,
+    queue_bytes: u32,
+    policy: SlowConsumer,
 }
 
 /// A cheap, cloneable handle to send to the clients of one [`Socket`](crate::Socket) from
@@ -263,15 +347,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn new(queue_capacity: usize) -> Self {
-        let endpoint = Endpoint {
-            registry: Arc::default(),
-        };
-        endpoint
-            .registry
-            .queue_capacity
-            .store(queue_capacity as u64, Ordering::Relaxed);
-        endpoint
+    pub(crate) fn new(config: &Config) -> Self {
+        Endpoint {
+            registry: Arc::new(Registry {
+                clients: RwLock::default(),
+                next_id: AtomicU64::new(0),
+                queue_messages: config.send_queue.max(1),
+                queue_bytes: u32::try_from(config.send_queue_bytes)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                policy: config.slow_consumer,
+            }),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Clients> {
@@ -294,9 +381,8 @@ impl Endpoint {
         remote_addr: SocketAddr,
         protocol: Option<String>,
     ) -> Option<(Arc<Client>, mpsc::Receiver<Outgoing>)> {
-        let capacity =
-            usize::try_from(self.registry.queue_capacity.load(Ordering::Relaxed)).unwrap_or(1);
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let registry = &self.registry;
+        let (tx, rx) = mpsc::channel(registry.queue_messages);
         let mut clients = self.write();
         if clients.shutting_down {
             return None;
@@ -311,6 +397,10 @@ impl Endpoint {
             stats: Stats::default(),
             closing: AtomicBool::new(false),
             reader_paused: AtomicBool::new(false),
+            throttled: AtomicBool::new(false),
+            queue_bytes: Semaphore::new(registry.queue_bytes as usize),
+            queue_bytes_limit: registry.queue_bytes,
+            policy: registry.policy,
             urgent: Mutex::new(None),
             urgent_notify: Notify::new(),
         });
@@ -349,10 +439,57 @@ impl Endpoint {
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
     /// 1008).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
-        let frame = message.into().into_frame();
+        let message = message.into();
+        let len = message.len();
         let clients = self.read();
         let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        entry.push(Outgoing::Message(frame))
+        entry.push(message.into_frame(), len)
+    }
+
+    /// Like [`send`](Endpoint::send), but under the [`SlowConsumer::Wait`] policy it waits for
+    /// room in the client's queue instead of failing; it returns once the message is queued or
+    /// the client is gone. Under the other policies it is the same as `send`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Endpoint::send).
+    pub async fn send_wait(
+        &self,
+        id: ClientId,
+        message: impl Into<Message>,
+    ) -> Result<(), SendError> {
+        let message = message.into();
+        let len = message.len();
+        let (tx, client) = {
+            let clients = self.read();
+            let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+            (entry.tx.clone(), entry.client.clone())
+        };
+        Entry::push_wait(tx, client, message.into_frame(), len).await
+    }
+
+    /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
+    /// waits for room in each client's queue in turn, so the slowest client paces the sender.
+    /// Under the other policies it is the same as `broadcast`.
+    pub async fn broadcast_wait(&self, message: impl Into<Message>) -> Delivery {
+        let message = message.into();
+        let len = message.len();
+        let frame = message.into_frame();
+        let targets: Vec<(mpsc::Sender<Outgoing>, Arc<Client>)> = self
+            .read()
+            .map
+            .values()
+            .map(|entry| (entry.tx.clone(), entry.client.clone()))
+            .collect();
+        let mut delivery = Delivery::default();
+        for (tx, client) in targets {
+            let id = client.id;
+            match Entry::push_wait(tx, client, frame.clone(), len).await {
+                Ok(()) => delivery.queued += 1,
+                Err(_) => delivery.failed.push(id),
+            }
+        }
+        delivery
     }
 
     /// Queues a message for every open client. The payload is shared, not copied.
@@ -376,7 +513,9 @@ impl Endpoint {
         message: impl Into<Message>,
         ids: impl IntoIterator<Item = ClientId>,
     ) -> Delivery {
-        let frame = message.into().into_frame();
+        let message = message.into();
+        let len = message.len();
+        let frame = message.into_frame();
         let clients = self.read();
         let mut delivery = Delivery::default();
         let mut ids: Vec<ClientId> = ids.into_iter().collect();
@@ -384,7 +523,7 @@ impl Endpoint {
         ids.dedup();
         for id in ids {
             match clients.map.get(&id) {
-                Some(entry) => match entry.push(Outgoing::Message(frame.clone())) {
+                Some(entry) => match entry.push(frame.clone(), len) {
                     Ok(()) => delivery.queued += 1,
                     Err(_) => delivery.failed.push(id),
                 },
@@ -395,6 +534,7 @@ impl Endpoint {
     }
 
     fn deliver(&self, message: Message, include: impl Fn(ClientId) -> bool) -> Delivery {
+        let len = message.len();
         let frame = message.into_frame();
         let clients = self.read();
         let mut delivery = Delivery::default();
@@ -402,7 +542,7 @@ impl Endpoint {
             if !include(*id) {
                 continue;
             }
-            match entry.push(Outgoing::Message(frame.clone())) {
+            match entry.push(frame.clone(), len) {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(*id),
             }
@@ -470,6 +610,8 @@ impl Endpoint {
             last_read: c.time_of(&c.stats.last_read),
             last_sent: c.time_of(&c.stats.last_sent),
             queued: entry.tx.max_capacity() - entry.tx.capacity(),
+            queued_bytes: (c.queue_bytes_limit as usize)
+                .saturating_sub(c.queue_bytes.available_permits()),
         })
     }
 }
@@ -501,13 +643,13 @@ mod tests {
 
     #[test]
     fn registry_queues_and_refuses() {
-        let endpoint = Endpoint::new(2);
+        let endpoint = Endpoint::new(&Config::new().send_queue(2));
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let (a, mut rx_a) = endpoint.register(addr, None).unwrap();
         let (b, _rx_b) = endpoint.register(addr, None).unwrap();
         assert_eq!(endpoint.clients(), vec![a.id, b.id]);
         assert_eq!(endpoint.broadcast("x").queued, 2);
-        assert!(matches!(rx_a.try_recv(), Ok(Outgoing::Message(_))));
+        assert!(matches!(rx_a.try_recv(), Ok(Outgoing::Message(_, 1))));
         endpoint.send(b.id, "y").unwrap();
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::QueueFull(b.id)));
         assert!(b.is_closing());

@@ -89,7 +89,7 @@ impl<H: Handler> Socket<H> {
 
     /// A socket with this configuration.
     pub fn with_config(handler: H, config: Config) -> Self {
-        let endpoint = Endpoint::new(config.send_queue);
+        let endpoint = Endpoint::new(&config);
         Socket {
             inner: Arc::new(SocketInner {
                 handler,
