@@ -7,6 +7,7 @@
 mod probe;
 mod support;
 
+mod adversarial;
 mod backpressure;
 mod close;
 mod endpoint;
