@@ -5,7 +5,8 @@
 //! and every message a member sends is broadcast to the other members.
 //!
 //! Options: `--addr HOST:PORT` (default `127.0.0.1:8080`), `--password PASSWORD` (default
-//! `$CHAT_PASSWORD`, else `reallyverysecure`).
+//! `$CHAT_PASSWORD`, else `reallyverysecure`), `--tls-cert PATH --tls-key PATH` (PEM files,
+//! both or neither: serve `https://` and `wss://`; the page then connects with `wss:`).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -66,12 +67,19 @@ impl Chat {
 struct Args {
     addr: String,
     password: String,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
+
+const USAGE: &str = "usage: secure_chat [--addr HOST:PORT] [--password PASSWORD] \
+                     [--tls-cert CERT.pem --tls-key KEY.pem]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8080".into(),
         password: std::env::var("CHAT_PASSWORD").unwrap_or_else(|_| "reallyverysecure".into()),
+        tls_cert: None,
+        tls_key: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -79,11 +87,14 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--addr" => args.addr = value("--addr")?,
             "--password" => args.password = value("--password")?,
-            "-h" | "--help" => {
-                return Err("usage: secure_chat [--addr HOST:PORT] [--password PASSWORD]".into());
-            }
+            "--tls-cert" => args.tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => args.tls_key = Some(value("--tls-key")?),
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together: give both or neither".into());
     }
     Ok(args)
 }
@@ -111,18 +122,25 @@ async fn main() -> std::process::ExitCode {
         .and(warp::path::end())
         .and(chat.filter())
         .or(warp::fs::dir(public));
-    let server = match ws::serve(routes)
-        .socket(&chat)
-        .bind(args.addr.as_str())
-        .await
-    {
+    let mut server = ws::serve(routes).socket(&chat);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match ws::Tls::from_pem_files(cert, key) {
+            Ok(tls) => server = server.tls(tls),
+            Err(err) => {
+                eprintln!("secure_chat: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let server = match server.bind(args.addr.as_str()).await {
         Ok(server) => server,
         Err(err) => {
             eprintln!("secure_chat: {err}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing::info!("Chat at http://{}/", server.local_addr());
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    tracing::info!("Chat at {scheme}://{}/", server.local_addr());
     match server.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

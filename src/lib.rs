@@ -81,6 +81,10 @@
 //! - A peer silent for 10 s is pinged; three unanswered pings close it with 1008.
 //! - Limits: 10 MiB messages, 1 MiB frames (1009 beyond), UTF-8 checked (1007), protocol
 //!   errors closed with 1002. See [`Config`] for every default.
+//! - A connection that has not sent a complete request head within 10 s is closed
+//!   ([`Server::handshake_timeout`]), so slowloris clients cannot pile up. `wss://` is one
+//!   call away: [`Server::tls`] with a [`Tls`] certificate and key (rustls; the default
+//!   feature `tls`); handlers still see the client's address.
 //!
 //! [warp]: https://docs.rs/warp
 

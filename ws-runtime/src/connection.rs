@@ -692,6 +692,37 @@ mod tests {
         out
     }
 
+    proptest::proptest! {
+        /// However a stream of frames is cut into reads, every frame is counted once.
+        #[test]
+        fn counts_frames_across_random_splits(
+            frames in proptest::collection::vec((0usize..70_000, proptest::bool::ANY), 1..12),
+            cuts in proptest::collection::vec(1usize..5000, 1..40),
+        ) {
+            let mut stream = Vec::new();
+            for (len, masked) in &frames {
+                stream.extend(frame(*len, *masked));
+            }
+            let mut counter = FrameCounter::default();
+            let mut total = 0;
+            let mut rest = stream.as_slice();
+            let mut cuts = cuts.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*cuts.next().unwrap()).min(rest.len());
+                total += counter.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            proptest::prop_assert_eq!(total, frames.len() as u64);
+        }
+
+        /// Arbitrary bytes never make the counter panic or loop.
+        #[test]
+        fn counter_survives_garbage(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let mut counter = FrameCounter::default();
+            let _ = counter.feed(&bytes);
+        }
+    }
+
     #[test]
     fn counts_frames_across_any_split() {
         let mut stream = Vec::new();

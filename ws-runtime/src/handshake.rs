@@ -587,6 +587,82 @@ mod tests {
         assert!(!is_valid_key(b""));
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends as method and headers, the checks answer without panicking,
+        /// and a refusal is never informational.
+        #[test]
+        fn checks_never_panic(
+            method in "[A-Z]{1,8}",
+            pairs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+                        "origin", "host", "sec-websocket-protocol", "cookie", "x-other",
+                    ]),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                ),
+                0..12,
+            ),
+            query in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    map.append(name, value);
+                }
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+            if let Err(reject) = check_protocol(&method, &map) {
+                proptest::prop_assert!(!reject.status().is_informational());
+            }
+            let _ = origin_allowed(&Origins::SameHost, &map);
+            let path_and_query = format!("/ws?{}", String::from_utf8_lossy(&query));
+            let uri = path_and_query.parse::<Uri>().unwrap_or_default();
+            let request = Request::new(method, uri, map, None);
+            let _ = (request.query("a"), request.cookie("b"), request.protocols().count());
+        }
+
+        /// A well-formed handshake is accepted whatever its token order, case and extras.
+        #[test]
+        fn valid_handshakes_pass(
+            upper in proptest::bool::ANY,
+            extra in "[a-z]{1,10}",
+            key in proptest::collection::vec(proptest::num::u8::ANY, 16),
+        ) {
+            let mut map = HeaderMap::new();
+            let (upgrade, connection) = if upper { ("WebSocket", "keep-alive, Upgrade") } else { ("websocket", "upgrade") };
+            map.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+            map.insert(header::CONNECTION, HeaderValue::from_str(&format!("{extra}, {connection}")).unwrap());
+            let key = encode_base64(&key);
+            map.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).unwrap());
+            map.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            proptest::prop_assert!(check_protocol(&Method::GET, &map).is_ok());
+        }
+    }
+
+    /// Standard base64 with padding, for the property test's keys.
+    fn encode_base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn request_parsing() {
         let req = Request::new(

@@ -1,5 +1,6 @@
-//! Serving: the accept loop around warp's service, `on_start` before the first accept, and the
-//! graceful shutdown on SIGINT, SIGTERM or a future of the user's.
+//! Serving: the accept loop around warp's service (plain TCP or TLS, with the handshake
+//! timeout), `on_start` before the first accept, and the graceful shutdown on SIGINT, SIGTERM
+//! or a future of the user's.
 
 use std::fmt;
 use std::future::Future;
@@ -7,7 +8,8 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -16,11 +18,19 @@ use warp::{Filter, Rejection, Reply};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::socket::{Lifecycle, PeerAddr, Socket};
+#[cfg(feature = "tls")]
+use crate::tls::{self, Tls};
 
 type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How long plain HTTP requests still in flight at shutdown may take to finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+/// The default of [`Server::handshake_timeout`].
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longer handshake timeouts are cut to this (a year), which keeps deadline arithmetic finite.
+const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Starts building a server for these routes: see [`Server`].
 ///
@@ -45,6 +55,9 @@ where
         sockets: Vec::new(),
         shutdown: Vec::new(),
         signals: true,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        #[cfg(feature = "tls")]
+        tls: None,
     }
 }
 
@@ -58,12 +71,21 @@ where
 ///
 /// Unlike `warp::serve(..).graceful(..)`, which forgets upgraded connections, the shutdown
 /// waits for every WebSocket connection to end.
+///
+/// Every connection must send a complete request head within the
+/// [handshake timeout](Server::handshake_timeout) (10 s by default) or is closed, so clients
+/// that connect and dribble or send nothing (slowloris) cannot pile up. With
+/// `tls` (feature `tls`) it serves `https://` and `wss://`; handlers see the peer address the
+/// same way.
 #[must_use = "a server does nothing until `run` is awaited"]
 pub struct Server<F> {
     filter: F,
     sockets: Vec<Box<dyn Lifecycle>>,
     shutdown: Vec<ShutdownFuture>,
     signals: bool,
+    handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
 }
 
 impl<F> fmt::Debug for Server<F> {
@@ -72,7 +94,19 @@ impl<F> fmt::Debug for Server<F> {
             .field("sockets", &self.sockets.len())
             .field("shutdown_futures", &self.shutdown.len())
             .field("signals", &self.signals)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("tls", &self.is_tls())
             .finish_non_exhaustive()
+    }
+}
+
+impl<F> Server<F> {
+    #[cfg_attr(not(feature = "tls"), allow(clippy::unused_self))]
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        return false;
     }
 }
 
@@ -97,6 +131,40 @@ where
     /// Whether SIGINT (Ctrl-C) and SIGTERM start the shutdown. Default: `true`.
     pub fn signals(mut self, enabled: bool) -> Self {
         self.signals = enabled;
+        self
+    }
+
+    /// How long a new connection may take to deliver a complete HTTP request head (request
+    /// line and headers) before it is closed without an answer. Default: 10 s.
+    ///
+    /// This is the defence against slowloris clients, which hold connections open by sending
+    /// nothing or a byte at a time. The same bound applies to each further request on a
+    /// keep-alive connection (an idle keep-alive connection is closed after it), and with
+    /// `tls` to the TLS handshake too, which must finish within it before the
+    /// request head gets its own period. It does not limit an upgraded WebSocket connection:
+    /// the heartbeat watches those. Values above a year are treated as a year.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout.min(MAX_HANDSHAKE_TIMEOUT);
+        self
+    }
+
+    /// Serves `https://` and `wss://` with this certificate and key instead of plain TCP.
+    ///
+    /// ```no_run
+    /// # use warp::Filter;
+    /// # struct Chat;
+    /// # #[ws::websocket]
+    /// # impl Chat {}
+    /// # async fn run() -> Result<(), ws::Error> {
+    /// # let chat = ws::Socket::new(Chat);
+    /// # let routes = warp::path("ws").and(chat.filter());
+    /// let tls = ws::Tls::from_pem_files("cert.pem", "key.pem")?;
+    /// ws::serve(routes).socket(&chat).tls(tls).run("0.0.0.0:8443").await
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -168,6 +236,11 @@ where
         self.local_addr
     }
 
+    /// Whether it serves TLS (`https://`, `wss://`), as set with `Server::tls`.
+    pub fn is_tls(&self) -> bool {
+        self.server.is_tls()
+    }
+
     /// Calls every socket's `on_start`, serves until shutdown, then shuts down gracefully.
     ///
     /// # Errors
@@ -184,12 +257,19 @@ where
             sockets,
             shutdown,
             signals,
+            handshake_timeout,
+            #[cfg(feature = "tls")]
+            tls,
         } = server;
         for socket in &sockets {
             socket.start().await;
         }
+        #[cfg(feature = "tls")]
+        let acceptor = tls.as_ref().map(Tls::acceptor);
+        #[cfg(feature = "tls")]
+        tracing::info!(%local_addr, tls = tls.is_some(), "listening");
+        #[cfg(not(feature = "tls"))]
         tracing::info!(%local_addr, "listening");
-        let service = warp::service(filter);
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = TaskTracker::new();
         let mut stop = pin!(shutdown_signal(shutdown, signals));
@@ -207,30 +287,37 @@ where
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = service.clone();
-            let mut stop_rx = stop_rx.clone();
+            let filter = filter.clone();
+            let stop_rx = stop_rx.clone();
+            #[cfg(feature = "tls")]
+            let acceptor = acceptor.clone();
             connections.spawn(async move {
-                let service = warp::hyper::service::service_fn(
-                    move |mut request: http::Request<warp::hyper::body::Incoming>| {
-                        request.extensions_mut().insert(PeerAddr(peer));
-                        let mut service = service.clone();
-                        tower_service::Service::call(&mut service, request)
-                    },
-                );
-                let conn = warp::hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                let mut conn = pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = until(&mut stop_rx, |stop| *stop) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!(%peer, "HTTP connection ended: {err}");
+                #[cfg(feature = "tls")]
+                if let Some(acceptor) = acceptor {
+                    let mut stop_rx = stop_rx;
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, tls::accept(&acceptor, stream));
+                    let stream = tokio::select! {
+                        result = handshake => match result {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {err}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(
+                                    %peer,
+                                    "TLS handshake not done within {handshake_timeout:?}; closing"
+                                );
+                                return;
+                            }
+                        },
+                        () = until(&mut stop_rx, |stop| *stop) => return,
+                    };
+                    serve_http(stream, peer, filter, stop_rx, handshake_timeout).await;
+                    return;
                 }
+                serve_http(stream, peer, filter, stop_rx, handshake_timeout).await;
             });
         }
         drop(listener);
@@ -246,6 +333,52 @@ where
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 with upgrades on one accepted connection, the peer address in each
+/// request's extensions, until it ends or the shutdown starts (then gracefully).
+async fn serve_http<F, I>(
+    io: I,
+    peer: SocketAddr,
+    filter: F,
+    mut stop_rx: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+) where
+    F: Filter<Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = warp::service(filter);
+    let service = warp::hyper::service::service_fn(
+        move |mut request: http::Request<warp::hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            let mut service = service.clone();
+            tower_service::Service::call(&mut service, request)
+        },
+    );
+    let conn = warp::hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = until(&mut stop_rx, |stop| *stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        if err.is_timeout() {
+            tracing::debug!(
+                %peer,
+                "no complete request head within {header_read_timeout:?}; closing"
+            );
+        } else {
+            tracing::debug!(%peer, "HTTP connection ended: {err}");
+        }
     }
 }
 
