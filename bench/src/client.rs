@@ -1,0 +1,424 @@
+//! A minimal hand-rolled WebSocket client: a fixed upgrade request, frames masked once and
+//! written as prepared bytes, and a parser that checks every echoed byte. It spends far less CPU
+//! per message than a general-purpose client, so the client core saturates later.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The RFC 6455 sample key and the accept value every correct server answers with.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// A fixed, non-zero masking key: servers must unmask for real.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+/// Upper bound for an upgrade response.
+const MAX_RESPONSE: usize = 16 * 1024;
+
+/// Where a server listens, and whether it speaks WebSocket (the TCP floor does not).
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) path: String,
+    pub(crate) websocket: bool,
+}
+
+/// One connection, upgraded when the target speaks WebSocket.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    /// Bytes read past the end of the upgrade response.
+    leftover: Vec<u8>,
+    checker: Checker,
+}
+
+/// Checks echoed bytes against the message sent.
+#[derive(Debug, Default)]
+struct Checker {
+    /// Offset inside the message being received (fragmented echoes), or inside the frame for
+    /// the TCP floor.
+    offset: usize,
+    in_message: bool,
+}
+
+/// The message a workload sends, prepared once.
+pub(crate) struct Payload {
+    opcode: u8,
+    plain: Vec<u8>,
+    /// `depth` copies of the masked client frame, back to back.
+    burst: Vec<u8>,
+    frame_len: usize,
+}
+
+impl Payload {
+    /// A text (valid, mostly non-ASCII UTF-8) or binary payload of exactly `size` bytes, with
+    /// `depth` frames prepared for the closed loop.
+    pub(crate) fn new(text: bool, size: usize, depth: usize) -> Self {
+        let plain = if text {
+            text_payload(size)
+        } else {
+            (0..size)
+                .map(|i| u8::try_from(i % 251).unwrap_or(0))
+                .collect()
+        };
+        let opcode = if text { 0x1 } else { 0x2 };
+        let frame = client_frame(opcode, &plain);
+        Payload {
+            opcode,
+            frame_len: frame.len(),
+            burst: frame.repeat(depth.max(1)),
+            plain,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.burst.len() / self.frame_len
+    }
+
+    fn frame(&self) -> &[u8] {
+        &self.burst[..self.frame_len]
+    }
+
+    /// Read buffer size: room for two whole server frames and at least 64 KiB.
+    fn read_buffer(&self) -> usize {
+        (2 * (self.plain.len() + 14)).max(64 * 1024)
+    }
+}
+
+/// Valid UTF-8 of exactly `size` bytes, mostly two-, three- and four-byte characters.
+fn text_payload(size: usize) -> Vec<u8> {
+    const SAMPLE: &str = "Grüße aus Zürich — ünïcödé ✓ 世界你好 🚀 ";
+    let mut out = String::with_capacity(size + 4);
+    'fill: loop {
+        for c in SAMPLE.chars() {
+            if out.len() + c.len_utf8() > size {
+                break 'fill;
+            }
+            out.push(c);
+        }
+    }
+    while out.len() < size {
+        out.push('.');
+    }
+    out.into_bytes()
+}
+
+/// A final, masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 14);
+    frame.push(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | u8::try_from(n).unwrap_or(125)),
+        n @ 126..=0xffff => {
+            frame.push(0x80 | 0x7e);
+            frame.extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 0x7f);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Source addresses the client spreads its connections over: 127.0.0.2 to 127.0.0.201. Servers
+/// with a per-IP connection limit (ours: 256 by default) then see at most 50 connections per
+/// address at 10,000, and the ephemeral ports of one address are not exhausted.
+const SOURCES: usize = 200;
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+async fn open(addr: SocketAddr) -> io::Result<TcpStream> {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % SOURCES;
+            let source = Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(n).unwrap_or(0));
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((source, 0)))?;
+            socket.connect(addr).await
+        }
+        _ => TcpStream::connect(addr).await,
+    }
+}
+
+/// Connects and, for a WebSocket target, performs the upgrade and checks the 101 reply.
+pub(crate) async fn connect(target: &Target) -> io::Result<Conn> {
+    let mut stream = open(target.addr).await?;
+    stream.set_nodelay(true)?;
+    let mut leftover = Vec::new();
+    if target.websocket {
+        let request = format!(
+            "GET /{} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            target.path, target.addr
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::with_capacity(512);
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(invalid("connection closed during the upgrade"));
+            }
+            response.extend_from_slice(&chunk[..n]);
+            if let Some(pos) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            if response.len() > MAX_RESPONSE {
+                return Err(invalid("upgrade response too long"));
+            }
+        };
+        let head = String::from_utf8_lossy(&response[..end]);
+        if !head.starts_with("HTTP/1.1 101") || !head.contains(ACCEPT) {
+            let status = head.lines().next().unwrap_or_default().to_owned();
+            return Err(invalid(format!("upgrade refused: {status}")));
+        }
+        leftover = response[end..].to_vec();
+    }
+    Ok(Conn {
+        stream,
+        leftover,
+        checker: Checker::default(),
+    })
+}
+
+impl Conn {
+    /// Closed loop: keeps `payload.depth()` messages in flight until `limit` echoes have come
+    /// back, checking each one; adds every echo to `counter` as it arrives. Returns the number of
+    /// echoes received.
+    pub(crate) async fn echo(
+        &mut self,
+        websocket: bool,
+        payload: &Payload,
+        limit: u64,
+        counter: &Arc<AtomicU64>,
+    ) -> io::Result<u64> {
+        let cap = payload.read_buffer();
+        let max_frame = payload.plain.len() + 14;
+        let mut buf = vec![0u8; cap];
+        let leftover = std::mem::take(&mut self.leftover);
+        if leftover.len() > cap {
+            return Err(invalid("unexpected data after the upgrade"));
+        }
+        buf[..leftover.len()].copy_from_slice(&leftover);
+        let (mut start, mut end) = (0, leftover.len());
+
+        let depth = payload.depth() as u64;
+        let mut sent = depth.min(limit);
+        let mut received = 0u64;
+        self.send(payload, sent).await?;
+        while received < limit {
+            if end > start {
+                let (used, done) = if websocket {
+                    self.checker.parse_frames(payload, &buf[start..end])?
+                } else {
+                    self.checker.check_raw(payload, &buf[start..end])?
+                };
+                start += used;
+                if done > 0 {
+                    counter.fetch_add(done, Ordering::Relaxed);
+                    received += done;
+                    let more = done.min(limit - sent);
+                    self.send(payload, more).await?;
+                    sent += more;
+                }
+            }
+            if received >= limit {
+                break;
+            }
+            if start == end {
+                (start, end) = (0, 0);
+            } else if cap - end < max_frame {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                if end == cap {
+                    return Err(invalid("server frame larger than the read buffer"));
+                }
+            }
+            let n = self.stream.read(&mut buf[end..]).await?;
+            if n == 0 {
+                return Err(invalid("server closed the connection"));
+            }
+            end += n;
+        }
+        Ok(received)
+    }
+
+    /// Writes `count` prepared frames.
+    async fn send(&mut self, payload: &Payload, count: u64) -> io::Result<()> {
+        let mut left = usize::try_from(count).unwrap_or(usize::MAX);
+        while left > 0 {
+            let n = left.min(payload.depth());
+            self.stream
+                .write_all(&payload.burst[..n * payload.frame_len])
+                .await?;
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+impl Checker {
+    /// The TCP floor returns our own masked frames byte for byte.
+    fn check_raw(&mut self, payload: &Payload, mut data: &[u8]) -> io::Result<(usize, u64)> {
+        let frame = payload.frame();
+        let used = data.len();
+        let mut done = 0;
+        while !data.is_empty() {
+            let n = data.len().min(frame.len() - self.offset);
+            if data[..n] != frame[self.offset..self.offset + n] {
+                return Err(invalid("TCP echo returned different bytes"));
+            }
+            self.offset += n;
+            data = &data[n..];
+            if self.offset == frame.len() {
+                self.offset = 0;
+                done += 1;
+            }
+        }
+        Ok((used, done))
+    }
+
+    /// Parses whole server frames from `data`; returns the bytes used and the messages completed.
+    fn parse_frames(&mut self, payload: &Payload, data: &[u8]) -> io::Result<(usize, u64)> {
+        let mut pos = 0;
+        let mut done = 0;
+        loop {
+            let rest = &data[pos..];
+            if rest.len() < 2 {
+                break;
+            }
+            let (b0, b1) = (rest[0], rest[1]);
+            if b1 & 0x80 != 0 {
+                return Err(invalid("server sent a masked frame"));
+            }
+            let (head, len) = match b1 & 0x7f {
+                126 if rest.len() >= 4 => (4, usize::from(u16::from_be_bytes([rest[2], rest[3]]))),
+                127 if rest.len() >= 10 => {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(&rest[2..10]);
+                    let len = usize::try_from(u64::from_be_bytes(bytes))
+                        .map_err(|_| invalid("frame length overflows"))?;
+                    (10, len)
+                }
+                126 | 127 => break,
+                n => (2, usize::from(n)),
+            };
+            if rest.len() - head < len {
+                break;
+            }
+            let body = &rest[head..head + len];
+            let fin = b0 & 0x80 != 0;
+            match b0 & 0x0f {
+                opcode @ (0x0..=0x2) => {
+                    if opcode == 0 && !self.in_message {
+                        return Err(invalid("continuation frame without a message"));
+                    }
+                    if opcode != 0 && (self.in_message || opcode != payload.opcode) {
+                        return Err(invalid(format!("unexpected data frame opcode {opcode}")));
+                    }
+                    if payload.plain.get(self.offset..self.offset + len) != Some(body) {
+                        return Err(invalid("echo differs from the message sent"));
+                    }
+                    self.offset += len;
+                    self.in_message = true;
+                    if fin {
+                        if self.offset != payload.plain.len() {
+                            return Err(invalid("echo shorter than the message sent"));
+                        }
+                        self.offset = 0;
+                        self.in_message = false;
+                        done += 1;
+                    }
+                }
+                0x8 => return Err(invalid("server sent a close frame")),
+                0x9 | 0xa => {}
+                opcode => return Err(invalid(format!("unknown opcode {opcode}"))),
+            }
+            pos += head + len;
+        }
+        Ok((pos, done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Checker, Payload, client_frame};
+
+    /// A server frame: unmasked.
+    fn server_frame(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut frame = client_frame(first & 0x0f, body);
+        frame[0] = first;
+        let head = frame.len() - body.len() - 4;
+        frame[1] &= 0x7f;
+        frame.truncate(head);
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    #[test]
+    fn text_payload_is_valid_utf8_of_the_exact_size() {
+        for size in [20, 1024, 1023, 16 * 1024] {
+            let payload = Payload::new(true, size, 1);
+            assert_eq!(payload.plain.len(), size);
+            let text = std::str::from_utf8(&payload.plain).unwrap();
+            assert!(text.chars().filter(|c| !c.is_ascii()).count() > size / 8);
+        }
+    }
+
+    #[test]
+    fn whole_and_fragmented_echoes_are_counted() {
+        let payload = Payload::new(true, 300, 2);
+        let mut data = server_frame(0x81, &payload.plain);
+        data.extend(server_frame(0x01, &payload.plain[..100]));
+        data.extend(server_frame(0x8a, b"")); // a pong in between is ignored
+        data.extend(server_frame(0x80, &payload.plain[100..]));
+        let mut checker = Checker::default();
+        // Fed byte by byte: partial frames wait for more.
+        let (mut used, mut done) = (0, 0);
+        for end in 1..=data.len() {
+            let (u, d) = checker.parse_frames(&payload, &data[used..end]).unwrap();
+            used += u;
+            done += d;
+        }
+        assert_eq!((used, done), (data.len(), 2));
+    }
+
+    #[test]
+    fn wrong_echoes_are_errors() {
+        let payload = Payload::new(false, 200, 1);
+        let mut wrong = payload.plain.clone();
+        wrong[150] ^= 1;
+        let cases = [
+            server_frame(0x82, &wrong),
+            server_frame(0x81, &payload.plain),
+            server_frame(0x82, &payload.plain[..199]),
+            server_frame(0x88, b"\x03\xe8"),
+            client_frame(0x2, &payload.plain),
+        ];
+        for data in cases {
+            assert!(Checker::default().parse_frames(&payload, &data).is_err());
+        }
+    }
+
+    #[test]
+    fn raw_echo_is_checked_byte_for_byte() {
+        let payload = Payload::new(false, 20, 3);
+        let mut checker = Checker::default();
+        assert_eq!(
+            checker.check_raw(&payload, &payload.burst).unwrap(),
+            (payload.burst.len(), 3)
+        );
+        let mut wrong = payload.burst.clone();
+        wrong[30] ^= 1;
+        assert!(Checker::default().check_raw(&payload, &wrong).is_err());
+    }
+}

@@ -1,0 +1,608 @@
+//! `ws-bench`: measures `ws` (`examples/echo`) against raw `warp::ws`, tokio-tungstenite (default
+//! and 4 KiB read buffer), tokio-websockets and a raw TCP echo floor.
+//!
+//! Every server runs as a child process pinned to CPU 0 (this binary re-executes itself as
+//! `ws-bench serve KIND`, or runs `target/release/examples/echo`); the load generator is this
+//! process, pinned to CPU 1. The primary figure is the server's CPU time per message, read from
+//! `/proc/PID/stat`, as a ratio to raw `warp::ws` and to the floor within the same round.
+//!
+//! ```text
+//! cargo build --release --example echo -p ws
+//! cargo run --release -p ws-bench -- all --markdown BENCHMARKS.md
+//! cargo run --release -p ws-bench -- smoke
+//! ```
+//!
+//! It is not a test: nothing here asserts a timing. `smoke` only checks that every server
+//! echoes every byte correctly.
+
+mod client;
+mod procs;
+mod report;
+mod servers;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::client::{Conn, Payload, connect};
+use crate::procs::Server;
+use crate::report::{EchoSample, HandshakeSample, MemorySample, Results};
+use crate::servers::Kind;
+
+/// One closed-loop echo workload.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Workload {
+    pub(crate) name: &'static str,
+    pub(crate) conns: usize,
+    pub(crate) size: usize,
+    pub(crate) text: bool,
+    /// Messages in flight per connection.
+    pub(crate) depth: usize,
+}
+
+/// The echo workloads, in table order.
+pub(crate) const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "100 conns × 20 B binary",
+        conns: 100,
+        size: 20,
+        text: false,
+        depth: 4,
+    },
+    Workload {
+        name: "10 conns × 1 KiB text (non-ASCII)",
+        conns: 10,
+        size: 1024,
+        text: true,
+        depth: 8,
+    },
+    Workload {
+        name: "200 conns × 16 KiB binary",
+        conns: 200,
+        size: 16 * 1024,
+        text: false,
+        depth: 2,
+    },
+    Workload {
+        name: "10 conns × 64 KiB binary",
+        conns: 10,
+        size: 64 * 1024,
+        text: false,
+        depth: 2,
+    },
+];
+
+/// Concurrent connectors in the handshake run.
+pub(crate) const CONNECTORS: u64 = 32;
+/// Bound on the echoes one connection sends in a timed run; the window ends it long before.
+const ECHO_LIMIT: u64 = 100_000_000;
+/// Messages per connection in `smoke`.
+const SMOKE_MESSAGES: u64 = 25;
+/// Connections per workload in `smoke`.
+const SMOKE_CONNS: usize = 4;
+
+/// Which measurements to run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parts {
+    pub(crate) echo: bool,
+    pub(crate) memory: bool,
+    pub(crate) handshakes: bool,
+}
+
+/// What to run and how long.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) parts: Parts,
+    pub(crate) smoke: bool,
+    pub(crate) rounds: usize,
+    pub(crate) secs: f64,
+    pub(crate) warmup: f64,
+    pub(crate) idle: usize,
+    pub(crate) handshake_count: u64,
+    pub(crate) kinds: Vec<Kind>,
+    pub(crate) workloads: Vec<usize>,
+    pub(crate) markdown: Option<PathBuf>,
+    pub(crate) ours: PathBuf,
+    pub(crate) pin: bool,
+    pub(crate) ticks_per_sec: u64,
+}
+
+const USAGE: &str = "\
+usage: ws-bench COMMAND [OPTIONS]
+
+commands:
+  all          echo workloads, memory per idle connection and handshakes
+  echo         only the closed-loop echo workloads
+  memory       only memory per idle connection
+  handshakes   only handshakes per second
+  smoke        a few hundred messages per server, checks every echo; exit 1 on any error
+               (also: --smoke)
+
+options:
+  --rounds N          rounds, implementations interleaved in each (default 3)
+  --secs S            measured seconds per echo run (default 3)
+  --warmup S          seconds of load before measuring (default 0.5)
+  --idle N            idle connections for the memory figure (default 5000)
+  --handshakes N      handshakes per handshake run (default 10000)
+  --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
+                      tcp-floor (default all)
+  --workloads I,J     echo workloads by index 0-3 (default all)
+  --ours PATH         our echo binary (default target/release/examples/echo)
+  --markdown FILE     write the tables into FILE between the generated markers
+  --no-pin            do not pin server and client to CPUs 0 and 1
+";
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        parts: Parts {
+            echo: true,
+            memory: true,
+            handshakes: true,
+        },
+        smoke: false,
+        rounds: 3,
+        secs: 3.0,
+        warmup: 0.5,
+        idle: 5000,
+        handshake_count: 10_000,
+        kinds: Kind::ALL.to_vec(),
+        workloads: (0..WORKLOADS.len()).collect(),
+        markdown: None,
+        ours: default_ours(),
+        pin: true,
+        ticks_per_sec: 100,
+    };
+    let command = args.next().ok_or("missing command")?;
+    match command.as_str() {
+        "all" => {}
+        "echo" => (options.parts.memory, options.parts.handshakes) = (false, false),
+        "memory" => (options.parts.echo, options.parts.handshakes) = (false, false),
+        "handshakes" => (options.parts.echo, options.parts.memory) = (false, false),
+        "smoke" | "--smoke" => options.smoke = true,
+        "help" | "--help" | "-h" => return Err(String::new()),
+        other => return Err(format!("unknown command {other:?}")),
+    }
+    while let Some(flag) = args.next() {
+        if flag == "--no-pin" {
+            options.pin = false;
+            continue;
+        }
+        if flag == "--smoke" {
+            options.smoke = true;
+            continue;
+        }
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
+        match flag.as_str() {
+            "--rounds" => options.rounds = value.parse().map_err(|e| bad(&e))?,
+            "--secs" => options.secs = value.parse().map_err(|e| bad(&e))?,
+            "--warmup" => options.warmup = value.parse().map_err(|e| bad(&e))?,
+            "--idle" => options.idle = value.parse().map_err(|e| bad(&e))?,
+            "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
+            "--ours" => options.ours = PathBuf::from(&value),
+            "--markdown" => options.markdown = Some(PathBuf::from(&value)),
+            "--only" => {
+                options.kinds = value
+                    .split(',')
+                    .map(|name| Kind::parse(name).ok_or_else(|| bad(&"unknown server")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--workloads" => {
+                options.workloads = value
+                    .split(',')
+                    .map(|i| match i.parse::<usize>() {
+                        Ok(i) if i < WORKLOADS.len() => Ok(i),
+                        _ => Err(bad(&"no such workload")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if options.rounds == 0 || options.secs <= 0.0 || options.warmup < 0.0 {
+        return Err("--rounds and --secs must be positive".into());
+    }
+    Ok(options)
+}
+
+/// `target/release/examples/echo` of this workspace (the bench lives in `bench/`).
+fn default_ours() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/examples/echo")
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("serve") {
+        let kind = args.nth(1).and_then(|name| Kind::parse(&name));
+        let Some(kind) = kind else {
+            eprintln!("usage: ws-bench serve KIND");
+            return ExitCode::from(2);
+        };
+        return match servers::serve(kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ws-bench serve {}: {err}", kind.name());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut options = match parse_args(args) {
+        Ok(options) => options,
+        Err(err) => {
+            if !err.is_empty() {
+                eprintln!("ws-bench: {err}\n");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if options.kinds.contains(&Kind::Ours) && !options.ours.is_file() {
+        eprintln!(
+            "ws-bench: {} not found; build it first: cargo build --release --example echo -p ws",
+            options.ours.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    // Before any thread exists, so that every thread of the client inherits the mask.
+    if options.pin && !(procs::have_taskset() && procs::pin_self()) {
+        eprintln!("ws-bench: taskset unavailable, running unpinned");
+        options.pin = false;
+    }
+    let nofile = procs::raise_nofile().unwrap_or(1024);
+    let needed = options.idle as u64 + 256;
+    if options.parts.memory && !options.smoke && nofile < needed {
+        eprintln!("ws-bench: open-file limit {nofile} < {needed}; lowering --idle");
+        options.idle = usize::try_from(nofile.saturating_sub(256))
+            .unwrap_or(0)
+            .max(1);
+    }
+    options.ticks_per_sec = procs::clock_ticks();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ws-bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if options.smoke {
+        return runtime.block_on(smoke(&options));
+    }
+    let results = runtime.block_on(bench(&options));
+    let markdown = report::render(&options, &results);
+    println!("\n{markdown}");
+    if let Some(path) = &options.markdown {
+        if let Err(err) = report::write_markdown(path, &markdown) {
+            eprintln!("ws-bench: writing {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("ws-bench: wrote {}", path.display());
+    }
+    if results.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs every selected measurement, implementations interleaved (in a rotated order) each round.
+async fn bench(options: &Options) -> Results {
+    let mut results = Results::default();
+    let started = Instant::now();
+    for round in 0..options.rounds {
+        let mut kinds = options.kinds.clone();
+        let shift = round % kinds.len().max(1);
+        kinds.rotate_left(shift);
+        if options.parts.echo {
+            for &w in &options.workloads {
+                for &kind in &kinds {
+                    let workload = WORKLOADS[w];
+                    match with_server(options, kind, async |s| {
+                        measure_echo(options, s, &workload).await
+                    })
+                    .await
+                    {
+                        Ok(sample) => {
+                            eprintln!(
+                                "[{:>4.0}s] round {} {:<34} {:<17} {:>10.0} msg/s {:>7.2} µs/msg server, {:>3.0}% server core, {:>3.0}% client core",
+                                started.elapsed().as_secs_f64(),
+                                round + 1,
+                                workload.name,
+                                kind.name(),
+                                sample.rate,
+                                sample.server_us,
+                                sample.server_busy * 100.0,
+                                sample.client_busy * 100.0,
+                            );
+                            results.echo.push(EchoSample {
+                                round,
+                                kind,
+                                workload: w,
+                                ..sample
+                            });
+                        }
+                        Err(err) => results.fail(round, kind, workload.name, &err),
+                    }
+                }
+            }
+        }
+        if options.parts.memory {
+            for &kind in &kinds {
+                match with_server(options, kind, async |s| measure_memory(options, s).await).await {
+                    Ok(sample) => {
+                        eprintln!(
+                            "[{:>4.0}s] round {} memory {:<17} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            kind.name(),
+                            sample.idle_kib,
+                            sample.used_kib
+                        );
+                        results.memory.push(MemorySample {
+                            round,
+                            kind,
+                            ..sample
+                        });
+                    }
+                    Err(err) => results.fail(round, kind, "memory", &err),
+                }
+            }
+        }
+        if options.parts.handshakes {
+            for &kind in &kinds {
+                match with_server(options, kind, async |s| {
+                    measure_handshakes(options, s).await
+                })
+                .await
+                {
+                    Ok(sample) => {
+                        eprintln!(
+                            "[{:>4.0}s] round {} handshakes {:<17} {:>8.0}/s {:>7.1} µs server CPU each",
+                            started.elapsed().as_secs_f64(),
+                            round + 1,
+                            kind.name(),
+                            sample.rate,
+                            sample.server_us
+                        );
+                        results.handshakes.push(HandshakeSample {
+                            round,
+                            kind,
+                            ..sample
+                        });
+                    }
+                    Err(err) => results.fail(round, kind, "handshakes", &err),
+                }
+            }
+        }
+    }
+    results.elapsed = started.elapsed();
+    results
+}
+
+/// Starts a fresh server of `kind`, runs `measure` against it (bounded to 120 s), stops it.
+async fn with_server<T>(
+    options: &Options,
+    kind: Kind,
+    measure: impl AsyncFnOnce(&Server) -> io::Result<T>,
+) -> io::Result<T> {
+    let server = Server::start(kind, &options.ours, options.pin).await?;
+    let outcome = tokio::time::timeout(Duration::from_secs(120), measure(&server)).await;
+    server.stop().await;
+    outcome.map_err(|_| io::Error::other("timed out after 120 s"))?
+}
+
+fn ticks_to_us(options: &Options, ticks: u64) -> f64 {
+    ticks as f64 * 1e6 / options.ticks_per_sec as f64
+}
+
+/// Closed-loop echo for `options.secs` after `options.warmup`.
+async fn measure_echo(
+    options: &Options,
+    server: &Server,
+    workload: &Workload,
+) -> io::Result<EchoSample> {
+    let payload = Arc::new(Payload::new(workload.text, workload.size, workload.depth));
+    let counter = Arc::new(AtomicU64::new(0));
+    let websocket = server.target.websocket;
+    let mut tasks = JoinSet::new();
+    for _ in 0..workload.conns {
+        let mut conn = connect(&server.target).await?;
+        let (payload, counter) = (payload.clone(), counter.clone());
+        tasks.spawn(async move { conn.echo(websocket, &payload, ECHO_LIMIT, &counter).await });
+    }
+    tokio::time::sleep(Duration::from_secs_f64(options.warmup)).await;
+    check_running(&mut tasks)?;
+    let (t0, m0) = (Instant::now(), counter.load(Ordering::Relaxed));
+    let (s0, c0) = (server.cpu_ticks()?, procs::cpu_ticks("self")?);
+    tokio::time::sleep(Duration::from_secs_f64(options.secs)).await;
+    let (s1, c1) = (server.cpu_ticks()?, procs::cpu_ticks("self")?);
+    let (t1, m1) = (Instant::now(), counter.load(Ordering::Relaxed));
+    check_running(&mut tasks)?;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let elapsed = (t1 - t0).as_secs_f64();
+    let messages = (m1 - m0).max(1) as f64;
+    let (server_us, client_us) = (ticks_to_us(options, s1 - s0), ticks_to_us(options, c1 - c0));
+    Ok(EchoSample {
+        round: 0,
+        kind: Kind::Tcp,
+        workload: 0,
+        rate: messages / elapsed,
+        server_us: server_us / messages,
+        client_us: client_us / messages,
+        server_busy: server_us / 1e6 / elapsed,
+        client_busy: client_us / 1e6 / elapsed,
+    })
+}
+
+/// Fails if any connection task has ended with an error.
+fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
+    while let Some(done) = tasks.try_join_next() {
+        done.map_err(io::Error::other)??;
+    }
+    Ok(())
+}
+
+/// Opens `count` connections with [`CONNECTORS`] connectors at a time.
+async fn open_many(server: &Server, count: usize) -> io::Result<Vec<Conn>> {
+    let mut tasks = JoinSet::new();
+    let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
+    for i in 0..connectors {
+        let share = count / connectors + usize::from(i < count % connectors);
+        let target = server.target.clone();
+        tasks.spawn(async move {
+            let mut conns = Vec::with_capacity(share);
+            for _ in 0..share {
+                conns.push(connect(&target).await?);
+            }
+            Ok::<_, io::Error>(conns)
+        });
+    }
+    let mut conns = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        conns.extend(done.map_err(io::Error::other)??);
+    }
+    Ok(conns)
+}
+
+/// RSS growth per connection: after `options.idle` upgrades, and after one 1 KiB echo on each.
+async fn measure_memory(options: &Options, server: &Server) -> io::Result<MemorySample> {
+    let count = if options.smoke { 20 } else { options.idle };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = server.rss_kib()?;
+    let conns = open_many(server, count).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.rss_kib()?;
+    // One echo on each connection, 32 connections at a time.
+    let payload = Arc::new(Payload::new(true, 1024, 1));
+    let counter = Arc::new(AtomicU64::new(0));
+    let websocket = server.target.websocket;
+    let mut tasks = JoinSet::new();
+    let mut chunks: Vec<Vec<Conn>> = (0..CONNECTORS).map(|_| Vec::new()).collect();
+    for (i, conn) in conns.into_iter().enumerate() {
+        let n = chunks.len();
+        chunks[i % n].push(conn);
+    }
+    for mut chunk in chunks {
+        let (payload, counter) = (payload.clone(), counter.clone());
+        tasks.spawn(async move {
+            for conn in &mut chunk {
+                conn.echo(websocket, &payload, 1, &counter).await?;
+            }
+            Ok::<_, io::Error>(chunk)
+        });
+    }
+    let mut conns = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        conns.extend(done.map_err(io::Error::other)??);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let used = server.rss_kib()?;
+    drop(conns);
+    let per_conn = |after: u64| after.saturating_sub(base) as f64 / count as f64;
+    Ok(MemorySample {
+        round: 0,
+        kind: Kind::Tcp,
+        base_kib: base,
+        idle_kib: per_conn(idle),
+        used_kib: per_conn(used),
+    })
+}
+
+/// `options.handshake_count` upgrades by [`CONNECTORS`] concurrent connectors; each connection
+/// is dropped as soon as its 101 has been checked.
+async fn measure_handshakes(options: &Options, server: &Server) -> io::Result<HandshakeSample> {
+    let total = if options.smoke {
+        64
+    } else {
+        options.handshake_count
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    let (t0, s0) = (Instant::now(), server.cpu_ticks()?);
+    let mut tasks = JoinSet::new();
+    for _ in 0..CONNECTORS {
+        let (next, target) = (next.clone(), server.target.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                drop(connect(&target).await?);
+            }
+            Ok::<_, io::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(io::Error::other)??;
+    }
+    let (t1, s1) = (Instant::now(), server.cpu_ticks()?);
+    let elapsed = (t1 - t0).as_secs_f64();
+    Ok(HandshakeSample {
+        round: 0,
+        kind: Kind::Tcp,
+        rate: total as f64 / elapsed,
+        server_us: ticks_to_us(options, s1 - s0) / total as f64,
+    })
+}
+
+/// Every server, every workload, a few messages per connection; every echo checked.
+async fn smoke(options: &Options) -> ExitCode {
+    let started = Instant::now();
+    let mut failed = 0;
+    for &kind in &options.kinds {
+        let outcome = with_server(options, kind, async |server| {
+            let mut echoed = 0;
+            for &w in &options.workloads {
+                let workload = WORKLOADS[w];
+                let payload = Arc::new(Payload::new(workload.text, workload.size, workload.depth));
+                let counter = Arc::new(AtomicU64::new(0));
+                let mut tasks = JoinSet::new();
+                for _ in 0..workload.conns.min(SMOKE_CONNS) {
+                    let mut conn = connect(&server.target).await?;
+                    let (payload, counter) = (payload.clone(), counter.clone());
+                    let websocket = server.target.websocket;
+                    tasks.spawn(async move {
+                        conn.echo(websocket, &payload, SMOKE_MESSAGES, &counter)
+                            .await
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    let got = done.map_err(io::Error::other)??;
+                    if got != SMOKE_MESSAGES {
+                        return Err(io::Error::other(format!(
+                            "{}: {got} echoes of {SMOKE_MESSAGES}",
+                            workload.name
+                        )));
+                    }
+                    echoed += got;
+                }
+            }
+            measure_memory(options, server).await?;
+            measure_handshakes(options, server).await?;
+            Ok(echoed)
+        })
+        .await;
+        match outcome {
+            Ok(echoed) => eprintln!(
+                "smoke {:<17} ok: {echoed} messages echoed and checked, 20 idle connections, 64 handshakes",
+                kind.name()
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!("smoke {:<17} FAILED: {err}", kind.name());
+            }
+        }
+    }
+    let passed = options.kinds.len() - failed;
+    eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,179 @@
+//! Child server processes, CPU pinning and the `/proc` readings: CPU time and resident memory.
+
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::client::Target;
+use crate::servers::Kind;
+
+/// The CPU the servers run on; the client (this process) runs on [`CLIENT_CPU`].
+const SERVER_CPU: &str = "0";
+const CLIENT_CPU: &str = "1";
+
+/// Whether `taskset` (util-linux) is there to pin processes.
+pub(crate) fn have_taskset() -> bool {
+    std::process::Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Pins this process's main thread to the client CPU. Call before starting any thread: threads
+/// inherit the mask of the thread that creates them.
+pub(crate) fn pin_self() -> bool {
+    std::process::Command::new("taskset")
+        .args(["-p", "-c", CLIENT_CPU, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Raises this process's soft limit on open files to the hard limit (children inherit it),
+/// through util-linux's `prlimit`. Returns the soft limit in force afterwards.
+pub(crate) fn raise_nofile() -> Option<u64> {
+    let hard = read_nofile(2)?;
+    let _ = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={hard}:{hard}"),
+        ])
+        .status();
+    read_nofile(1)
+}
+
+/// Field 1 (soft) or 2 (hard) of the "Max open files" line of `/proc/self/limits`.
+fn read_nofile(field: usize) -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let rest = line.trim_start_matches("Max open files");
+    rest.split_whitespace().nth(field - 1)?.parse().ok()
+}
+
+/// Clock ticks per second for `/proc/PID/stat` times.
+pub(crate) fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// User plus system CPU time of every thread of `pid`, in clock ticks.
+pub(crate) fn cpu_ticks(pid: &str) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may hold spaces and ends at the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut next = || -> io::Result<u64> {
+        fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other("odd /proc/PID/stat"))
+    };
+    Ok(next()? + next()?)
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS`).
+pub(crate) fn rss_kib(pid: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+}
+
+/// A server running as a child process, pinned to the server CPU.
+pub(crate) struct Server {
+    child: Child,
+    /// Kept open: the server may print more and must not get `SIGPIPE`.
+    _stdout: BufReader<ChildStdout>,
+    pub(crate) pid: String,
+    pub(crate) target: Target,
+}
+
+impl Server {
+    /// Starts the server of `kind` and waits (at most 10 s) for its "listening on" line.
+    pub(crate) async fn start(kind: Kind, ours: &Path, pin: bool) -> io::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let (program, args): (&Path, Vec<&str>) = match kind {
+            Kind::Ours => (ours, vec!["--addr", "127.0.0.1:0"]),
+            _ => (exe.as_path(), vec!["serve", kind.name()]),
+        };
+        let mut command = if pin {
+            let mut command = Command::new("taskset");
+            command.args(["-c", SERVER_CPU]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("server exited at once"))?
+            .to_string();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout"))?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
+            .await
+            .map_err(|_| io::Error::other(format!("{} did not start in 10 s", kind.name())))??;
+        let url = line
+            .split_once("ws://")
+            .map(|(_, url)| url.trim())
+            .ok_or_else(|| io::Error::other(format!("{}: odd first line {line:?}", kind.name())))?;
+        let (addr, path) = url.split_once('/').unwrap_or((url, ""));
+        let target = Target {
+            addr: addr.parse().map_err(|e| {
+                io::Error::other(format!("{}: bad address {addr}: {e}", kind.name()))
+            })?,
+            path: path.to_owned(),
+            websocket: kind.is_websocket(),
+        };
+        Ok(Server {
+            child,
+            _stdout: stdout,
+            pid,
+            target,
+        })
+    }
+
+    /// CPU ticks the server has used so far.
+    pub(crate) fn cpu_ticks(&self) -> io::Result<u64> {
+        cpu_ticks(&self.pid)
+    }
+
+    /// The server's resident memory in KiB.
+    pub(crate) fn rss_kib(&self) -> io::Result<u64> {
+        rss_kib(&self.pid)
+    }
+
+    /// Kills the server and reaps it.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}

@@ -1,0 +1,407 @@
+//! Samples, medians and ranges, ratios within a round, and the markdown tables.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::servers::Kind;
+use crate::{CONNECTORS, Options, WORKLOADS};
+
+/// The markers between which `--markdown` replaces the generated tables.
+const BEGIN: &str = "<!-- ws-bench:begin (generated, do not edit by hand) -->";
+const END: &str = "<!-- ws-bench:end -->";
+
+/// One closed-loop echo run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EchoSample {
+    pub(crate) round: usize,
+    pub(crate) kind: Kind,
+    pub(crate) workload: usize,
+    /// Echoed messages per second.
+    pub(crate) rate: f64,
+    /// Server CPU (user + system) per echoed message, µs.
+    pub(crate) server_us: f64,
+    /// Client CPU per echoed message, µs.
+    pub(crate) client_us: f64,
+    /// Fraction of one core the server used.
+    pub(crate) server_busy: f64,
+    /// Fraction of one core the client used.
+    pub(crate) client_busy: f64,
+}
+
+/// One memory run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MemorySample {
+    pub(crate) round: usize,
+    pub(crate) kind: Kind,
+    /// RSS of the fresh server before any connection.
+    pub(crate) base_kib: u64,
+    /// RSS growth per connection after the upgrades.
+    pub(crate) idle_kib: f64,
+    /// RSS growth per connection after one 1 KiB echo on each.
+    pub(crate) used_kib: f64,
+}
+
+/// One handshake run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandshakeSample {
+    pub(crate) round: usize,
+    pub(crate) kind: Kind,
+    /// Completed upgrades per second.
+    pub(crate) rate: f64,
+    /// Server CPU per upgrade, µs.
+    pub(crate) server_us: f64,
+}
+
+/// Everything one `ws-bench` run measured.
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    pub(crate) echo: Vec<EchoSample>,
+    pub(crate) memory: Vec<MemorySample>,
+    pub(crate) handshakes: Vec<HandshakeSample>,
+    pub(crate) failures: Vec<String>,
+    pub(crate) elapsed: Duration,
+}
+
+impl Results {
+    /// Records (and prints) a failed run.
+    pub(crate) fn fail(&mut self, round: usize, kind: Kind, what: &str, err: &io::Error) {
+        let line = format!("round {} {what} {}: {err}", round + 1, kind.name());
+        eprintln!("FAILED {line}");
+        self.failures.push(line);
+    }
+}
+
+/// Median and range of a set of figures.
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        f64::midpoint(v[mid - 1], v[mid])
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+    })
+}
+
+/// `median (min–max)` with `fmt` for each number, or `–`.
+fn cell(s: Option<Spread>, fmt: impl Fn(f64) -> String, rounds: usize) -> String {
+    match s {
+        None => "–".to_owned(),
+        Some(s) if rounds <= 1 => fmt(s.median),
+        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
+    }
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.0} k", x / 1e3)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn micros(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn ratio(x: f64) -> String {
+    format!("{x:.2}×")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.0} %", x * 100.0)
+}
+
+fn kib(x: f64) -> String {
+    format!("{x:.1}")
+}
+
+/// Ratios of `value(sample)` to the same figure of `base` in the same round (and workload).
+fn ratios<S: Copy>(
+    samples: &[S],
+    mine: impl Fn(&S) -> bool,
+    base: impl Fn(&S, &S) -> bool,
+    value: impl Fn(&S) -> f64,
+) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|s| mine(s))
+        .filter_map(|s| {
+            let b = samples.iter().find(|b| base(s, b))?;
+            Some(value(s) / value(b))
+        })
+        .collect()
+}
+
+fn shell(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("unknown", |m| m.trim_start_matches([' ', '\t', ':']).trim())
+        .to_owned();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let kib: f64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let rustc = shell("rustc", &["-V"]).unwrap_or_else(|| "rustc unknown".to_owned());
+    format!("{cpus} CPUs ({model}), {memory} RAM, Linux {kernel}, {rustc}")
+}
+
+/// The generated section: how it was made, then the tables.
+pub(crate) fn render(options: &Options, results: &Results) -> String {
+    let mut out = String::new();
+    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
+    let rounds = options.rounds;
+    let _ = writeln!(out, "{BEGIN}");
+    let _ = writeln!(
+        out,
+        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), implementations \
+         interleaved in a rotated order each round, each run against a fresh server process. \
+         Servers pinned to CPU 0, the load generator to CPU 1: {}.\n",
+        results.elapsed.as_secs_f64(),
+        if options.pin {
+            "yes"
+        } else {
+            "**no** (taskset missing or --no-pin)"
+        },
+    );
+    let _ = writeln!(out, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        out,
+        "Cells are `median (min–max)` over the rounds; ratios are taken within a round, then \
+         summarised. Server CPU is user + system time of the whole server process from \
+         `/proc/PID/stat` (10 ms ticks).\n"
+    );
+    if !results.echo.is_empty() {
+        render_echo(&mut out, options, results);
+    }
+    if !results.memory.is_empty() {
+        render_memory(&mut out, options, results);
+    }
+    if !results.handshakes.is_empty() {
+        render_handshakes(&mut out, options, results);
+    }
+    if !results.failures.is_empty() {
+        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
+        for failure in &results.failures {
+            let _ = writeln!(out, "- {failure}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{END}");
+    out
+}
+
+fn render_echo(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Echo, closed loop\n\n{:.1} s measured per run after {:.1} s of warm-up. Each \
+         connection keeps a fixed number of messages in flight and sends one more for each echo \
+         it has checked byte for byte. Lower server CPU per message is better; when the client \
+         core is near 100 %, messages/s measures the client, so read server CPU per message.\n",
+        options.secs, options.warmup
+    );
+    let _ = writeln!(
+        out,
+        "| workload | server | messages/s | server CPU µs/msg | × warp::ws | × TCP floor | server core | client core |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let echo = &results.echo;
+    for &w in &options.workloads {
+        let workload = WORKLOADS[w];
+        let name = format!("{} ({} in flight each)", workload.name, workload.depth);
+        for &kind in &options.kinds {
+            let mine: Vec<&EchoSample> = echo
+                .iter()
+                .filter(|s| s.kind == kind && s.workload == w)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let relative_to = |base: Kind| {
+                let r = ratios(
+                    echo,
+                    |s| s.kind == kind && s.workload == w,
+                    |s, b| b.kind == base && b.workload == w && b.round == s.round,
+                    |s| s.server_us,
+                );
+                cell(spread(r), ratio, rounds)
+            };
+            let client = format!(
+                "{} ({} µs/msg)",
+                cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
+                cell(spread(mine.iter().map(|s| s.client_us)), micros, 1)
+            );
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.label(),
+                cell(spread(mine.iter().map(|s| s.rate)), rate, rounds),
+                cell(spread(mine.iter().map(|s| s.server_us)), micros, rounds),
+                relative_to(Kind::Warp),
+                relative_to(Kind::Tcp),
+                cell(spread(mine.iter().map(|s| s.server_busy)), percent, 1),
+                client,
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn render_memory(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Memory per idle connection\n\n{} WebSocket connections opened to a fresh server \
+         ({CONNECTORS} connectors at a time); growth of the server's `VmRSS` divided by the \
+         count, after the upgrades and again after one 1 KiB text echo on every connection. \
+         User space only: kernel socket buffers are not in RSS.\n",
+        options.idle
+    );
+    let _ = writeln!(
+        out,
+        "| server | RSS at start (MiB) | KiB/conn after upgrade | KiB/conn after one echo | × warp::ws (after echo) |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
+    let memory = &results.memory;
+    for &kind in &options.kinds {
+        let mine: Vec<&MemorySample> = memory.iter().filter(|s| s.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let vs_warp = ratios(
+            memory,
+            |s| s.kind == kind,
+            |s, b| b.kind == Kind::Warp && b.round == s.round,
+            |s| s.used_kib,
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            kind.label(),
+            cell(
+                spread(mine.iter().map(|s| s.base_kib as f64 / 1024.0)),
+                |x| format!("{x:.1}"),
+                1
+            ),
+            cell(spread(mine.iter().map(|s| s.idle_kib)), kib, rounds),
+            cell(spread(mine.iter().map(|s| s.used_kib)), kib, rounds),
+            cell(spread(vs_warp), ratio, rounds),
+        );
+    }
+    out.push('\n');
+}
+
+fn render_handshakes(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Handshakes\n\n{} upgrades per run by {CONNECTORS} concurrent connectors; each \
+         connection is dropped once its `101` and `Sec-WebSocket-Accept` are checked. The TCP \
+         floor row is connect + accept only.\n",
+        options.handshake_count
+    );
+    let _ = writeln!(
+        out,
+        "| server | handshakes/s | server CPU µs/handshake | × warp::ws (rate) | × warp::ws (CPU) |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
+    let hs = &results.handshakes;
+    for &kind in &options.kinds {
+        let mine: Vec<&HandshakeSample> = hs.iter().filter(|s| s.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let vs_warp = |value: fn(&HandshakeSample) -> f64| {
+            let r = ratios(
+                hs,
+                |s| s.kind == kind,
+                |s, b| b.kind == Kind::Warp && b.round == s.round,
+                value,
+            );
+            cell(spread(r), ratio, rounds)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            kind.label(),
+            cell(spread(mine.iter().map(|s| s.rate)), rate, rounds),
+            cell(spread(mine.iter().map(|s| s.server_us)), micros, rounds),
+            vs_warp(|s| s.rate),
+            vs_warp(|s| s.server_us),
+        );
+    }
+    out.push('\n');
+}
+
+/// Replaces the generated section of `path` (between the markers), or creates the file.
+pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(begin), Some(end)) if begin < end => format!(
+            "{}{}{}",
+            &existing[..begin],
+            generated.trim_end(),
+            &existing[end + END.len()..]
+        ),
+        _ => format!(
+            "# Benchmarks\n\nRegenerate: `cargo build --release --example echo -p ws && cargo run \
+             --release -p ws-bench -- all --markdown BENCHMARKS.md`\n\n{generated}"
+        ),
+    };
+    std::fs::write(path, text)
+}

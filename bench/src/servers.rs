@@ -1,0 +1,182 @@
+//! The bench-only echo servers. Each runs in its own process (`ws-bench serve KIND`), binds
+//! `127.0.0.1:0`, prints one line `KIND listening on ws://ADDR/PATH` and echoes until killed.
+//!
+//! Every server uses `#[tokio::main]`'s multi-thread runtime, as `examples/echo` does: pinned to
+//! one CPU, that is one worker thread each.
+
+use std::future::ready;
+use std::io;
+use std::net::SocketAddr;
+
+use futures_util::SinkExt;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use warp::Filter;
+
+/// One implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Raw TCP echo: the floor.
+    Tcp,
+    /// `warp::ws`, written as warp's own `websockets` example does.
+    Warp,
+    /// tokio-tungstenite 0.30 with its default config (128 KiB read buffer).
+    Tungstenite,
+    /// tokio-tungstenite 0.30 with a 4 KiB read buffer.
+    Tungstenite4k,
+    /// tokio-websockets, the fast peer.
+    TokioWebsockets,
+    /// Ours: the release `examples/echo` binary.
+    Ours,
+}
+
+impl Kind {
+    /// Every kind, in the order the tables list them.
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Ours,
+        Kind::Warp,
+        Kind::Tungstenite,
+        Kind::Tungstenite4k,
+        Kind::TokioWebsockets,
+        Kind::Tcp,
+    ];
+
+    /// The name used on the command line and in the tables.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp-floor",
+            Kind::Warp => "warp-ws",
+            Kind::Tungstenite => "tungstenite",
+            Kind::Tungstenite4k => "tungstenite-4k",
+            Kind::TokioWebsockets => "tokio-websockets",
+            Kind::Ours => "ours",
+        }
+    }
+
+    /// A longer label for the tables.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Tcp => "TCP echo (floor)",
+            Kind::Warp => "raw warp::ws 0.4.3",
+            Kind::Tungstenite => "tokio-tungstenite 0.30, default (128 KiB read buf)",
+            Kind::Tungstenite4k => "tokio-tungstenite 0.30, 4 KiB read buf",
+            Kind::TokioWebsockets => "tokio-websockets 0.13",
+            Kind::Ours => "**ours** (examples/echo)",
+        }
+    }
+
+    /// Parses a name as printed by [`Kind::name`].
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Whether the client speaks WebSocket to it (everything but the TCP floor).
+    pub(crate) fn is_websocket(self) -> bool {
+        self != Kind::Tcp
+    }
+}
+
+/// Runs the server of `kind` in this process until it is killed.
+pub(crate) fn serve(kind: Kind) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match kind {
+            Kind::Warp => serve_warp().await,
+            Kind::Tcp => accept_loop(kind, "", tcp_echo).await,
+            Kind::Tungstenite => accept_loop(kind, "", |s| tungstenite_echo(s, 128 * 1024)).await,
+            Kind::Tungstenite4k => accept_loop(kind, "", |s| tungstenite_echo(s, 4 * 1024)).await,
+            Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
+            Kind::Ours => Err(io::Error::other("`ours` runs target/release/examples/echo")),
+        }
+    })
+}
+
+fn announce(kind: Kind, addr: SocketAddr, path: &str) {
+    // The parent reads this line to learn the port; stdout is a pipe, so print and flush.
+    println!("{} listening on ws://{addr}/{path}", kind.name());
+    let _ = io::Write::flush(&mut io::stdout());
+}
+
+/// warp's `examples/websockets.rs`, on 127.0.0.1:0. `warp::serve` does not set `TCP_NODELAY`.
+async fn serve_warp() -> io::Result<()> {
+    let routes = warp::path("echo").and(warp::ws()).map(|ws: warp::ws::Ws| {
+        ws.on_upgrade(|websocket| {
+            let (tx, rx) = websocket.split();
+            // The example prints the error; every abrupt client close ends here, so the
+            // bench drops it instead of writing thousands of lines.
+            rx.forward(tx).map(|_result| ())
+        })
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(Kind::Warp, listener.local_addr()?, "echo");
+    warp::serve(routes).incoming(listener).run().await;
+    Ok(())
+}
+
+/// A plain accept loop that sets `TCP_NODELAY` (as ours does) and spawns one task per connection.
+async fn accept_loop<F, Fut>(kind: Kind, path: &str, handle: F) -> io::Result<()>
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(kind, listener.local_addr()?, path);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(stream));
+            }
+            // Out of descriptors: back off instead of spinning.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Reads into a 64 KiB buffer (allocated at the first byte, as a read buffer would be) and
+/// writes back what it read: two syscalls per read, no framing.
+async fn tcp_echo(mut stream: TcpStream) {
+    if stream.readable().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn tungstenite_echo(stream: TcpStream, read_buffer_size: usize) {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(read_buffer_size);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return;
+    };
+    let (tx, rx) = ws.split();
+    let _ = rx
+        .try_filter(|msg| ready(msg.is_text() || msg.is_binary()))
+        .forward(tx)
+        .await;
+}
+
+/// The echo loop of tokio-websockets' README: it flushes before each read, so this is as
+/// batched as the crate gets.
+async fn tokio_websockets_echo(stream: TcpStream) {
+    let Ok((_request, mut ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
