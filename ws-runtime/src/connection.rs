@@ -259,16 +259,17 @@ async fn write_loop(
             out = rx.recv() => match out {
                 Some(Outgoing::Message(message, permits)) => {
                     let batch = write_batch(&mut sink, message, permits, &mut rx, client);
-                    match tokio::time::timeout(stall, batch).await {
+                    match write_or_give_up(batch, client, config, stall).await {
                         Ok(Ok(None)) => {}
                         Ok(Ok(Some(close))) => break Some(close),
                         Ok(Err(err)) => {
                             tracing::debug!("write failed: {err}");
                             break None;
                         }
-                        Err(_) => {
-                            tracing::debug!("the peer read nothing for {stall:?}; dropping it");
-                            outcome.record(Close::new(Close::POLICY_VIOLATION, "Send timeout"));
+                        Err(close) => {
+                            // The peer reads nothing: no close frame could reach it either.
+                            tracing::debug!(code = close.code, "the peer is not reading; dropping it");
+                            outcome.record(close);
                             phase.send_replace(Phase::Abort);
                             return;
                         }
@@ -307,6 +308,32 @@ async fn write_loop(
         }
         open
     });
+}
+
+/// Runs a write, giving up on a peer that reads nothing: after `stall` without completing, or
+/// within the close timeout once a close is wanted urgently (a slow consumer, say) while the
+/// write is stuck. Gives the close to record when it gives up.
+async fn write_or_give_up<F: Future>(
+    batch: F,
+    client: &Client,
+    config: &Config,
+    stall: std::time::Duration,
+) -> Result<F::Output, Close> {
+    let mut batch = std::pin::pin!(batch);
+    let stalled = tokio::time::sleep(stall);
+    tokio::select! {
+        done = &mut batch => return Ok(done),
+        () = stalled => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
+        () = client.urgent_notify.notified() => {}
+    }
+    // Keep the notification for the writer loop, which sends the close once the write is done.
+    client.urgent_notify.notify_one();
+    match tokio::time::timeout(config.close_timeout, batch).await {
+        Ok(done) => Ok(done),
+        Err(_) => Err(client
+            .take_urgent()
+            .unwrap_or_else(|| Close::new(Close::POLICY_VIOLATION, "Send timeout"))),
+    }
 }
 
 /// What the heartbeat asks for at a tick.

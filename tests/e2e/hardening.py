@@ -1,0 +1,254 @@
+"""Bad input against examples/secure_chat with its default config, as a new user would try it.
+
+Usage: python tests/e2e/hardening.py target/release/examples/secure_chat [--markdown FILE]
+
+Each check sends the bad input over a real socket and checks the exact answer; the figures
+(memory growth, ping latency under load, time to close a slow consumer) go to RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+import sys
+import time
+import faulthandler
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from serverproc import ServerProcess
+
+PASSWORD = "reallyverysecure"
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+checks = 0
+figures: list[tuple[str, str, str]] = []
+
+
+def check(condition: bool, what: str) -> None:
+    global checks
+    if not condition:
+        raise AssertionError(what)
+    checks += 1
+    print(f"ok {checks} - {what}")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def raw(addr: str, request: str) -> tuple[int, dict[str, str], bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = addr.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request.encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if l)}
+    body = b""
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 10)
+    return status, headers, body, reader, writer
+
+
+def handshake(addr: str, method: str = "GET", extra: str = "", key: bool = True, version: str = "13") -> str:
+    lines = [f"{method} /ws?password={PASSWORD} HTTP/1.1", f"Host: {addr}", "Upgrade: websocket", "Connection: Upgrade"]
+    if key:
+        lines.append(f"Sec-WebSocket-Key: {KEY}")
+    lines.append(f"Sec-WebSocket-Version: {version}")
+    if method != "GET":
+        lines.append("Content-Length: 0")
+    return "\r\n".join(lines) + "\r\n" + extra + "\r\n"
+
+
+def frame(opcode: int, payload: bytes, masked: bool = True) -> bytes:
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([mask_bit | n])
+    elif n < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def close_code_after(addr: str, data: bytes) -> int:
+    status, _, _, reader, writer = await raw(addr, handshake(addr))
+    assert status == 101
+    writer.write(data)
+    await writer.drain()
+    while True:
+        b0, b1 = await asyncio.wait_for(reader.readexactly(2), 10)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", await reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", await reader.readexactly(8))[0]
+        payload = await reader.readexactly(n)
+        if b0 & 0x0F == 0x8:
+            writer.close()
+            return struct.unpack(">H", payload[:2])[0]
+
+
+async def member(addr: str, **kwargs):
+    return await connect(f"ws://{addr}/ws?password={PASSWORD}", open_timeout=10, max_size=None, **kwargs)
+
+
+async def main(binary: str, markdown: str | None) -> None:
+    server = await ServerProcess.start(binary, "--addr", "127.0.0.1:0")
+    pid = server.proc.pid
+    try:
+        addr = (await server.wait_for(r"Chat at http://([0-9.]+:[0-9]+)/")).group(1)
+
+        status, headers, _, _, w = await raw(addr, handshake(addr, method="POST"))
+        w.close()
+        check(status == 405 and headers.get("allow") == "GET", "POST upgrade: 405 with Allow: GET")
+        status, _, _, _, w = await raw(addr, handshake(addr, key=False))
+        w.close()
+        check(status == 400, "missing Sec-WebSocket-Key: 400")
+        status, headers, _, _, w = await raw(addr, handshake(addr, version="12"))
+        w.close()
+        check(status == 426 and headers.get("sec-websocket-version") == "13", "version 12: 426 with Sec-WebSocket-Version: 13")
+        status, _, _, _, w = await raw(addr, handshake(addr, extra="Origin: https://evil.example\r\n"))
+        w.close()
+        check(status == 403, "cross-origin browser request: 403")
+        status, _, _, _, w = await raw(addr, handshake(addr, extra=f"Origin: http://{addr}\r\n"))
+        w.close()
+        check(status == 101, "same-origin browser request: 101")
+
+        check(await close_code_after(addr, frame(0x1, b"\xff\xfe")) == 1007, "invalid UTF-8: 1007")
+        check(await close_code_after(addr, frame(0x1, b"hi", masked=False)) == 1002, "unmasked frame: 1002")
+        big = await member(addr)
+        try:
+            await big.send(b"x" * (11 << 20))
+            await asyncio.wait_for(big.recv(), 20)
+            check(False, "an 11 MiB message is refused")
+        except ConnectionClosed as closed:
+            check(closed.rcvd is not None and closed.rcvd.code == 1009, "an 11 MiB message: 1009")
+
+        # A never-reading member while others send 20 MB through the broadcast.
+        await server.wait_for(r"closed connection with code 1009")
+        before = rss_kib(pid)
+        status, _, _, sloth_reader, sloth = await raw(addr, handshake(addr))
+        assert status == 101
+        sloth.transport.pause_reading()
+        senders = [await member(addr) for _ in range(4)]
+        watcher = await member(addr)
+        received = 0
+
+        async def drain(ws) -> None:
+            nonlocal received
+            try:
+                async for message in ws:
+                    received += len(message)
+            except ConnectionClosed:
+                pass
+
+        drains = [asyncio.create_task(drain(ws)) for ws in senders]
+        chunk = os.urandom(64 << 10)
+        total = 4 * 80 * len(chunk)  # 20 MiB, all of which the watcher receives
+        watched = 0
+        all_seen = asyncio.Event()
+
+        async def watch() -> None:
+            nonlocal watched
+            async for message in watcher:
+                watched += len(message)
+                if watched >= total:
+                    all_seen.set()
+                    return
+
+        async def send_5mb(ws) -> None:
+            for _ in range(80):  # 80 x 64 KiB = 5 MiB each, 20 MiB in all
+                await ws.send(chunk)
+
+        started = time.monotonic()
+        watching = asyncio.create_task(watch())
+        flood = asyncio.gather(*(send_5mb(ws) for ws in senders))
+        latencies = []
+        peak = before
+        slow_closed_after = None
+        deadline = started + 120
+        while not all_seen.is_set():
+            assert time.monotonic() < deadline, f"the watcher saw {watched} of {total} bytes"
+            t0 = time.monotonic()
+            await asyncio.wait_for(await watcher.ping(), 10)
+            latencies.append(time.monotonic() - t0)
+            peak = max(peak, rss_kib(pid))
+            if slow_closed_after is None and any("closed connection with code 1008" in l for l in server.lines):
+                slow_closed_after = time.monotonic() - started
+            await asyncio.sleep(0.05)  # pacing of the latency probe
+        await flood
+        await watching
+        flood_secs = time.monotonic() - started
+        growth = peak - before
+        p99 = sorted(latencies)[int(len(latencies) * 0.99)] * 1000
+        check(max(latencies) < 1.0, f"pings answered promptly during the flood (max {max(latencies)*1000:.1f} ms)")
+        check(growth < 64 << 10, f"server grew {growth / 1024:.1f} MiB (< 64 MiB) with a never-reading member")
+        await server.wait_for(r"closed connection with code 1008", timeout=30)
+        if slow_closed_after is None:
+            slow_closed_after = time.monotonic() - started
+        check(True, "the never-reading member was closed with 1008")
+        figures.append(("never-reading member while 4 members send 20 MiB through the broadcast",
+                        "closed with 1008 (send queue full); others served",
+                        f"RSS +{growth / 1024:.1f} MiB; ping p99 {p99:.1f} ms, max {max(latencies)*1000:.1f} ms over {len(latencies)} pings; closed {slow_closed_after:.1f} s into a {flood_secs:.1f} s flood"))
+        for ws in senders + [watcher]:
+            await ws.close()
+        for task in drains:
+            task.cancel()
+        sloth.close()
+
+        # 500 abrupt disconnects (RST), in batches under the per-IP limit.
+        before = rss_kib(pid)
+        started = time.monotonic()
+        for _ in range(5):
+            batch = [await raw(addr, handshake(addr)) for _ in range(100)]
+            for status, _, _, _, writer in batch:
+                assert status == 101, status
+                sock = writer.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+        reset_secs = time.monotonic() - started
+        after = await member(addr)
+        await after.send("still here")
+        check(True, "after 500 abrupt disconnects a member is still accepted")
+        await after.close()
+        growth = rss_kib(pid) - before
+        figures.append(("500 connections reset abruptly (RST, no close frame)",
+                        "each reported to on_close with 1006; nothing leaks",
+                        f"{reset_secs:.1f} s for 500; RSS {growth:+d} KiB afterwards; next member accepted"))
+
+        server.terminate()
+        check(await server.wait_exit() == 0, "SIGTERM: clean exit")
+    finally:
+        await server.kill()
+    if markdown:
+        with open(markdown, "w") as f:
+            f.write("| scenario | what the server does | measured |\n| --- | --- | --- |\n")
+            for row in figures:
+                f.write("| " + " | ".join(row) + " |\n")
+    print(f"{checks} passed, 0 failed")
+
+
+def tuple_addr(addr: str) -> tuple[str, int]:
+    host, port = addr.split(":")
+    return host, int(port)
+
+
+if __name__ == "__main__":
+    md = sys.argv[sys.argv.index("--markdown") + 1] if "--markdown" in sys.argv else None
+    faulthandler.dump_traceback_later(240, exit=True)
+    asyncio.run(main(sys.argv[1], md))
