@@ -340,12 +340,4 @@ impl Config {
     pub fn get_protocols(&self) -> &[String] {
         &self.protocols
     }
-
-    pub(crate) fn tungstenite(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
-            .write_buffer_size(self.write_buffer_size)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_frame_size))
-    }
 }

@@ -1,5 +1,6 @@
 //! The connection task: reading, writing and handling run side by side per client; the close
-//! handshake; the one `on_close` per opened connection; and the byte and frame counters.
+//! handshake; the heartbeat; the rate limit; the one `on_close` per opened connection; and the
+//! byte and frame counters. Frames are decoded and encoded by `frame`.
 
 use std::any::Any;
 use std::future::Future;
@@ -7,35 +8,37 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Error as WsError};
 use tracing::Instrument;
-use warp::hyper::upgrade::{OnUpgrade, Upgraded};
+use warp::hyper::upgrade::OnUpgrade;
 
 use crate::config::{Config, RateLimit};
 use crate::endpoint::{Client, Outgoing};
+use crate::frame::{Decoder, Event, Limits, OutFrame};
 use crate::handler::{DataError, Handler};
 use crate::limits::Slot;
-use crate::message::{Close, Message, Text};
+use crate::message::{Close, Message};
 use crate::server::until;
 use crate::socket::SocketInner;
 
-type Io = CountingIo<TokioIo<Upgraded>>;
-
 /// Messages read ahead of `on_data`. Small, since each may be as large as the message limit.
 const INBOX: usize = 2;
+
+/// Payloads up to this size are copied into the write buffer; larger ones are written from
+/// their own (shared) bytes.
+const COPY_LIMIT: usize = 64 << 10;
+
+/// A read or write buffer grown past this for a large message is given back once it is empty.
+const KEEP_READ_BUFFER: usize = 256 << 10;
 
 /// Where the close handshake stands, shared by the reader and the writer of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +59,7 @@ struct Outcome(Mutex<Option<Close>>);
 
 impl Outcome {
     fn record(&self, close: Close) {
-        let mut slot = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(close);
         }
@@ -68,8 +68,36 @@ impl Outcome {
     fn into_close(self) -> Close {
         self.0
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or_else(|| Close::new(Close::ABNORMAL, ""))
+    }
+}
+
+/// Pongs the reader owes the peer, one per ping; beyond a few outstanding, only the latest
+/// pings are answered (RFC 6455 §5.5.3 allows answering just the most recent).
+#[derive(Debug, Default)]
+struct Pongs {
+    owed: Mutex<std::collections::VecDeque<Bytes>>,
+    notify: Notify,
+}
+
+/// Pongs kept waiting at most; a ping flood cannot grow memory.
+const MAX_OWED_PONGS: usize = 16;
+
+impl Pongs {
+    fn owe(&self, payload: Bytes) {
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        if owed.len() == MAX_OWED_PONGS {
+            owed.pop_front();
+        }
+        owed.push_back(payload);
+        drop(owed);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Vec<OutFrame> {
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        owed.drain(..).map(OutFrame::pong).collect()
     }
 }
 
@@ -93,24 +121,41 @@ pub(crate) async fn run<H: Handler>(
     let config = &socket.config;
     let Some((client, rx)) = socket.endpoint.register(remote_addr, protocol) else {
         // Shutdown began between the 101 and the upgrade: say so, without opening.
-        let mut ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(config.tungstenite()),
+        let mut io = TokioIo::new(upgraded);
+        let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
+        let mut out = BytesMut::new();
+        let _ = tokio::time::timeout(
+            config.close_timeout,
+            write_frames(&mut io, &mut out, std::slice::from_ref(&frame)),
         )
         .await;
-        let frame = close_frame(&Close::new(Close::GOING_AWAY, "Server shutting down"));
-        let _ = tokio::time::timeout(config.close_timeout, ws.close(Some(frame))).await;
         return;
     };
     let id = client.id;
     let span = tracing::info_span!("ws", client = %id, peer = %remote_addr);
     async {
         tracing::debug!("open");
-        let io = CountingIo::new(TokioIo::new(upgraded), client.clone(), config.rate_limit);
-        let ws =
-            WebSocketStream::from_raw_socket(io, Role::Server, Some(config.tungstenite())).await;
-        let close = drive(&socket.handler, &client, &mut session, ws, rx, config).await;
+        let close = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // Plain TCP: owned halves, no lock between reading and writing.
+            Ok(parts) => {
+                let (reader, writer) = parts.io.into_inner().into_split();
+                let io = Io {
+                    reader,
+                    writer,
+                    pre_read: parts.read_buf,
+                };
+                drive(&socket.handler, &client, &mut session, io, rx, config).await
+            }
+            Err(upgraded) => {
+                let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
+                let io = Io {
+                    reader,
+                    writer,
+                    pre_read: Bytes::new(),
+                };
+                drive(&socket.handler, &client, &mut session, io, rx, config).await
+            }
+        };
         socket.endpoint.unregister(id);
         tracing::debug!(code = close.code, reason = %close.reason, "closed");
         let on_close = AssertUnwindSafe(socket.handler.on_close(id, session, close));
@@ -122,22 +167,41 @@ pub(crate) async fn run<H: Handler>(
     .await;
 }
 
+/// The two halves of an upgraded connection and what hyper read past the request.
+struct Io<R, W> {
+    reader: R,
+    writer: W,
+    pre_read: Bytes,
+}
+
 /// Reads, writes and handles until the connection is over; returns the close that ended it.
-async fn drive<H: Handler>(
+async fn drive<H, R, W>(
     handler: &H,
     client: &Client,
     session: &mut H::Session,
-    ws: WebSocketStream<Io>,
+    io: Io<R, W>,
     rx: mpsc::Receiver<Outgoing>,
     config: &Config,
-) -> Close {
-    let (sink, stream) = ws.split();
+) -> Close
+where
+    H: Handler,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let outcome = Outcome::default();
+    let pong = Pongs::default();
     let (phase, _) = watch::channel(Phase::Open);
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+    let shared = Shared {
+        client,
+        outcome: &outcome,
+        phase: &phase,
+        pong: &pong,
+        config,
+    };
     tokio::join!(
-        read_loop(stream, inbox_tx, client, &outcome, &phase, config),
-        write_loop(sink, rx, client, &outcome, &phase, config),
+        read_loop(io.reader, io.pre_read, inbox_tx, &shared),
+        write_loop(io.writer, rx, &shared),
         handle_loop(handler, client, session, inbox_rx),
     );
     // Wakes senders waiting for room in this client's queue: there will be none.
@@ -145,122 +209,236 @@ async fn drive<H: Handler>(
     outcome.into_close()
 }
 
-async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<WebSocketStream<Io>>,
-    inbox: mpsc::Sender<Message>,
-    client: &Client,
-    outcome: &Outcome,
-    phase: &watch::Sender<Phase>,
-    config: &Config,
-) {
-    let mut phase_rx = phase.subscribe();
-    let mut inbox = Some(inbox);
-    loop {
-        let deadline = match *phase_rx.borrow_and_update() {
-            Phase::CloseSent(at) => Some(at + config.close_timeout),
-            Phase::Abort => break,
-            Phase::Open | Phase::ReaderDone => None,
-        };
-        let item = tokio::select! {
-            item = stream.next() => item,
-            Ok(()) = phase_rx.changed() => continue,
-            () = sleep_until(deadline) => {
-                tracing::debug!("no close reply within the close timeout; dropping the connection");
-                break;
-            }
-        };
-        let message = match item {
-            None => break,
-            Some(Ok(tungstenite::Message::Text(text))) => {
-                Message::Text(Text::from_utf8_bytes(text))
-            }
-            Some(Ok(tungstenite::Message::Binary(_))) if config.text_only => {
-                // Not a protocol failure: close properly and keep reading for the reply.
-                let close = Close::new(Close::UNSUPPORTED_DATA, "Binary messages are not accepted");
-                client.close_urgently(close);
-                continue;
-            }
-            Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
-            Some(Ok(tungstenite::Message::Close(frame))) => {
-                // Keep reading: tungstenite flushes its reply on the next read, then ends.
-                outcome.record(frame.map_or_else(
-                    || Close::new(Close::NO_STATUS, ""),
-                    |f| Close::new(f.code.into(), f.reason.as_str()),
-                ));
-                continue;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(err)) => {
-                if let Some(close) = close_for_error(&err) {
-                    tracing::debug!(code = close.code, "failing the connection: {err}");
-                    outcome.record(close.clone());
-                    client.close_urgently(close);
-                } else {
-                    tracing::debug!("connection ended: {err}");
-                }
-                break;
-            }
-        };
-        client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
-        // Once closing, further data is ignored (RFC 6455 §1.4).
-        let Some(tx) = inbox.as_ref().filter(|_| !client.is_closing()) else {
-            continue;
-        };
-        client.reader_paused.store(true, Ordering::Relaxed);
-        tokio::select! {
-            sent = tx.send(message) => if sent.is_err() {
-                // The handler has stopped (it failed and asked for a close).
-                inbox = None;
-            },
-            () = until(&mut phase_rx, |p| *p != Phase::Open) => {}
-        }
-        client.reader_paused.store(false, Ordering::Relaxed);
-    }
-    phase.send_replace(Phase::ReaderDone);
+/// What the reader and the writer of one connection share.
+struct Shared<'a> {
+    client: &'a Client,
+    outcome: &'a Outcome,
+    phase: &'a watch::Sender<Phase>,
+    pong: &'a Pongs,
+    config: &'a Config,
 }
 
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<Io>, tungstenite::Message>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    client: &Client,
-    outcome: &Outcome,
-    phase: &watch::Sender<Phase>,
-    config: &Config,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
+    pre_read: Bytes,
+    inbox: mpsc::Sender<Message>,
+    shared: &Shared<'_>,
 ) {
+    let Shared { client, config, .. } = *shared;
+    let mut phase_rx = shared.phase.subscribe();
+    let mut inbox = Some(inbox);
+    let mut buf = BytesMut::with_capacity(config.read_buffer_size.max(pre_read.len()));
+    buf.extend_from_slice(&pre_read);
+    let mut decoder = Decoder::new(Limits {
+        max_frame: config.max_frame_size,
+        max_message: config.max_message_size,
+    });
+    let mut throttle = config.rate_limit.map(Throttle::new);
+    'read: loop {
+        loop {
+            let frames = decoder.frames;
+            let event = match decoder.decode(&mut buf) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(close) => {
+                    tracing::debug!(code = close.code, "failing the connection");
+                    shared.outcome.record(close.clone());
+                    client.close_urgently(close);
+                    break 'read;
+                }
+            };
+            let new_frames = decoder.frames - frames;
+            client
+                .stats
+                .frames_read
+                .fetch_add(new_frames, Ordering::Relaxed);
+            if let Some(throttle) = &mut throttle {
+                throttle.consume(0, new_frames);
+            }
+            if !on_event(event, &mut inbox, &mut phase_rx, shared).await {
+                break 'read;
+            }
+        }
+        if !fill(
+            &mut reader,
+            &mut buf,
+            &mut phase_rx,
+            throttle.as_mut(),
+            shared,
+        )
+        .await
+        {
+            break;
+        }
+    }
+    shared.phase.send_replace(Phase::ReaderDone);
+}
+
+/// Acts on one decoded event; `false` once reading is over (the peer closed).
+async fn on_event(
+    event: Event,
+    inbox: &mut Option<mpsc::Sender<Message>>,
+    phase_rx: &mut watch::Receiver<Phase>,
+    shared: &Shared<'_>,
+) -> bool {
+    let client = shared.client;
+    match event {
+        Event::Message(Message::Binary(_)) if shared.config.text_only => {
+            // Not a protocol failure: close properly and keep reading for the reply.
+            client.close_urgently(Close::new(
+                Close::UNSUPPORTED_DATA,
+                "Binary messages are not accepted",
+            ));
+        }
+        Event::Message(message) => {
+            client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
+            // Once closing, further data is ignored (RFC 6455 §1.4).
+            let Some(tx) = inbox.as_ref().filter(|_| !client.is_closing()) else {
+                return true;
+            };
+            client.reader_paused.store(true, Ordering::Relaxed);
+            tokio::select! {
+                sent = tx.send(message) => if sent.is_err() {
+                    // The handler has stopped (it failed and asked for a close).
+                    *inbox = None;
+                },
+                () = until(phase_rx, |p| *p != Phase::Open) => {}
+            }
+            client.reader_paused.store(false, Ordering::Relaxed);
+        }
+        Event::Ping(payload) => {
+            if !client.is_closing() {
+                shared.pong.owe(payload);
+            }
+        }
+        Event::Pong => {}
+        Event::Close(close) => {
+            if matches!(*phase_rx.borrow(), Phase::Open) {
+                // The peer closes first: answer with its code, then end.
+                shared.outcome.record(close.clone());
+                client.close_urgently(close);
+            }
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads more bytes, within the rate limit and the close timeout; `false` once reading is
+/// over (end of stream, error, abort, or no close reply in time).
+async fn fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    phase_rx: &mut watch::Receiver<Phase>,
+    throttle: Option<&mut Throttle>,
+    shared: &Shared<'_>,
+) -> bool {
+    let Shared { client, config, .. } = *shared;
+    if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
+        *buf = BytesMut::with_capacity(config.read_buffer_size);
+    } else if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(config.read_buffer_size);
+    }
+    let deadline = match *phase_rx.borrow_and_update() {
+        Phase::CloseSent(at) => Some(at + config.close_timeout),
+        Phase::Abort => return false,
+        Phase::Open | Phase::ReaderDone => None,
+    };
+    if let Some(throttle) = &throttle {
+        let ready_at = throttle.ready_at();
+        if ready_at > Instant::now() {
+            client.throttled.store(true, Ordering::Relaxed);
+            tokio::select! {
+                () = tokio::time::sleep_until(ready_at) => {}
+                Ok(()) = phase_rx.changed() => {}
+            }
+            client.throttled.store(false, Ordering::Relaxed);
+            return true;
+        }
+    }
+    let read = tokio::select! {
+        read = reader.read_buf(buf) => read,
+        Ok(()) = phase_rx.changed() => return true,
+        () = sleep_until(deadline) => {
+            tracing::debug!("no close reply within the close timeout; dropping the connection");
+            return false;
+        }
+    };
+    match read {
+        Ok(0) => false,
+        Ok(n) => {
+            client
+                .stats
+                .bytes_read
+                .fetch_add(n as u64, Ordering::Relaxed);
+            client.touch_read();
+            if let Some(throttle) = throttle {
+                throttle.consume(n as u64, 0);
+            }
+            true
+        }
+        Err(err) => {
+            tracing::debug!("read failed: {err}");
+            false
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    shared: &Shared<'_>,
+) {
+    let Shared {
+        client,
+        outcome,
+        phase,
+        pong,
+        config,
+    } = *shared;
     let mut phase_rx = phase.subscribe();
     let mut heartbeat = Heartbeat::new(config, client);
     // A peer whose socket accepts no bytes for this long is not reading at all.
-    let stall = config
-        .heartbeat
-        .unwrap_or(std::time::Duration::from_secs(10))
-        * config.heartbeat_misses.max(1);
+    let stall =
+        config.heartbeat.unwrap_or(Duration::from_secs(10)) * config.heartbeat_misses.max(1);
+    let mut out = BytesMut::new();
+    // One timer for the heartbeat, reset only when its deadline moves: creating a timer per
+    // message would cost a timer-wheel insert and removal on the hot path.
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut beat = std::pin::pin!(tokio::time::sleep_until(heartbeat.next.unwrap_or(far)));
     let close = loop {
-        tokio::select! {
+        let control = tokio::select! {
             biased;
             () = client.urgent_notify.notified() => {
                 if let Some(close) = client.take_urgent() {
                     break Some(close);
                 }
+                continue;
             }
             () = until(&mut phase_rx, |p| *p == Phase::ReaderDone) => break client.take_urgent(),
-            () = sleep_until(heartbeat.next) => match heartbeat.tick(client) {
-                Beat::Quiet => {}
-                Beat::Ping => {
-                    if let Err(err) = sink.send(tungstenite::Message::Ping(Bytes::new())).await {
-                        tracing::debug!("ping failed: {err}");
-                        break None;
-                    }
+            () = pong.notify.notified() => {
+                let pongs = pong.take();
+                if pongs.is_empty() {
+                    continue;
                 }
+                pongs
+            }
+            () = &mut beat => match heartbeat.tick(client, beat.as_mut(), far) {
+                Beat::Quiet => continue,
+                Beat::Ping => vec![OutFrame::ping(Bytes::new())],
                 Beat::Dead => {
                     tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
                     break Some(Close::new(Close::POLICY_VIOLATION, "Heartbeat timeout"));
                 }
             },
-            out = rx.recv() => match out {
-                Some(Outgoing::Message(message, permits)) => {
-                    let batch = write_batch(&mut sink, message, permits, &mut rx, client);
+            next = rx.recv() => match next {
+                Some(Outgoing::Message(frame, permits)) => {
+                    let batch = write_batch(&mut writer, &mut out, frame, permits, &mut rx, shared);
                     match write_or_give_up(batch, client, config, stall).await {
-                        Ok(Ok(None)) => {}
+                        Ok(Ok(None)) => {
+                            shrink(&mut out);
+                            continue;
+                        }
                         Ok(Ok(Some(close))) => break Some(close),
                         Ok(Err(err)) => {
                             tracing::debug!("write failed: {err}");
@@ -278,29 +456,59 @@ async fn write_loop(
                 Some(Outgoing::Close(close)) => break Some(close),
                 None => break None,
             },
+        };
+        let sent = write_or_give_up(
+            write_frames(&mut writer, &mut out, &control),
+            client,
+            config,
+            stall,
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!("control frame not written; dropping the connection");
+            phase.send_replace(Phase::Abort);
+            return;
+        }
+        for frame in &control {
+            account(client, frame);
         }
     };
-    let Some(mut close) = close else { return };
-    if !Close::is_sendable(close.code) {
+    if let Some(close) = close {
+        send_close(&mut writer, &mut out, close, shared).await;
+    }
+}
+
+/// Sends our close frame (or the reply to the peer's), records it, and starts the wait for
+/// the peer's reply.
+async fn send_close<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    mut close: Close,
+    shared: &Shared<'_>,
+) {
+    let Shared {
+        client,
+        outcome,
+        phase,
+        config,
+        ..
+    } = *shared;
+    if close.code != Close::NO_STATUS && !Close::is_sendable(close.code) {
         tracing::error!(code = close.code, "close code cannot be sent; using 1011");
         close = Close::new(Close::INTERNAL_ERROR, "Internal error");
     }
-    let frame = tungstenite::Message::Close(Some(close_frame(&close)));
-    match tokio::time::timeout(config.close_timeout, sink.send(frame)).await {
-        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing) | WsError::AlreadyClosed)) => {
-            // The peer closed first; its close is the outcome.
-        }
-        Ok(result) => {
-            if let Err(err) = result {
-                tracing::debug!("sending close failed: {err}");
-            }
-            outcome.record(close);
-        }
-        Err(_) => {
-            tracing::debug!("close frame not written within the close timeout");
-            outcome.record(close);
-        }
+    let frame = OutFrame::close(&close);
+    let written = tokio::time::timeout(
+        config.close_timeout,
+        write_frames(writer, out, std::slice::from_ref(&frame)),
+    )
+    .await;
+    match written {
+        Ok(Ok(())) => account(client, &frame),
+        Ok(Err(err)) => tracing::debug!("sending close failed: {err}"),
+        Err(_) => tracing::debug!("close frame not written within the close timeout"),
     }
+    outcome.record(close);
     phase.send_if_modified(|p| {
         let open = *p == Phase::Open;
         if open {
@@ -310,6 +518,99 @@ async fn write_loop(
     });
 }
 
+/// Counts a written frame.
+fn account(client: &Client, frame: &OutFrame) {
+    let stats = &client.stats;
+    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes_sent
+        .fetch_add(frame.len() as u64, Ordering::Relaxed);
+    client.touch_sent();
+}
+
+/// Gives back a write buffer that grew for a burst, so that an idle connection stays small.
+fn shrink(out: &mut BytesMut) {
+    if out.capacity() > KEEP_READ_BUFFER {
+        *out = BytesMut::new();
+    }
+}
+
+/// Appends a frame to the write buffer, or writes the buffer and then a large payload from its
+/// own bytes.
+async fn put<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    frame: &OutFrame,
+) -> std::io::Result<()> {
+    out.extend_from_slice(frame.head());
+    if frame.payload.len() <= COPY_LIMIT {
+        out.extend_from_slice(&frame.payload);
+    } else {
+        writer.write_all(out).await?;
+        out.clear();
+        writer.write_all(&frame.payload).await?;
+    }
+    Ok(())
+}
+
+/// Writes these frames and flushes.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    frames: &[OutFrame],
+) -> std::io::Result<()> {
+    for frame in frames {
+        put(writer, out, frame).await?;
+    }
+    writer.write_all(out).await?;
+    out.clear();
+    writer.flush().await
+}
+
+/// Writes a message and whatever else is already queued, in as few writes as possible, then
+/// flushes. Returns a close found in the queue.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    first: OutFrame,
+    permits: u32,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    shared: &Shared<'_>,
+) -> std::io::Result<Option<Close>> {
+    let client = shared.client;
+    let batch_limit = shared.config.write_buffer_size.max(1024);
+    put(writer, out, &first).await?;
+    // Once in the write buffer a frame no longer counts against the queue's bytes. After a
+    // failed write nothing is given back: the connection is over and waiting senders are
+    // released by closing the semaphore.
+    client.release(permits);
+    account(client, &first);
+    client.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+    let mut close = None;
+    while let Ok(next) = rx.try_recv() {
+        match next {
+            Outgoing::Message(frame, permits) => {
+                put(writer, out, &frame).await?;
+                client.release(permits);
+                account(client, &frame);
+                client.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                if out.len() >= batch_limit {
+                    writer.write_all(out).await?;
+                    out.clear();
+                }
+            }
+            Outgoing::Close(c) => {
+                close = Some(c);
+                break;
+            }
+        }
+    }
+    writer.write_all(out).await?;
+    out.clear();
+    writer.flush().await?;
+    Ok(close)
+}
+
 /// Runs a write, giving up on a peer that reads nothing: after `stall` without completing, or
 /// within the close timeout once a close is wanted urgently (a slow consumer, say) while the
 /// write is stuck. Gives the close to record when it gives up.
@@ -317,7 +618,7 @@ async fn write_or_give_up<F: Future>(
     batch: F,
     client: &Client,
     config: &Config,
-    stall: std::time::Duration,
+    stall: Duration,
 ) -> Result<F::Output, Close> {
     let mut batch = std::pin::pin!(batch);
     let stalled = tokio::time::sleep(stall);
@@ -349,7 +650,7 @@ enum Beat {
 /// Pings a peer that has been silent for a whole interval; gives up after the configured
 /// number of unanswered pings.
 struct Heartbeat {
-    interval: Option<std::time::Duration>,
+    interval: Option<Duration>,
     misses: u32,
     missed: u32,
     seen: u64,
@@ -367,8 +668,10 @@ impl Heartbeat {
         }
     }
 
-    fn tick(&mut self, client: &Client) -> Beat {
+    /// Decides what this tick does, and sets the timer for the next one (or `far` when off).
+    fn tick(&mut self, client: &Client, timer: Pin<&mut tokio::time::Sleep>, far: Instant) -> Beat {
         self.next = self.interval.map(|i| Instant::now() + i);
+        timer.reset(self.next.unwrap_or(far));
         let stamp = client.input_stamp();
         if stamp != self.seen || client.reading_held_back() {
             self.seen = stamp;
@@ -381,40 +684,6 @@ impl Heartbeat {
             Beat::Ping
         }
     }
-}
-
-/// Writes a message and whatever else is already queued, then flushes once.
-/// Returns a close found in the queue.
-async fn write_batch(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<Io>, tungstenite::Message>,
-    first: tungstenite::Message,
-    permits: u32,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    client: &Client,
-) -> Result<Option<Close>, WsError> {
-    let sent = &client.stats.messages_sent;
-    // Once in the codec's buffer a frame no longer counts against the queue's bytes. After a
-    // failed write nothing is given back: the connection is over and waiting senders are
-    // released by closing the semaphore.
-    sink.feed(first).await?;
-    client.release(permits);
-    sent.fetch_add(1, Ordering::Relaxed);
-    let mut close = None;
-    while let Ok(next) = rx.try_recv() {
-        match next {
-            Outgoing::Message(message, permits) => {
-                sink.feed(message).await?;
-                client.release(permits);
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Outgoing::Close(c) => {
-                close = Some(c);
-                break;
-            }
-        }
-    }
-    sink.flush().await?;
-    Ok(close)
 }
 
 async fn handle_loop<H: Handler>(
@@ -467,26 +736,6 @@ fn internal_error() -> Close {
     Close::new(Close::INTERNAL_ERROR, "Internal error")
 }
 
-/// The close to send when reading failed, or `None` when the connection is simply gone.
-fn close_for_error(err: &WsError) -> Option<Close> {
-    match err {
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Io(_)
-        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Capacity(_) => Some(Close::new(Close::TOO_BIG, "Message too big")),
-        WsError::Utf8(_) => Some(Close::new(Close::INVALID_DATA, "Invalid UTF-8")),
-        _ => Some(Close::new(Close::PROTOCOL_ERROR, "Protocol error")),
-    }
-}
-
-fn close_frame(close: &Close) -> CloseFrame {
-    CloseFrame {
-        code: close.code.into(),
-        reason: crate::endpoint::truncate_reason(&close.reason).into(),
-    }
-}
-
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -502,30 +751,8 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("(non-string panic payload)")
 }
 
-/// Counts bytes and frames in both directions, stamps the last read and write times, and
-/// holds reading back to the rate limit.
-struct CountingIo<T> {
-    inner: T,
-    client: Arc<Client>,
-    read_frames: FrameCounter,
-    write_frames: FrameCounter,
-    throttle: Option<Throttle>,
-}
-
-impl<T> CountingIo<T> {
-    fn new(inner: T, client: Arc<Client>, limit: Option<RateLimit>) -> Self {
-        CountingIo {
-            inner,
-            client,
-            read_frames: FrameCounter::default(),
-            write_frames: FrameCounter::default(),
-            throttle: limit.map(Throttle::new),
-        }
-    }
-}
-
 /// Bursts up to this much of the rate pass at once.
-const BURST: std::time::Duration = std::time::Duration::from_secs(1);
+const BURST: Duration = Duration::from_secs(1);
 
 /// A rate limit kept as the "theoretical arrival time" of bytes and of frames (GCRA): each
 /// unit read pushes it forward by 1/rate; reading waits while it is more than `BURST` ahead.
@@ -533,7 +760,6 @@ struct Throttle {
     limit: RateLimit,
     bytes_at: Instant,
     frames_at: Instant,
-    sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Throttle {
@@ -543,7 +769,6 @@ impl Throttle {
             limit,
             bytes_at: now,
             frames_at: now,
-            sleep: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
@@ -555,219 +780,42 @@ impl Throttle {
 
     fn consume(&mut self, bytes: u64, frames: u64) {
         let now = Instant::now();
-        self.bytes_at = self.bytes_at.max(now) + cost(bytes, self.limit.bytes_per_second);
-        self.frames_at = self.frames_at.max(now) + cost(frames, self.limit.frames_per_second);
+        if bytes > 0 {
+            self.bytes_at = self.bytes_at.max(now) + cost(bytes, self.limit.bytes_per_second);
+        }
+        if frames > 0 {
+            self.frames_at = self.frames_at.max(now) + cost(frames, self.limit.frames_per_second);
+        }
     }
 }
 
 /// How long `units` take at `per_second`.
-fn cost(units: u64, per_second: u64) -> std::time::Duration {
+fn cost(units: u64, per_second: u64) -> Duration {
     let nanos = u128::from(units) * 1_000_000_000 / u128::from(per_second.max(1));
-    std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(throttle) = &mut this.throttle {
-            let ready_at = throttle.ready_at();
-            if ready_at > Instant::now() {
-                throttle.sleep.as_mut().reset(ready_at);
-                if throttle.sleep.as_mut().poll(cx).is_pending() {
-                    this.client.throttled.store(true, Ordering::Relaxed);
-                    return Poll::Pending;
-                }
-            }
-            this.client.throttled.store(false, Ordering::Relaxed);
-        }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let new = &buf.filled()[before..];
-        if !new.is_empty() {
-            let stats = &this.client.stats;
-            stats
-                .bytes_read
-                .fetch_add(new.len() as u64, Ordering::Relaxed);
-            let frames = this.read_frames.feed(new);
-            if frames > 0 {
-                stats.frames_read.fetch_add(frames, Ordering::Relaxed);
-            }
-            this.client.touch_read();
-            if let Some(throttle) = &mut this.throttle {
-                throttle.consume(new.len() as u64, frames);
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
-        if n > 0 {
-            let stats = &this.client.stats;
-            stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-            let frames = this.write_frames.feed(&data[..n]);
-            if frames > 0 {
-                stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
-            }
-            this.client.touch_sent();
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// Follows frame boundaries in a byte stream by reading each header's length fields.
-#[derive(Debug, Default)]
-struct FrameCounter {
-    header: [u8; 14],
-    have: usize,
-    payload_left: u64,
-}
-
-impl FrameCounter {
-    /// Consumes bytes; returns how many frame headers were completed.
-    fn feed(&mut self, mut data: &[u8]) -> u64 {
-        let mut frames = 0;
-        while !data.is_empty() {
-            if self.payload_left > 0 {
-                let take = usize::try_from(self.payload_left)
-                    .unwrap_or(usize::MAX)
-                    .min(data.len());
-                self.payload_left -= take as u64;
-                data = &data[take..];
-                continue;
-            }
-            let want = if self.have < 2 {
-                2
-            } else {
-                header_len(self.header[1])
-            };
-            let take = (want - self.have).min(data.len());
-            self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
-            self.have += take;
-            data = &data[take..];
-            if self.have >= 2 && self.have == header_len(self.header[1]) {
-                frames += 1;
-                self.payload_left = payload_len(&self.header);
-                self.have = 0;
-            }
-        }
-        frames
-    }
-}
-
-fn header_len(second: u8) -> usize {
-    let extended = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if second & 0x80 == 0 { 0 } else { 4 };
-    2 + extended + mask
-}
-
-fn payload_len(header: &[u8; 14]) -> u64 {
-    match header[1] & 0x7f {
-        126 => u64::from(u16::from_be_bytes([header[2], header[3]])),
-        127 => u64::from_be_bytes([
-            header[2], header[3], header[4], header[5], header[6], header[7], header[8], header[9],
-        ]),
-        n => u64::from(n),
-    }
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frame(payload: usize, masked: bool) -> Vec<u8> {
-        let mut out = vec![0x82];
-        let mask = if masked { 0x80 } else { 0 };
-        match payload {
-            0..=125 => out.push(mask | u8::try_from(payload).unwrap()),
-            126..=65535 => {
-                out.push(mask | 0x7e);
-                out.extend_from_slice(&u16::try_from(payload).unwrap().to_be_bytes());
-            }
-            _ => {
-                out.push(mask | 0x7f);
-                out.extend_from_slice(&(payload as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            out.extend_from_slice(&[1, 2, 3, 4]);
-        }
-        out.extend(std::iter::repeat_n(7u8, payload));
-        out
-    }
-
-    proptest::proptest! {
-        /// However a stream of frames is cut into reads, every frame is counted once.
-        #[test]
-        fn counts_frames_across_random_splits(
-            frames in proptest::collection::vec((0usize..70_000, proptest::bool::ANY), 1..12),
-            cuts in proptest::collection::vec(1usize..5000, 1..40),
-        ) {
-            let mut stream = Vec::new();
-            for (len, masked) in &frames {
-                stream.extend(frame(*len, *masked));
-            }
-            let mut counter = FrameCounter::default();
-            let mut total = 0;
-            let mut rest = stream.as_slice();
-            let mut cuts = cuts.iter().cycle();
-            while !rest.is_empty() {
-                let n = (*cuts.next().unwrap()).min(rest.len());
-                total += counter.feed(&rest[..n]);
-                rest = &rest[n..];
-            }
-            proptest::prop_assert_eq!(total, frames.len() as u64);
-        }
-
-        /// Arbitrary bytes never make the counter panic or loop.
-        #[test]
-        fn counter_survives_garbage(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
-            let mut counter = FrameCounter::default();
-            let _ = counter.feed(&bytes);
-        }
-    }
-
     #[test]
-    fn counts_frames_across_any_split() {
-        let mut stream = Vec::new();
-        for (len, masked) in [
-            (0, true),
-            (5, false),
-            (125, true),
-            (126, true),
-            (70_000, false),
-        ] {
-            stream.extend(frame(len, masked));
-        }
-        for chunk in [1, 2, 3, 7, 100, 4096, stream.len()] {
-            let mut counter = FrameCounter::default();
-            let total: u64 = stream.chunks(chunk).map(|c| counter.feed(c)).sum();
-            assert_eq!(total, 5, "chunk size {chunk}");
-            assert_eq!(counter.have, 0);
-            assert_eq!(counter.payload_left, 0);
-        }
+    fn throttle_allows_a_burst_then_paces() {
+        let mut throttle = Throttle::new(RateLimit {
+            bytes_per_second: 1000,
+            frames_per_second: 10,
+        });
+        throttle.consume(900, 5);
+        assert!(
+            throttle.ready_at() <= Instant::now(),
+            "within the one-second burst"
+        );
+        throttle.consume(1100, 0);
+        let wait = throttle.ready_at() - Instant::now();
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert_eq!(cost(3, 2), Duration::from_millis(1500));
     }
 }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio_tungstenite::tungstenite;
 
 use crate::config::{Config, SlowConsumer};
+use crate::frame::OutFrame;
 use crate::message::{Close, Message};
 
 /// Identifies one connection, unique for the lifetime of its [`Socket`](crate::Socket).
@@ -100,7 +100,7 @@ pub struct ClientInfo {
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A frame, with the queue-bytes permits it holds until it is written.
-    Message(tungstenite::Message, u32),
+    Message(OutFrame, u32),
     Close(Close),
 }
 
@@ -238,7 +238,7 @@ struct Entry {
 
 impl Entry {
     /// Queues without waiting; a full queue makes the client a slow consumer.
-    fn push(&self, frame: tungstenite::Message, len: usize) -> Result<(), SendError> {
+    fn push(&self, frame: OutFrame, len: usize) -> Result<(), SendError> {
         let client = &self.client;
         if client.is_closing() {
             return Err(SendError::Closing(client.id));
@@ -265,7 +265,7 @@ impl Entry {
     async fn push_wait(
         tx: mpsc::Sender<Outgoing>,
         client: Arc<Client>,
-        frame: tungstenite::Message,
+        frame: OutFrame,
         len: usize,
     ) -> Result<(), SendError> {
         let id = client.id;
@@ -443,7 +443,7 @@ impl Endpoint {
         let len = message.len();
         let clients = self.read();
         let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        entry.push(message.into_frame(), len)
+        entry.push(OutFrame::message(message), len)
     }
 
     /// Like [`send`](Endpoint::send), but under the [`SlowConsumer::Wait`] policy it waits for
@@ -465,7 +465,7 @@ impl Endpoint {
             let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
             (entry.tx.clone(), entry.client.clone())
         };
-        Entry::push_wait(tx, client, message.into_frame(), len).await
+        Entry::push_wait(tx, client, OutFrame::message(message), len).await
     }
 
     /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
@@ -474,7 +474,7 @@ impl Endpoint {
     pub async fn broadcast_wait(&self, message: impl Into<Message>) -> Delivery {
         let message = message.into();
         let len = message.len();
-        let frame = message.into_frame();
+        let frame = OutFrame::message(message);
         let targets: Vec<(mpsc::Sender<Outgoing>, Arc<Client>)> = self
             .read()
             .map
@@ -515,7 +515,7 @@ impl Endpoint {
     ) -> Delivery {
         let message = message.into();
         let len = message.len();
-        let frame = message.into_frame();
+        let frame = OutFrame::message(message);
         let clients = self.read();
         let mut delivery = Delivery::default();
         let mut ids: Vec<ClientId> = ids.into_iter().collect();
@@ -535,7 +535,7 @@ impl Endpoint {
 
     fn deliver(&self, message: Message, include: impl Fn(ClientId) -> bool) -> Delivery {
         let len = message.len();
-        let frame = message.into_frame();
+        let frame = OutFrame::message(message);
         let clients = self.read();
         let mut delivery = Delivery::default();
         for (id, entry) in &clients.map {

@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod frame;
 mod handler;
 mod handshake;
 mod limits;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A complete WebSocket data message: text or binary.
 ///
@@ -81,13 +81,6 @@ impl Message {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    pub(crate) fn into_frame(self) -> tungstenite::Message {
-        match self {
-            Message::Text(text) => tungstenite::Message::Text(text.0),
-            Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
-        }
-    }
 }
 
 impl fmt::Debug for Message {
@@ -149,6 +142,11 @@ impl Text {
 
     pub(crate) fn from_utf8_bytes(bytes: Utf8Bytes) -> Self {
         Text(bytes)
+    }
+
+    /// The UTF-8 bytes, without copying.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.0.into()
     }
 }
 

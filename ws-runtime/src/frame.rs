@@ -1,0 +1,568 @@
+//! RFC 6455 framing: decoding client frames (with every check the RFC asks of a server),
+//! reassembling messages with fail-fast UTF-8 validation, and encoding server frames once so
+//! that a broadcast shares them.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::message::{Close, Message, Text};
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// A server frame, encoded once: its header and its payload, shared by every receiver.
+#[derive(Clone, Debug)]
+pub(crate) struct OutFrame {
+    head: [u8; 10],
+    header_len: u8,
+    pub(crate) payload: Bytes,
+}
+
+impl OutFrame {
+    fn new(opcode: u8, payload: Bytes) -> Self {
+        let mut head = [0u8; 10];
+        head[0] = 0x80 | opcode;
+        let len = payload.len();
+        let header_len = if len < 126 {
+            head[1] = u8::try_from(len).unwrap_or(0);
+            2
+        } else if let Ok(len) = u16::try_from(len) {
+            head[1] = 126;
+            head[2..4].copy_from_slice(&len.to_be_bytes());
+            4
+        } else {
+            head[1] = 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        OutFrame {
+            head,
+            header_len,
+            payload,
+        }
+    }
+
+    /// A text or binary data frame for this message.
+    pub(crate) fn message(message: Message) -> Self {
+        match message {
+            Message::Text(text) => OutFrame::new(OP_TEXT, text.into_bytes()),
+            Message::Binary(bytes) => OutFrame::new(OP_BINARY, bytes),
+        }
+    }
+
+    pub(crate) fn ping(payload: Bytes) -> Self {
+        OutFrame::new(OP_PING, payload)
+    }
+
+    pub(crate) fn pong(payload: Bytes) -> Self {
+        OutFrame::new(OP_PONG, payload)
+    }
+
+    /// A close frame; [`Close::NO_STATUS`] (the peer's close had no code) is answered with an
+    /// empty close frame, since 1005 never goes on the wire.
+    pub(crate) fn close(close: &Close) -> Self {
+        if close.code == Close::NO_STATUS {
+            return OutFrame::new(OP_CLOSE, Bytes::new());
+        }
+        let reason = crate::endpoint::truncate_reason(&close.reason);
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        payload.extend_from_slice(&close.code.to_be_bytes());
+        payload.extend_from_slice(reason.as_bytes());
+        OutFrame::new(OP_CLOSE, payload.into())
+    }
+
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.header_len)]
+    }
+
+    /// Header and payload bytes together.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.header_len) + self.payload.len()
+    }
+}
+
+/// What the decoder found in the bytes read so far.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    Ping(Bytes),
+    Pong,
+    /// The peer's close: its code (1005 without one) and reason.
+    Close(Close),
+}
+
+/// Limits the decoder enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_message: usize,
+}
+
+/// Turns the bytes a client sent into events, failing with the close to send on any
+/// violation: 1002 for protocol errors, 1007 for invalid UTF-8, 1009 for sizes over the limits.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    limits: Limits,
+    /// A fragmented message in progress: its kind and its fragments so far.
+    partial: Option<Partial>,
+    /// Frames decoded, control frames included.
+    pub(crate) frames: u64,
+}
+
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: BytesMut,
+    utf8: Utf8Check,
+}
+
+impl Decoder {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            partial: None,
+            frames: 0,
+        }
+    }
+
+    /// Decodes the next event from the front of `buf`, or `Ok(None)` until more bytes arrive.
+    ///
+    /// # Errors
+    ///
+    /// The close to fail the connection with.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, Close> {
+        loop {
+            let head = match parse_head(buf) {
+                None => return Ok(None),
+                Some(head) => head?,
+            };
+            if head.payload_len > self.limits.max_frame {
+                return Err(too_big("Frame too big"));
+            }
+            if buf.len() < head.header_len + head.payload_len {
+                buf.reserve(head.header_len + head.payload_len - buf.len());
+                return Ok(None);
+            }
+            buf.advance(head.header_len);
+            let mut payload = buf.split_to(head.payload_len);
+            unmask(&mut payload, head.mask);
+            self.frames += 1;
+            if let Some(event) = self.frame(head.fin, head.opcode, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    fn frame(&mut self, fin: bool, opcode: u8, payload: BytesMut) -> Result<Option<Event>, Close> {
+        match opcode {
+            OP_TEXT | OP_BINARY => {
+                if self.partial.is_some() {
+                    return Err(protocol("New message inside a fragmented message"));
+                }
+                let text = opcode == OP_TEXT;
+                if payload.len() > self.limits.max_message {
+                    return Err(too_big("Message too big"));
+                }
+                if fin {
+                    return complete(text, payload.freeze()).map(Some);
+                }
+                let mut utf8 = Utf8Check::default();
+                if text && !utf8.feed(&payload) {
+                    return Err(invalid_utf8());
+                }
+                self.partial = Some(Partial {
+                    text,
+                    data: payload,
+                    utf8,
+                });
+                Ok(None)
+            }
+            OP_CONTINUATION => {
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(protocol("Continuation without a message"));
+                };
+                if partial.data.len() + payload.len() > self.limits.max_message {
+                    return Err(too_big("Message too big"));
+                }
+                if partial.text && !partial.utf8.feed(&payload) {
+                    return Err(invalid_utf8());
+                }
+                partial.data.extend_from_slice(&payload);
+                if !fin {
+                    return Ok(None);
+                }
+                let Some(partial) = self.partial.take() else {
+                    return Ok(None);
+                };
+                if partial.text && !partial.utf8.is_complete() {
+                    return Err(invalid_utf8());
+                }
+                complete(partial.text, partial.data.freeze()).map(Some)
+            }
+            OP_PING => Ok(Some(Event::Ping(payload.freeze()))),
+            OP_PONG => Ok(Some(Event::Pong)),
+            OP_CLOSE => close_event(&payload).map(|close| Some(Event::Close(close))),
+            _ => Err(protocol("Reserved opcode")),
+        }
+    }
+}
+
+fn complete(text: bool, payload: Bytes) -> Result<Event, Close> {
+    if text {
+        let text = Utf8Bytes::try_from(payload).map_err(|_| invalid_utf8())?;
+        Ok(Event::Message(Message::Text(Text::from_utf8_bytes(text))))
+    } else {
+        Ok(Event::Message(Message::Binary(payload)))
+    }
+}
+
+/// Reads a close frame's payload: no payload means no code (1005); otherwise a code the RFC
+/// allows on the wire and a UTF-8 reason.
+fn close_event(payload: &[u8]) -> Result<Close, Close> {
+    match payload {
+        [] => Ok(Close::new(Close::NO_STATUS, "")),
+        [_] => Err(protocol("Close frame with a one-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !Close::is_sendable(code) {
+                return Err(Close::new(Close::PROTOCOL_ERROR, "Protocol violation"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| invalid_utf8())?;
+            Ok(Close::new(code, reason))
+        }
+    }
+}
+
+fn protocol(reason: &str) -> Close {
+    tracing::debug!("protocol error: {reason}");
+    Close::new(Close::PROTOCOL_ERROR, "Protocol error")
+}
+
+fn too_big(reason: &str) -> Close {
+    tracing::debug!("{reason}");
+    Close::new(Close::TOO_BIG, "Message too big")
+}
+
+fn invalid_utf8() -> Close {
+    Close::new(Close::INVALID_DATA, "Invalid UTF-8")
+}
+
+#[derive(Debug)]
+struct Head {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    header_len: usize,
+    payload_len: usize,
+}
+
+/// Parses a client frame header; `None` until enough bytes are there.
+fn parse_head(buf: &[u8]) -> Option<Result<Head, Close>> {
+    let [first, second, ..] = *buf else {
+        return None;
+    };
+    let fin = first & 0x80 != 0;
+    let opcode = first & 0x0F;
+    if first & 0x70 != 0 {
+        return Some(Err(protocol("Reserved bits set")));
+    }
+    if second & 0x80 == 0 {
+        return Some(Err(protocol("Unmasked client frame")));
+    }
+    let (extended, short) = match second & 0x7F {
+        126 => (2, None),
+        127 => (8, None),
+        n => (0, Some(usize::from(n))),
+    };
+    let header_len = 2 + extended + 4;
+    if buf.len() < header_len {
+        return None;
+    }
+    let payload_len = match short {
+        Some(n) => n,
+        None if extended == 2 => usize::from(u16::from_be_bytes([buf[2], buf[3]])),
+        None => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&buf[2..10]);
+            let len = u64::from_be_bytes(be);
+            if len >> 63 != 0 {
+                return Some(Err(protocol("Payload length with the top bit set")));
+            }
+            usize::try_from(len).unwrap_or(usize::MAX)
+        }
+    };
+    if opcode >= 0x8 && (!fin || payload_len > 125) {
+        return Some(Err(protocol("Fragmented or oversized control frame")));
+    }
+    let mut mask = [0u8; 4];
+    mask.copy_from_slice(&buf[2 + extended..header_len]);
+    Some(Ok(Head {
+        fin,
+        opcode,
+        mask,
+        header_len,
+        payload_len,
+    }))
+}
+
+/// XORs the payload with the masking key, eight bytes at a time.
+fn unmask(payload: &mut [u8], key: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Chunks of eight keep the key's phase, so the tail starts at key byte 0.
+    for (byte, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
+        *byte ^= k;
+    }
+}
+
+/// Validates UTF-8 split across fragments, failing as soon as a byte cannot be valid.
+#[derive(Debug, Default)]
+struct Utf8Check {
+    /// The start of a character cut by the fragment boundary (a valid prefix).
+    carry: [u8; 4],
+    carry_len: usize,
+}
+
+impl Utf8Check {
+    /// Whether these bytes can still be part of valid UTF-8.
+    fn feed(&mut self, mut data: &[u8]) -> bool {
+        if self.carry_len > 0 {
+            let width = char_width(self.carry[0]);
+            while self.carry_len < width && !data.is_empty() {
+                self.carry[self.carry_len] = data[0];
+                self.carry_len += 1;
+                data = &data[1..];
+            }
+            let pending = &self.carry[..self.carry_len];
+            if self.carry_len < width {
+                // Still cut: valid so far if the prefix is.
+                return matches!(std::str::from_utf8(pending), Err(e) if e.error_len().is_none());
+            }
+            if std::str::from_utf8(pending).is_err() {
+                return false;
+            }
+            self.carry_len = 0;
+        }
+        match std::str::from_utf8(data) {
+            Ok(_) => true,
+            Err(err) if err.error_len().is_none() => {
+                let rest = &data[err.valid_up_to()..];
+                self.carry[..rest.len()].copy_from_slice(rest);
+                self.carry_len = rest.len();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the text ended on a character boundary.
+    fn is_complete(&self) -> bool {
+        self.carry_len == 0
+    }
+}
+
+fn char_width(lead: u8) -> usize {
+    match lead {
+        0x00..=0x7F => 1,
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        let key = [0xA1, 0xB2, 0xC3, 0xD4];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | u8::try_from(n).unwrap()),
+            n @ 126..=65535 => {
+                out.push(0x80 | 0x7e);
+                out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 0x7f);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        out
+    }
+
+    fn decode_all(bytes: &[u8]) -> Result<Vec<Event>, Close> {
+        let mut decoder = Decoder::new(Limits {
+            max_frame: 1 << 20,
+            max_message: 4 << 20,
+        });
+        let mut buf = BytesMut::from(bytes);
+        let mut events = Vec::new();
+        while let Some(event) = decoder.decode(&mut buf)? {
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    #[test]
+    fn whole_and_fragmented_messages() {
+        let mut bytes = client_frame(0x81, "héllo".as_bytes());
+        bytes.extend(client_frame(0x01, &"wörld".as_bytes()[..2]));
+        bytes.extend(client_frame(0x89, b"p"));
+        bytes.extend(client_frame(0x00, &"wörld".as_bytes()[2..4]));
+        bytes.extend(client_frame(0x80, &"wörld".as_bytes()[4..]));
+        bytes.extend(client_frame(0x82, &vec![0u8; 70_000]));
+        let events = decode_all(&bytes).unwrap();
+        assert!(matches!(&events[0], Event::Message(m) if m.as_text() == Some("héllo")));
+        assert!(matches!(&events[1], Event::Ping(p) if &p[..] == b"p"));
+        assert!(matches!(&events[2], Event::Message(m) if m.as_text() == Some("wörld")));
+        assert!(matches!(&events[3], Event::Message(m) if m.len() == 70_000));
+    }
+
+    #[test]
+    fn violations_get_their_codes() {
+        let code = |bytes: Vec<u8>| decode_all(&bytes).unwrap_err().code;
+        assert_eq!(code(client_frame(0xC1, b"x")), 1002, "rsv1");
+        assert_eq!(code(client_frame(0x83, b"")), 1002, "reserved opcode");
+        assert_eq!(code(client_frame(0x09, b"")), 1002, "fragmented ping");
+        assert_eq!(code(client_frame(0x80, b"x")), 1002, "orphan continuation");
+        assert_eq!(code(client_frame(0x81, &[0xff])), 1007);
+        assert_eq!(
+            code(client_frame(0x01, &[0xed, 0xa0])),
+            1007,
+            "surrogate, fail fast"
+        );
+        assert_eq!(code(client_frame(0x88, &[0x03])), 1002, "one-byte close");
+        assert_eq!(
+            code(client_frame(0x88, &[0x03, 0xed])),
+            1002,
+            "close code 1005"
+        );
+        assert_eq!(
+            code(client_frame(0x88, &[0x03, 0xe8, 0xff])),
+            1007,
+            "close reason"
+        );
+        assert_eq!(code(client_frame(0x82, &vec![0u8; (1 << 20) + 1])), 1009);
+        let mut unmasked = client_frame(0x81, b"x");
+        unmasked[1] &= 0x7F;
+        assert_eq!(code(unmasked), 1002);
+    }
+
+    proptest::proptest! {
+        /// However the bytes of a frame stream are cut into reads, the same messages come out.
+        #[test]
+        fn decodes_the_same_across_random_reads(
+            messages in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1usize..4),
+                1..8,
+            ),
+            cuts in proptest::collection::vec(1usize..200, 1..30),
+        ) {
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            for (text, payload, parts) in &messages {
+                let payload: Vec<u8> = if *text {
+                    String::from_utf8_lossy(payload).into_owned().into_bytes()
+                } else {
+                    payload.clone()
+                };
+                let size = payload.len().div_ceil(*parts).max(1);
+                let chunks: Vec<&[u8]> = if payload.is_empty() { vec![&[][..]] } else { payload.chunks(size).collect() };
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let opcode = if i > 0 { 0x0 } else if *text { 0x1 } else { 0x2 };
+                    let fin = if i + 1 == chunks.len() { 0x80 } else { 0 };
+                    stream.extend(client_frame(fin | opcode, chunk));
+                }
+                expected.push(payload);
+            }
+            let mut decoder = Decoder::new(Limits { max_frame: 1 << 20, max_message: 1 << 20 });
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut rest = stream.as_slice();
+            let mut cuts = cuts.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*cuts.next().unwrap()).min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(event) = decoder.decode(&mut buf).unwrap() {
+                    if let Event::Message(message) = event {
+                        got.push(message.as_bytes().to_vec());
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(got, expected);
+        }
+
+        /// Arbitrary bytes end in events or a close code, never in a panic.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let mut decoder = Decoder::new(Limits { max_frame: 1 << 16, max_message: 1 << 16 });
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = decoder.decode(&mut buf) {}
+        }
+    }
+
+    #[test]
+    fn utf8_split_anywhere() {
+        let text = "aé€😀z".as_bytes();
+        for cut in 0..=text.len() {
+            let mut check = Utf8Check::default();
+            assert!(
+                check.feed(&text[..cut]) && check.feed(&text[cut..]) && check.is_complete(),
+                "{cut}"
+            );
+        }
+        let mut check = Utf8Check::default();
+        assert!(check.feed(&[0xF0, 0x9F]));
+        assert!(!check.is_complete());
+        assert!(!check.feed(&[0x41]), "a cut character continued wrongly");
+    }
+
+    #[test]
+    fn out_frames_encode_lengths() {
+        assert_eq!(OutFrame::message(Message::text("hi")).head(), &[0x81, 2]);
+        assert_eq!(
+            OutFrame::message(Message::binary(vec![0; 300])).head(),
+            &[0x82, 126, 1, 44]
+        );
+        let big = OutFrame::message(Message::binary(vec![0; 70_000]));
+        assert_eq!(big.head()[..2], [0x82, 127]);
+        assert_eq!(big.len(), 10 + 70_000);
+        assert_eq!(OutFrame::close(&Close::new(1005, "")).head(), &[0x88, 0]);
+        let close = OutFrame::close(&Close::new(1000, "bye"));
+        assert_eq!(close.head(), &[0x88, 5]);
+        assert_eq!(&close.payload[..], &[0x03, 0xe8, b'b', b'y', b'e']);
+    }
+
+    #[test]
+    fn unmask_matches_bytewise() {
+        let key = [1, 2, 3, 4];
+        for len in [0, 1, 7, 8, 9, 31, 100] {
+            let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+            let mut fast = data.clone();
+            unmask(&mut fast, key);
+            let slow: Vec<u8> = data
+                .iter()
+                .zip(key.iter().cycle())
+                .map(|(b, k)| b ^ k)
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+}
