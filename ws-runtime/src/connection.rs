@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
@@ -30,8 +30,9 @@ use crate::message::{Close, Message};
 use crate::server::until;
 use crate::socket::SocketInner;
 
-/// Messages read ahead of `on_data`. Small, since each may be as large as the message limit.
-const INBOX: usize = 2;
+/// Messages read ahead of `on_data`: enough that one read's worth of small messages is handled
+/// and answered in one write; few, since each may be as large as the message limit.
+const INBOX: usize = 8;
 
 /// Payloads up to this size are copied into the write buffer; larger ones are written from
 /// their own (shared) bytes.
@@ -78,21 +79,20 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct Pongs {
     owed: Mutex<std::collections::VecDeque<Bytes>>,
-    notify: Notify,
 }
 
 /// Pongs kept waiting at most; a ping flood cannot grow memory.
 const MAX_OWED_PONGS: usize = 16;
 
 impl Pongs {
-    fn owe(&self, payload: Bytes) {
+    fn owe(&self, payload: Bytes, client: &Client) {
         let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
         if owed.len() == MAX_OWED_PONGS {
             owed.pop_front();
         }
         owed.push_back(payload);
         drop(owed);
-        self.notify.notify_one();
+        client.urgent_notify.notify_one();
     }
 
     fn take(&self) -> Vec<OutFrame> {
@@ -199,10 +199,12 @@ where
         pong: &pong,
         config,
     };
+    // Polled in this order, one pass reads what arrived, handles it, and writes every answer
+    // in one batch.
     tokio::join!(
         read_loop(io.reader, io.pre_read, inbox_tx, &shared),
-        write_loop(io.writer, rx, &shared),
         handle_loop(handler, client, session, inbox_rx),
+        write_loop(io.writer, rx, &shared),
     );
     // Wakes senders waiting for room in this client's queue: there will be none.
     client.queue_bytes.close();
@@ -272,6 +274,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     }
     shared.phase.send_replace(Phase::ReaderDone);
+    client.urgent_notify.notify_one();
 }
 
 /// Acts on one decoded event; `false` once reading is over (the peer closed).
@@ -308,7 +311,7 @@ async fn on_event(
         }
         Event::Ping(payload) => {
             if !client.is_closing() {
-                shared.pong.owe(payload);
+                shared.pong.owe(payload, client);
             }
         }
         Event::Pong => {}
@@ -409,14 +412,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let close = loop {
         let control = tokio::select! {
             biased;
+            // One wake for everything but data: an urgent close, the reader's end, pongs owed.
             () = client.urgent_notify.notified() => {
                 if let Some(close) = client.take_urgent() {
                     break Some(close);
                 }
-                continue;
-            }
-            () = until(&mut phase_rx, |p| *p == Phase::ReaderDone) => break client.take_urgent(),
-            () = pong.notify.notified() => {
+                if *phase_rx.borrow_and_update() == Phase::ReaderDone {
+                    break None;
+                }
                 let pongs = pong.take();
                 if pongs.is_empty() {
                     continue;
@@ -580,23 +583,24 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let client = shared.client;
     let batch_limit = shared.config.write_buffer_size.max(1024);
     put(writer, out, &first).await?;
-    // Once in the write buffer a frame no longer counts against the queue's bytes. After a
-    // failed write nothing is given back: the connection is over and waiting senders are
-    // released by closing the semaphore.
-    client.release(permits);
     account(client, &first);
-    client.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+    // Queue bytes are given back once per batch (each give-back takes the semaphore's lock).
+    // After a failed write nothing is given back: the connection is over and waiting senders
+    // are released by closing the semaphore.
+    let mut released = permits;
+    let mut messages = 1;
     let mut close = None;
     while let Ok(next) = rx.try_recv() {
         match next {
             Outgoing::Message(frame, permits) => {
                 put(writer, out, &frame).await?;
-                client.release(permits);
                 account(client, &frame);
-                client.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                released = released.saturating_add(permits);
+                messages += 1;
                 if out.len() >= batch_limit {
                     writer.write_all(out).await?;
                     out.clear();
+                    client.release(std::mem::take(&mut released));
                 }
             }
             Outgoing::Close(c) => {
@@ -608,6 +612,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     writer.write_all(out).await?;
     out.clear();
     writer.flush().await?;
+    client.release(released);
+    client
+        .stats
+        .messages_sent
+        .fetch_add(messages, Ordering::Relaxed);
     Ok(close)
 }
 
@@ -621,14 +630,14 @@ async fn write_or_give_up<F: Future>(
     stall: Duration,
 ) -> Result<F::Output, Close> {
     let mut batch = std::pin::pin!(batch);
-    let stalled = tokio::time::sleep(stall);
+    // Biased, the write first: when it completes at once (the usual case) neither the timer
+    // nor the close wake is armed.
     tokio::select! {
+        biased;
         done = &mut batch => return Ok(done),
-        () = stalled => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
-        () = client.urgent_notify.notified() => {}
+        () = tokio::time::sleep(stall) => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
+        () = client.close_wanted.notified() => {}
     }
-    // Keep the notification for the writer loop, which sends the close once the write is done.
-    client.urgent_notify.notify_one();
     match tokio::time::timeout(config.close_timeout, batch).await {
         Ok(done) => Ok(done),
         Err(_) => Err(client

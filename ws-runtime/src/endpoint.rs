@@ -140,7 +140,10 @@ pub(crate) struct Client {
     policy: SlowConsumer,
     /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
     urgent: Mutex<Option<Close>>,
+    /// Wakes the writer: an urgent close, pongs owed, or the reader's end.
     pub(crate) urgent_notify: Notify,
+    /// Wakes a writer stuck in a write: a close is wanted now.
+    pub(crate) close_wanted: Notify,
 }
 
 impl Client {
@@ -180,6 +183,7 @@ impl Client {
             *slot = Some(close);
             drop(slot);
             self.urgent_notify.notify_one();
+            self.close_wanted.notify_one();
         }
     }
 
@@ -403,6 +407,7 @@ impl Endpoint {
             policy: registry.policy,
             urgent: Mutex::new(None),
             urgent_notify: Notify::new(),
+            close_wanted: Notify::new(),
         });
         clients.map.insert(
             id,
