@@ -231,6 +231,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut inbox = Some(inbox);
     let mut buf = BytesMut::with_capacity(config.read_buffer_size.max(pre_read.len()));
     buf.extend_from_slice(&pre_read);
+    // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
+    drop(pre_read);
     let mut decoder = Decoder::new(Limits {
         max_frame: config.max_frame_size,
         max_message: config.max_message_size,
