@@ -68,6 +68,239 @@
 //!   counters.
 //! - [`serve`] runs the routes with the sockets' lifecycle and a graceful shutdown.
 //!
+//! # Hooks
+//!
+//! [`#[websocket]`](websocket) reads the `on_*` methods of an inherent `impl` block; its
+//! documentation has [the table of hooks](websocket#hooks): when each runs, what it may take
+//! and what happens when it is absent. In short:
+//!
+//! - `on_start(Endpoint)` once before the first connection; `on_stop()` when shutdown begins.
+//! - `on_handshake(&Request, &mut Accept) -> Result<S, E>` decides each upgrade request.
+//! - `on_open(ClientId, &mut S)`, then `on_data(ClientId, &mut S, T)` per message, in order,
+//!   one at a time per connection, then `on_close(ClientId, S, Close)` exactly once.
+//!
+//! Hooks may be `async fn` or plain `fn`, and take only the parameters they use, in any order.
+//!
+//! # Sessions
+//!
+//! Whatever `on_handshake` returns in `Ok` is that connection's session: `on_open` and
+//! `on_data` get it as `&mut S`, `on_close` gets it back by value. There is no map of clients
+//! to keep and no lock to take: each connection owns its session.
+//!
+//! ```
+//! use ws::{Close, Reject, Request};
+//!
+//! struct Game;
+//!
+//! /// One per connection.
+//! struct Player {
+//!     name: String,
+//!     moves: u32,
+//! }
+//!
+//! #[ws::websocket]
+//! impl Game {
+//!     fn on_handshake(&self, req: &Request) -> Result<Player, Reject> {
+//!         let name = req.query("name").ok_or(Reject::bad_request("?name= is required"))?;
+//!         Ok(Player { name: name.to_owned(), moves: 0 })
+//!     }
+//!
+//!     fn on_data(&self, player: &mut Player, text: String) {
+//!         player.moves += 1;
+//!         println!("{} played {text}", player.name);
+//!     }
+//!
+//!     fn on_close(&self, player: Player, close: Close) {
+//!         println!("{} left after {} moves ({close})", player.name, player.moves);
+//!     }
+//! }
+//! ```
+//!
+//! Without `on_handshake` every request is accepted and the session is `()`.
+//!
+//! # Receiving
+//!
+//! `on_data`'s message parameter is any type that implements [`FromMessage`]: [`Message`]
+//! (text or binary), [`String`] or [`Text`] (a binary message closes with 1003), `Vec<u8>`
+//! or `Bytes` (text arrives as its UTF-8), [`Json<T>`][json-type] with the feature `json`, or
+//! your own type. A message that does not convert closes the client with the [`Close`] the
+//! conversion returned, and `on_data` is not called: for `Json<T>`, a message that is not
+//! JSON of type `T` closes with 1007 "Invalid JSON: ..." and `serde_json`'s error.
+//!
+//! # Sending with the `Endpoint`
+//!
+//! The [`Endpoint`] is a cheap, cloneable handle on a socket's clients: keep the one
+//! `on_start` receives (a `OnceLock` field works well) or take one from
+//! [`Socket::endpoint`], and use it from hooks, spawned tasks or other routes.
+//!
+//! | call | does |
+//! | --- | --- |
+//! | [`send(id, msg)`](Endpoint::send) | queues for one client |
+//! | [`broadcast(msg)`](Endpoint::broadcast) | queues for every open client; one shared payload |
+//! | [`broadcast_except(msg, ids)`](Endpoint::broadcast_except) | for everyone but `ids` |
+//! | [`multicast(msg, ids)`](Endpoint::multicast) | for these clients |
+//! | [`close(id, code, reason)`](Endpoint::close) | closes one client after what is queued for it |
+//! | [`send_wait`](Endpoint::send_wait), [`broadcast_wait`](Endpoint::broadcast_wait) | wait for room under [`SlowConsumer::Wait`] |
+//! | [`clients`](Endpoint::clients), [`len`](Endpoint::len), [`info(id)`](Endpoint::info) | who is connected, with counters |
+//! | `send_json`, `broadcast_json`, `broadcast_json_except`, `multicast_json` | serialize once, then as above (feature `json`, see [`Json`][json-type]) |
+//!
+//! Sends never wait: each client has a bounded queue, written by its own task. A client whose
+//! queue is full is a slow consumer and is closed with 1008 (see [`SlowConsumer`] for the other
+//! policies), so one slow reader neither grows memory nor delays the others. A broadcast
+//! returns a [`Delivery`] with the clients that did not get it.
+//!
+//! ```
+//! # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId) {
+//! tokio::spawn(async move {
+//!     let delivery = endpoint.broadcast("news for everyone");
+//!     if !delivery.failed.is_empty() {
+//!         tracing::debug!("{} slow clients are being closed", delivery.failed.len());
+//!     }
+//! });
+//! # }
+//! ```
+//!
+//! `examples/push.rs` is a complete server-push example: `on_start` spawns a task that
+//! broadcasts a tick every second, `on_stop` stops it.
+//!
+//! # Configuration and defaults
+//!
+//! [`Socket::new`] uses [`Config::default`]; [`Socket::with_config`] takes your own. Every
+//! setting has a production default:
+//!
+//! | setting | default | beyond it |
+//! | --- | --- | --- |
+//! | [`max_message_size`](Config::max_message_size) | 10 MiB | close 1009 |
+//! | [`max_frame_size`](Config::max_frame_size) | 1 MiB | close 1009 |
+//! | [`read_buffer_size`](Config::read_buffer_size) | 4 KiB | |
+//! | [`write_buffer_size`](Config::write_buffer_size) | 64 KiB | |
+//! | [`send_queue`](Config::send_queue) | 1024 messages per client | slow consumer policy |
+//! | [`send_queue_bytes`](Config::send_queue_bytes) | 4 MiB per client | slow consumer policy |
+//! | [`slow_consumer`](Config::slow_consumer) | [`SlowConsumer::Close`]: close 1008 | |
+//! | [`text_only`](Config::text_only) | off | binary closes with 1003 when on |
+//! | [`rate_limit`](Config::rate_limit) | 1 MiB/s and 100 frames/s per client | reading slows down, never closes |
+//! | [`max_connections`](Config::max_connections) | 10,000 | `503` with `Retry-After` |
+//! | [`max_connections_per_ip`](Config::max_connections_per_ip) | 256 | `429` with `Retry-After` |
+//! | [`close_timeout`](Config::close_timeout) | 3 s | TCP dropped |
+//! | [`heartbeat`](Config::heartbeat) | ping after 10 s of silence | |
+//! | [`heartbeat_misses`](Config::heartbeat_misses) | 3 unanswered pings | close 1008 |
+//! | [`origins`](Config::origins) | [`Origins::SameHost`] | `403` |
+//! | [`protocols`](Config::protocols) | none | handshake without a subprotocol |
+//!
+//! The server adds one of its own: [`Server::handshake_timeout`], 10 s for a complete request
+//! head.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let config = ws::Config::new()
+//!     .max_message_size(1 << 20)
+//!     .heartbeat(Some(Duration::from_secs(30)))
+//!     .origins(ws::Origins::AllowList(vec!["https://example.com".into()]));
+//! # let _ = config;
+//! ```
+//!
+//! # Shutdown
+//!
+//! [`serve`]`(..).run(..)` shuts down on SIGINT or SIGTERM, or when a future given to
+//! [`Server::shutdown_on`] completes ([`Server::signals`]`(false)` leaves signals alone). Then
+//! it stops accepting, and for each socket runs `on_stop`, closes every client with 1001
+//! "Server shutting down" after what is already queued for it, waits for their close replies
+//! (up to the close timeout) and their `on_close`, and returns. Handshakes that arrive
+//! meanwhile get `503`. Stop your own tasks in `on_stop`, as `examples/push.rs` does.
+//! [`Socket::shutdown`] does the same for one socket served some other way.
+//!
+//! ```no_run
+//! # struct Chat;
+//! # #[ws::websocket]
+//! # impl Chat {}
+//! # async fn run() -> Result<(), ws::Error> {
+//! let chat = ws::Socket::new(Chat);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! // e.g. an admin route or a supervisor holds `stop`
+//! # drop(stop);
+//! ws::serve(chat.filter())
+//!     .socket(&chat)
+//!     .shutdown_on(async { let _ = stopped.await; })
+//!     .run("127.0.0.1:8080")
+//!     .await
+//! # }
+//! ```
+//!
+//! # Testing with `ws::test`
+//!
+//! With the feature `test` (for your dev-dependencies), [`ws::test`][test-module] serves a
+//! socket on 127.0.0.1 exactly as production does and connects real clients to it: query,
+//! headers and `Origin` of your choice, send and receive with a timeout, expect a close code
+//! and reason, and assert a refusal's status, headers and body.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ws = { version = "0.1", features = ["test"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "test")] #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ws::{Reject, Request};
+//!
+//! struct Guarded;
+//!
+//! #[ws::websocket]
+//! impl Guarded {
+//!     fn on_handshake(&self, req: &Request) -> Result<(), Reject> {
+//!         match req.query("token") {
+//!             Some("secret") => Ok(()),
+//!             _ => Err(Reject::forbidden("No.")),
+//!         }
+//!     }
+//! }
+//!
+//! // The body of a `#[tokio::test] async fn ... -> Result<(), Box<dyn Error>>`:
+//! let socket = ws::Socket::new(Guarded);
+//! let server = ws::test::serve(&socket).await;
+//!
+//! let refusal = server.connect("/?token=guess").expect_refusal().await;
+//! assert_eq!(refusal.status(), 403);
+//! assert_eq!(refusal.body(), "No.");
+//!
+//! let mut client = server.connect("/?token=secret").origin(&server.origin()).await?;
+//! client.send_text("hi").await?;
+//! client.expect_no_message(std::time::Duration::from_millis(50)).await?;
+//! let close = client.close(1000, "done").await?;
+//! assert_eq!(close.code, 1000);
+//!
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "test"))]
+//! # fn main() {}
+//! ```
+//!
+//! # Logging
+//!
+//! The library prints nothing itself; it emits [`tracing`](https://docs.rs/tracing) events.
+//! Each connection runs in a span `ws` with fields `client` (its [`ClientId`]) and `peer` (its
+//! address), so everything a hook logs carries them too. Opening, closing (with code and
+//! reason), refused handshakes (with status, peer and path), refused messages and protocol
+//! errors are `debug`; hook panics and `on_data` errors are `error`; slow consumers are
+//! `warn`; listening and shutdown are `info`. `RUST_LOG=ws_runtime=debug` with
+//! `tracing_subscriber`'s `EnvFilter` shows them all.
+//!
+//! # Features
+//!
+//! | feature | default | adds |
+//! | --- | --- | --- |
+//! | `tls` | yes | `wss://` with rustls: [`Server::tls`][server-tls], [`Tls`][tls-type] |
+//! | `json` | no | [`Json<T>`][json-type] for `on_data`, `Endpoint::send_json`, `broadcast_json`, `broadcast_json_except`, `multicast_json`, `Message::json` (`serde`, `serde_json`) |
+//! | `test` | no | [`ws::test`][test-module]: in-process tests with a real client |
+//!
+//! # Examples
+//!
+//! In the repository's `examples/`: `secure_chat` (the quick start with a page, `--tls-cert`),
+//! `echo` (the Autobahn conformance server), `json_chat` (typed JSON events, feature `json`),
+//! `push` (a ticker broadcast to every client, stopped at shutdown).
+//!
 //! # Behaviour you get without asking
 //!
 //! - Handshakes that are not WebSocket get plain HTTP answers (405, 426, 400); a browser
@@ -83,10 +316,27 @@
 //!   errors closed with 1002. See [`Config`] for every default.
 //! - A connection that has not sent a complete request head within 10 s is closed
 //!   ([`Server::handshake_timeout`]), so slowloris clients cannot pile up. `wss://` is one
-//!   call away: [`Server::tls`] with a [`Tls`] certificate and key (rustls; the default
-//!   feature `tls`); handlers still see the client's address.
+//!   call away: [`Server::tls`][server-tls] with a [`Tls`][tls-type] certificate and key
+//!   (rustls; the default feature `tls`); handlers still see the client's address.
 //!
 //! [warp]: https://docs.rs/warp
+#![cfg_attr(feature = "json", doc = "[json-type]: Json")]
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[json-type]: https://docs.rs/ws/latest/ws/struct.Json.html"
+)]
+#![cfg_attr(feature = "test", doc = "[test-module]: crate::test")]
+#![cfg_attr(
+    not(feature = "test"),
+    doc = "[test-module]: https://docs.rs/ws/latest/ws/test/index.html"
+)]
+#![cfg_attr(feature = "tls", doc = "[server-tls]: Server::tls\n[tls-type]: Tls")]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = "[server-tls]: https://docs.rs/ws/latest/ws/struct.Server.html#method.tls\n\
+           [tls-type]: https://docs.rs/ws/latest/ws/struct.Tls.html"
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(inline)]
 pub use ws_macros::websocket;

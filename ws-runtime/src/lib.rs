@@ -4,6 +4,8 @@
 //! Users depend on the facade crate `ws`, which re-exports everything here together with the
 //! `#[websocket]` attribute; see its documentation for the guide.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod config;
 mod connection;
 mod endpoint;
@@ -11,10 +13,15 @@ mod error;
 mod frame;
 mod handler;
 mod handshake;
+#[cfg(feature = "json")]
+mod json;
 mod limits;
 mod message;
 mod server;
 mod socket;
+#[cfg(feature = "test")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
+pub mod test;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -23,6 +30,9 @@ pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, SendError};
 pub use error::Error;
 pub use handler::{BoxError, DataError, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub use json::{Json, JsonError};
 pub use message::{Close, FromMessage, Message, Text};
 pub use server::{Bound, Server, serve};
 pub use socket::Socket;

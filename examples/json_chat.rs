@@ -1,0 +1,192 @@
+//! A chat that speaks typed JSON events (feature `json`).
+//!
+//! `cargo run --example json_chat --features json -- --addr 127.0.0.1:8081`
+//!
+//! Connect with `ws://127.0.0.1:8081/?name=ada` and send
+//! `{"type":"say","text":"hello"}`, `{"type":"rename","name":"lovelace"}` or
+//! `{"type":"who"}`. Every event the server sends has a `type` too: `welcome`, `joined`,
+//! `said`, `renamed`, `members`, `left`. A message that is not one of the commands closes the
+//! connection with 1007 "Invalid JSON: ...".
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use ws::{ClientId, Close, Endpoint, Json, JsonError, Origins, Reject, Request, websocket};
+
+/// What clients send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Command {
+    /// Say something to everyone.
+    Say { text: String },
+    /// Change your name.
+    Rename { name: String },
+    /// Ask who is here.
+    Who,
+}
+
+/// What the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    /// To a new member: its id and name.
+    Welcome { id: ClientId, name: &'a str },
+    /// To the others when someone joins.
+    Joined { id: ClientId, name: &'a str },
+    /// To everyone, the sender included.
+    Said {
+        id: ClientId,
+        name: &'a str,
+        text: &'a str,
+    },
+    /// To everyone when someone changes name.
+    Renamed {
+        id: ClientId,
+        from: &'a str,
+        to: &'a str,
+    },
+    /// To whoever asked: the number of members.
+    Members { count: usize },
+    /// To the others when someone leaves.
+    Left {
+        id: ClientId,
+        name: &'a str,
+        code: u16,
+    },
+}
+
+#[derive(Default)]
+struct Chat {
+    endpoint: OnceLock<Endpoint>,
+}
+
+/// A member's session.
+struct Member {
+    name: String,
+}
+
+/// Names are 1 to 32 characters, without control characters.
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.chars().count()) && !name.chars().any(char::is_control)
+}
+
+#[websocket]
+impl Chat {
+    fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
+        let name = req.query("name").unwrap_or("anonymous");
+        if !valid_name(name) {
+            return Err(Reject::bad_request("`name` must be 1 to 32 characters."));
+        }
+        Ok(Member {
+            name: name.to_owned(),
+        })
+    }
+
+    fn on_open(&self, id: ClientId, member: &mut Member) {
+        let Some(endpoint) = self.endpoint.get() else {
+            return;
+        };
+        let name = member.name.as_str();
+        let _ = endpoint.send_json(id, &Event::Welcome { id, name });
+        let _ = endpoint.broadcast_json_except(&Event::Joined { id, name }, [id]);
+    }
+
+    fn on_data(
+        &self,
+        id: ClientId,
+        member: &mut Member,
+        Json(command): Json<Command>,
+    ) -> Result<(), JsonError> {
+        let Some(endpoint) = self.endpoint.get() else {
+            return Ok(());
+        };
+        match command {
+            Command::Say { text } => {
+                let name = &member.name;
+                endpoint.broadcast_json(&Event::Said {
+                    id,
+                    name,
+                    text: &text,
+                })?;
+            }
+            Command::Rename { name } if valid_name(&name) => {
+                let from = std::mem::replace(&mut member.name, name);
+                endpoint.broadcast_json(&Event::Renamed {
+                    id,
+                    from: &from,
+                    to: &member.name,
+                })?;
+            }
+            Command::Rename { .. } => {
+                // Not worth a close: say nothing and keep the old name.
+            }
+            Command::Who => {
+                let count = endpoint.len();
+                match endpoint.send_json(id, &Event::Members { count }) {
+                    // The client is already closing; nothing to tell it.
+                    Ok(()) | Err(JsonError::Send(_)) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_close(&self, id: ClientId, member: Member, close: Close) {
+        if let Some(endpoint) = self.endpoint.get() {
+            let name = &member.name;
+            let _ = endpoint.broadcast_json(&Event::Left {
+                id,
+                name,
+                code: close.code,
+            });
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut addr = "127.0.0.1:8081".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if let ("--addr", Some(value)) = (arg.as_str(), args.next()) {
+            addr = value;
+        } else {
+            eprintln!("usage: json_chat [--addr HOST:PORT]");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    // No page of its own: allow any origin so a page elsewhere (or a console) can try it.
+    let chat = ws::Socket::with_config(Chat::default(), ws::Config::new().origins(Origins::Any));
+    let server = match ws::serve(chat.filter())
+        .socket(&chat)
+        .bind(addr.as_str())
+        .await
+    {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("json_chat: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "json_chat listening on ws://{}/?name=YOU",
+        server.local_addr()
+    );
+    match server.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("json_chat: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
