@@ -138,9 +138,10 @@ impl Config {
         self
     }
 
-    /// Size of each connection's read buffer. Default: 4 KiB (tungstenite's own default
-    /// reserves 128 KiB per connection; 4 KiB keeps an idle connection near 6 KiB and reads
-    /// larger messages in more, equally correct, steps).
+    /// Size of each connection's read buffer. Default: 4 KiB. A frame larger than the buffer
+    /// grows it to fit (up to the frame limit) and it shrinks back once empty, so idle
+    /// connections stay small (tungstenite's default reserves 128 KiB per connection; see
+    /// `BENCHMARKS.md` for the measured memory per idle connection).
     #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(256);
