@@ -14,6 +14,9 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// Payloads up to this size are copied out of the read buffer; larger ones are split off it.
+const COPY_OUT: usize = 64 << 10;
+
 /// A server frame, encoded once: its header and its payload, shared by every receiver.
 #[derive(Clone, Debug)]
 pub(crate) struct OutFrame {
@@ -149,8 +152,18 @@ impl Decoder {
                 return Ok(None);
             }
             buf.advance(head.header_len);
-            let mut payload = buf.split_to(head.payload_len);
-            unmask(&mut payload, head.mask);
+            let payload = if head.payload_len <= COPY_OUT {
+                // Copied out, the read buffer stays this connection's own and is reused for
+                // the next reads instead of being reallocated for every frame.
+                unmask(&mut buf[..head.payload_len], head.mask);
+                let payload = BytesMut::from(&buf[..head.payload_len]);
+                buf.advance(head.payload_len);
+                payload
+            } else {
+                let mut payload = buf.split_to(head.payload_len);
+                unmask(&mut payload, head.mask);
+                payload
+            };
             self.frames += 1;
             if let Some(event) = self.frame(head.fin, head.opcode, payload)? {
                 return Ok(Some(event));
