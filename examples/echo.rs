@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release --example echo -- --addr 127.0.0.1:9001`
 //!
+//! With `--broadcast` it relays every message unchanged to all *other* clients through the
+//! `Endpoint` instead (the fan-out server of the benchmark).
+//!
 //! Limits are raised for conformance and benchmark runs: 64 MiB messages, 16 MiB frames, any
 //! origin, no rate limit, no connection limits.
 
@@ -14,6 +17,7 @@ use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
 #[derive(Default)]
 struct Echo {
     endpoint: OnceLock<Endpoint>,
+    broadcast: bool,
 }
 
 #[websocket]
@@ -24,8 +28,12 @@ impl Echo {
 
     fn on_data(&self, id: ClientId, msg: Message) {
         if let Some(endpoint) = self.endpoint.get() {
-            // A failed send means the client is already closing; nothing to do.
-            let _ = endpoint.send(id, msg);
+            if self.broadcast {
+                endpoint.broadcast_except(msg, [id]);
+            } else {
+                // A failed send means the client is already closing; nothing to do.
+                let _ = endpoint.send(id, msg);
+            }
         }
     }
 }
@@ -38,13 +46,16 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let mut addr = "127.0.0.1:9001".to_owned();
+    let mut broadcast = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if let ("--addr", Some(value)) = (arg.as_str(), args.next()) {
-            addr = value;
-        } else {
-            eprintln!("usage: echo [--addr HOST:PORT]");
-            return std::process::ExitCode::from(2);
+        match arg.as_str() {
+            "--broadcast" => broadcast = true,
+            "--addr" => match args.next() {
+                Some(value) => addr = value,
+                None => return usage(),
+            },
+            _ => return usage(),
         }
     }
     // Conformance and benchmark runs push far past the production defaults.
@@ -55,7 +66,13 @@ async fn main() -> std::process::ExitCode {
         .rate_limit(None)
         .max_connections(None)
         .max_connections_per_ip(None);
-    let echo = ws::Socket::with_config(Echo::default(), config);
+    let echo = ws::Socket::with_config(
+        Echo {
+            endpoint: OnceLock::new(),
+            broadcast,
+        },
+        config,
+    );
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
         Ok(server) => server,
@@ -72,4 +89,9 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn usage() -> std::process::ExitCode {
+    eprintln!("usage: echo [--addr HOST:PORT] [--broadcast]");
+    std::process::ExitCode::from(2)
 }
