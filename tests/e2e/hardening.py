@@ -20,20 +20,11 @@ import faulthandler
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from serverproc import ServerProcess
+from serverproc import Checks, ServerProcess
 
 PASSWORD = "reallyverysecure"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-checks = 0
-figures: list[tuple[str, str, str]] = []
-
-
-def check(condition: bool, what: str) -> None:
-    global checks
-    if not condition:
-        raise AssertionError(what)
-    checks += 1
-    print(f"ok {checks} - {what}")
+check = Checks()
 
 
 def rss_kib(pid: int) -> int:
@@ -240,7 +231,7 @@ async def main(binary: str, markdown: str | None) -> None:
             f.write("| scenario | what the server does | measured |\n| --- | --- | --- |\n")
             for row in figures:
                 f.write("| " + " | ".join(row) + " |\n")
-    print(f"{checks} passed, 0 failed")
+    check.summary()
 
 
 def tuple_addr(addr: str) -> tuple[str, int]:

@@ -17,19 +17,11 @@ import urllib.request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from serverproc import ServerProcess
+from serverproc import Checks, ServerProcess
 
 PASSWORD = "reallyverysecure"
 MEMBERS = 50
-checks = 0
-
-
-def check(condition: bool, what: str) -> None:
-    global checks
-    if not condition:
-        raise AssertionError(what)
-    checks += 1
-    print(f"ok {checks} - {what}")
+check = Checks()
 
 
 async def refused(url: str) -> tuple[int, bytes]:
@@ -91,7 +83,7 @@ async def main(binary: str) -> None:
         check(code == 0, "the process exited by itself with status 0")
     finally:
         await server.kill()
-    print(f"{checks} passed, 0 failed")
+    check.summary()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,22 @@ import re
 import signal
 
 
+class Checks:
+    """Numbered `ok N - what` lines, stopping at the first failed check."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, condition: bool, what: str) -> None:
+        if not condition:
+            raise AssertionError(what)
+        self.count += 1
+        print(f"ok {self.count} - {what}")
+
+    def summary(self) -> None:
+        print(f"{self.count} passed, 0 failed")
+
+
 class ServerProcess:
     """An example server whose output lines can be awaited."""
 
