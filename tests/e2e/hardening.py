@@ -25,6 +25,7 @@ from serverproc import Checks, ServerProcess
 PASSWORD = "reallyverysecure"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 check = Checks()
+figures: list[tuple[str, str, str]] = []
 
 
 def rss_kib(pid: int) -> int:
