@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -106,7 +107,7 @@ fn text_payload(size: usize) -> Vec<u8> {
 }
 
 /// A final, masked client frame.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
     frame.push(0x80 | opcode);
     match payload.len() {
@@ -252,6 +253,164 @@ impl Conn {
         Ok(received)
     }
 
+    /// Open loop: sends message `k` at `first + k × interval` (late if the client falls behind,
+    /// never skipped) and, concurrently, checks the echoes. Returns each message's latency from
+    /// its *scheduled* send time, in µs, in order.
+    pub(crate) async fn open_loop(
+        self,
+        websocket: bool,
+        payload: &Payload,
+        first: Instant,
+        interval: Duration,
+        count: u64,
+    ) -> io::Result<Vec<f64>> {
+        let Conn {
+            stream,
+            leftover,
+            mut checker,
+        } = self;
+        let (mut rd, mut wr) = stream.into_split();
+        let due = move |k: usize| first + interval.mul_f64(k as f64);
+        let total = usize::try_from(count).map_err(io::Error::other)?;
+        let frame = payload.frame();
+        let writer = async move {
+            for k in 0..total {
+                tokio::time::sleep_until(due(k).into()).await;
+                wr.write_all(frame).await?;
+            }
+            Ok::<_, io::Error>(wr)
+        };
+        let reader = async move {
+            let cap = payload.read_buffer();
+            let max_frame = payload.plain.len() + 14;
+            let mut buf = vec![0u8; cap.max(leftover.len())];
+            buf[..leftover.len()].copy_from_slice(&leftover);
+            let (mut start, mut end) = (0, leftover.len());
+            let mut latencies = Vec::with_capacity(total);
+            while latencies.len() < total {
+                if end > start {
+                    let (used, done) = if websocket {
+                        checker.parse_frames(payload, &buf[start..end])?
+                    } else {
+                        checker.check_raw(payload, &buf[start..end])?
+                    };
+                    start += used;
+                    let now = Instant::now();
+                    for _ in 0..done {
+                        let k = latencies.len();
+                        latencies.push(now.saturating_duration_since(due(k)).as_secs_f64() * 1e6);
+                    }
+                }
+                if latencies.len() >= total {
+                    break;
+                }
+                if start == end {
+                    (start, end) = (0, 0);
+                } else if buf.len() - end < max_frame {
+                    buf.copy_within(start..end, 0);
+                    end -= start;
+                    start = 0;
+                }
+                let n = rd.read(&mut buf[end..]).await?;
+                if n == 0 {
+                    return Err(invalid("server closed the connection"));
+                }
+                end += n;
+            }
+            if latencies.len() > total {
+                return Err(invalid("more echoes than messages sent"));
+            }
+            Ok(latencies)
+        };
+        let (_wr, latencies) = tokio::try_join!(writer, reader)?;
+        Ok(latencies)
+    }
+
+    /// Writes prepared bytes (whole frames).
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Reads server frames until `count` data messages (text or binary, reassembled if
+    /// fragmented) have been handed to `on_message`; pings and pongs are skipped, a close frame
+    /// or a masked frame is an error. Returns when `count` messages have been received.
+    pub(crate) async fn read_messages(
+        &mut self,
+        count: u64,
+        mut on_message: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let cap = 64 * 1024;
+        let mut buf = std::mem::take(&mut self.leftover);
+        let mut end = buf.len();
+        buf.resize(end.max(cap), 0);
+        let mut start = 0;
+        let mut message: Vec<u8> = Vec::new();
+        let mut in_message = false;
+        let mut received = 0;
+        while received < count {
+            // Parse every whole frame in buf[start..end].
+            loop {
+                let rest = &buf[start..end];
+                let Some((fin, opcode, head, len)) = frame_head(rest)? else {
+                    break;
+                };
+                if rest.len() - head < len {
+                    if head + len > buf.len() {
+                        buf.resize(head + len, 0);
+                    }
+                    break;
+                }
+                let body = &rest[head..head + len];
+                match opcode {
+                    0x1 | 0x2 if in_message => {
+                        return Err(invalid("new message inside a fragmented one"));
+                    }
+                    0x1 | 0x2 if fin => {
+                        on_message(body)?;
+                        received += 1;
+                    }
+                    0x1 | 0x2 => {
+                        message.clear();
+                        message.extend_from_slice(body);
+                        in_message = true;
+                    }
+                    0x0 if in_message => {
+                        message.extend_from_slice(body);
+                        if fin {
+                            on_message(&message)?;
+                            in_message = false;
+                            received += 1;
+                        }
+                    }
+                    0x0 => return Err(invalid("continuation frame without a message")),
+                    0x8 => return Err(invalid("server sent a close frame")),
+                    0x9 | 0xa => {}
+                    other => return Err(invalid(format!("unknown opcode {other}"))),
+                }
+                start += head + len;
+            }
+            if received >= count {
+                break;
+            }
+            if start == end {
+                (start, end) = (0, 0);
+            } else if start > 0 {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            }
+            if end == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = self.stream.read(&mut buf[end..]).await?;
+            if n == 0 {
+                return Err(invalid("server closed the connection"));
+            }
+            end += n;
+        }
+        Ok(received)
+    }
+
     /// Writes `count` prepared frames.
     async fn send(&mut self, payload: &Payload, count: u64) -> io::Result<()> {
         let mut left = usize::try_from(count).unwrap_or(usize::MAX);
@@ -264,6 +423,31 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// Decodes a server frame header: `(fin, opcode, header length, payload length)`, or `None`
+/// while it is incomplete.
+fn frame_head(rest: &[u8]) -> io::Result<Option<(bool, u8, usize, usize)>> {
+    if rest.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (rest[0], rest[1]);
+    if b1 & 0x80 != 0 {
+        return Err(invalid("server sent a masked frame"));
+    }
+    let (head, len) = match b1 & 0x7f {
+        126 if rest.len() >= 4 => (4, usize::from(u16::from_be_bytes([rest[2], rest[3]]))),
+        127 if rest.len() >= 10 => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&rest[2..10]);
+            let len = usize::try_from(u64::from_be_bytes(bytes))
+                .map_err(|_| invalid("frame length overflows"))?;
+            (10, len)
+        }
+        126 | 127 => return Ok(None),
+        n => (2, usize::from(n)),
+    };
+    Ok(Some((b0 & 0x80 != 0, b0 & 0x0f, head, len)))
 }
 
 impl Checker {

@@ -9,6 +9,7 @@
 //! ```text
 //! cargo build --release --example echo -p ws
 //! cargo run --release -p ws-bench -- all --markdown BENCHMARKS.md
+//! cargo run --release -p ws-bench -- latency --markdown BENCHMARKS.md   # broadcast, open loop
 //! cargo run --release -p ws-bench -- smoke
 //! ```
 //!
@@ -16,6 +17,7 @@
 //! echoes every byte correctly.
 
 mod client;
+mod fanout;
 mod procs;
 mod report;
 mod servers;
@@ -30,8 +32,11 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::client::{Conn, Payload, connect};
+use crate::fanout::FANOUTS;
 use crate::procs::Server;
-use crate::report::{EchoSample, HandshakeSample, MemorySample, Results};
+use crate::report::{
+    BroadcastSample, EchoSample, HandshakeSample, MemorySample, OpenLoopSample, Results,
+};
 use crate::servers::Kind;
 
 /// One closed-loop echo workload.
@@ -85,14 +90,50 @@ const ECHO_LIMIT: u64 = 100_000_000;
 const SMOKE_MESSAGES: u64 = 25;
 /// Connections per workload in `smoke`.
 const SMOKE_CONNS: usize = 4;
+/// Subscribers and messages of each broadcast check in `smoke`.
+const SMOKE_SUBSCRIBERS: usize = 20;
+const SMOKE_BROADCASTS: u64 = 20;
+
+/// `x` rounded up to a whole count: 0 for negative or NaN, saturating at `u64::MAX`.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "clamped to the range of u64 first"
+)]
+pub(crate) fn ceil_count(x: f64) -> u64 {
+    if x.is_nan() {
+        return 0;
+    }
+    x.ceil().clamp(0.0, u64::MAX as f64) as u64
+}
 
 /// Which measurements to run.
 #[derive(Clone, Copy, Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, one per measurement"
+)]
 pub(crate) struct Parts {
     pub(crate) echo: bool,
     pub(crate) memory: bool,
     pub(crate) handshakes: bool,
+    /// Broadcast fan-out (in the second generated block of the markdown).
+    pub(crate) broadcast: bool,
+    /// Fixed-rate open-loop echo (in the second generated block too).
+    pub(crate) open_loop: bool,
 }
+
+impl Parts {
+    /// Whether this run writes the second generated block (broadcast, open loop) rather than
+    /// the first (echo, memory, handshakes).
+    pub(crate) fn latency_block(self) -> bool {
+        (self.broadcast || self.open_loop) && !(self.echo || self.memory || self.handshakes)
+    }
+}
+
+/// Connections and message size of the open loop.
+pub(crate) const OPEN_LOOP_CONNS: usize = 100;
+pub(crate) const OPEN_LOOP_SIZE: usize = 64;
 
 /// What to run and how long.
 #[derive(Clone, Debug)]
@@ -106,6 +147,9 @@ pub(crate) struct Options {
     pub(crate) handshake_count: u64,
     pub(crate) kinds: Vec<Kind>,
     pub(crate) workloads: Vec<usize>,
+    pub(crate) fanouts: Vec<usize>,
+    /// Messages per second offered in the open loop, over all connections.
+    pub(crate) open_loop_rate: u32,
     pub(crate) markdown: Option<PathBuf>,
     pub(crate) ours: PathBuf,
     pub(crate) pin: bool,
@@ -120,18 +164,25 @@ commands:
   echo         only the closed-loop echo workloads
   memory       only memory per idle connection
   handshakes   only handshakes per second
+  latency      broadcast fan-out and the fixed-rate open loop, written to their own
+               generated block (it does not replace the tables of `all`)
+  broadcast    only broadcast fan-out (ours-broadcast vs warp-chat)
+  open-loop    only the fixed-rate open-loop echo (ours vs warp-ws by default)
   smoke        a few hundred messages per server, checks every echo; exit 1 on any error
                (also: --smoke)
 
 options:
   --rounds N          rounds, implementations interleaved in each (default 3)
-  --secs S            measured seconds per echo run (default 3)
+  --secs S            measured seconds per echo run, and publishing seconds per broadcast
+                      run (default 3)
   --warmup S          seconds of load before measuring (default 0.5)
   --idle N            idle connections for the memory figure (default 5000)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
                       tcp-floor (default all)
   --workloads I,J     echo workloads by index 0-3 (default all)
+  --fanouts I,J       broadcast workloads by index 0-3 (default all)
+  --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
   --markdown FILE     write the tables into FILE between the generated markers
   --no-pin            do not pin server and client to CPUs 0 and 1
@@ -143,7 +194,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             echo: true,
             memory: true,
             handshakes: true,
+            broadcast: false,
+            open_loop: false,
         },
+        open_loop_rate: 50_000,
         smoke: false,
         rounds: 3,
         secs: 3.0,
@@ -152,6 +206,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         handshake_count: 10_000,
         kinds: Kind::ALL.to_vec(),
         workloads: (0..WORKLOADS.len()).collect(),
+        fanouts: (0..FANOUTS.len()).collect(),
         markdown: None,
         ours: default_ours(),
         pin: true,
@@ -163,6 +218,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         "echo" => (options.parts.memory, options.parts.handshakes) = (false, false),
         "memory" => (options.parts.echo, options.parts.handshakes) = (false, false),
         "handshakes" => (options.parts.echo, options.parts.memory) = (false, false),
+        "broadcast" | "open-loop" | "latency" => {
+            options.parts = Parts {
+                echo: false,
+                memory: false,
+                handshakes: false,
+                broadcast: command != "open-loop",
+                open_loop: command != "broadcast",
+            };
+            // The open loop compares ours with raw warp::ws unless --only says otherwise.
+            options.kinds = vec![Kind::Ours, Kind::Warp];
+        }
         "smoke" | "--smoke" => options.smoke = true,
         "help" | "--help" | "-h" => return Err(String::new()),
         other => return Err(format!("unknown command {other:?}")),
@@ -183,6 +249,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--secs" => options.secs = value.parse().map_err(|e| bad(&e))?,
             "--warmup" => options.warmup = value.parse().map_err(|e| bad(&e))?,
             "--idle" => options.idle = value.parse().map_err(|e| bad(&e))?,
+            "--rate" => options.open_loop_rate = value.parse().map_err(|e| bad(&e))?,
             "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
             "--ours" => options.ours = PathBuf::from(&value),
             "--markdown" => options.markdown = Some(PathBuf::from(&value)),
@@ -201,10 +268,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     })
                     .collect::<Result<_, _>>()?;
             }
+            "--fanouts" => {
+                options.fanouts = value
+                    .split(',')
+                    .map(|i| match i.parse::<usize>() {
+                        Ok(i) if i < FANOUTS.len() => Ok(i),
+                        _ => Err(bad(&"no such broadcast workload")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
-    if options.rounds == 0 || options.secs <= 0.0 || options.warmup < 0.0 {
+    if options.rounds == 0
+        || options.secs <= 0.0
+        || options.warmup < 0.0
+        || options.open_loop_rate == 0
+    {
         return Err("--rounds and --secs must be positive".into());
     }
     Ok(options)
@@ -241,7 +321,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if options.kinds.contains(&Kind::Ours) && !options.ours.is_file() {
+    let wants_ours =
+        options.kinds.contains(&Kind::Ours) || options.kinds.contains(&Kind::OursBroadcast);
+    if wants_ours && !options.ours.is_file() {
         eprintln!(
             "ws-bench: {} not found; build it first: cargo build --release --example echo -p ws",
             options.ours.display()
@@ -381,9 +463,187 @@ async fn bench(options: &Options) -> Results {
                 }
             }
         }
+        if options.parts.open_loop {
+            open_loop_round(options, round, &kinds, started, &mut results).await;
+        }
+        if options.parts.broadcast {
+            broadcast_round(options, round, started, &mut results).await;
+        }
     }
     results.elapsed = started.elapsed();
     results
+}
+
+/// The open-loop runs of one round, servers in the round's order.
+async fn open_loop_round(
+    options: &Options,
+    round: usize,
+    kinds: &[Kind],
+    started: Instant,
+    results: &mut Results,
+) {
+    for &kind in kinds {
+        match with_server(options, kind, async |s| measure_open_loop(options, s).await).await {
+            Ok(sample) => {
+                eprintln!(
+                    "[{:>4.0}s] round {} open loop {:<17} {:>8.0} echoes/s p50 {:>7.0} µs p99 {:>7.0} µs, {:>5.2} µs server CPU/msg, {:>3.0}% server core, {:>3.0}% client core",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    kind.name(),
+                    sample.rate,
+                    sample.p50_us,
+                    sample.p99_us,
+                    sample.server_us,
+                    sample.server_busy * 100.0,
+                    sample.client_busy * 100.0,
+                );
+                results.open_loop.push(OpenLoopSample {
+                    round,
+                    kind,
+                    ..sample
+                });
+            }
+            Err(err) => results.fail(round, kind, "open loop", &err),
+        }
+    }
+}
+
+/// The broadcast runs of one round, servers in a rotated order.
+async fn broadcast_round(options: &Options, round: usize, started: Instant, results: &mut Results) {
+    let mut kinds = broadcast_kinds(options);
+    let shift = round % kinds.len().max(1);
+    kinds.rotate_left(shift);
+    for &f in &options.fanouts {
+        for &kind in &kinds {
+            let fanout = FANOUTS[f];
+            match with_server(options, kind, async |s| {
+                measure_broadcast(options, s, f).await
+            })
+            .await
+            {
+                Ok(sample) => {
+                    eprintln!(
+                        "[{:>4.0}s] round {} {:<44} {:<15} p50 {:>8.0} µs p99 {:>8.0} µs, {:>6.2} µs server CPU/delivery, {:>3.0}% server core, {:>3.0}% client core",
+                        started.elapsed().as_secs_f64(),
+                        round + 1,
+                        fanout.name(),
+                        kind.name(),
+                        sample.p50_us,
+                        sample.p99_us,
+                        sample.server_us,
+                        sample.server_busy * 100.0,
+                        sample.client_busy * 100.0,
+                    );
+                    results.broadcast.push(BroadcastSample {
+                        round,
+                        kind,
+                        fanout: f,
+                        ..sample
+                    });
+                }
+                Err(err) => results.fail(round, kind, &fanout.name(), &err),
+            }
+        }
+    }
+}
+
+/// The broadcast servers selected by `--only` (`ours` and `warp-ws` select their broadcast
+/// counterparts).
+pub(crate) fn broadcast_kinds(options: &Options) -> Vec<Kind> {
+    Kind::BROADCAST
+        .into_iter()
+        .filter(|&kind| {
+            let twin = match kind {
+                Kind::OursBroadcast => Kind::Ours,
+                _ => Kind::Warp,
+            };
+            options.kinds.contains(&kind) || options.kinds.contains(&twin)
+        })
+        .collect()
+}
+
+/// One broadcast run of `FANOUTS[f]` for `options.secs` of publishing.
+async fn measure_broadcast(
+    options: &Options,
+    server: &Server,
+    f: usize,
+) -> io::Result<BroadcastSample> {
+    let fanout = FANOUTS[f];
+    let messages = ceil_count(f64::from(fanout.rate) * options.secs).max(fanout::MIN_MESSAGES)
+        + fanout::WARMUP_MESSAGES;
+    let run = fanout::run(
+        server,
+        fanout.subscribers,
+        fanout.size,
+        fanout.rate,
+        messages,
+    )
+    .await?;
+    let deliveries = (run.messages * fanout.subscribers as u64) as f64;
+    let elapsed = run.elapsed.as_secs_f64();
+    let (server_us, client_us) = (
+        ticks_to_us(options, run.server_ticks),
+        ticks_to_us(options, run.client_ticks),
+    );
+    Ok(BroadcastSample {
+        round: 0,
+        kind: Kind::Tcp,
+        fanout: f,
+        p50_us: fanout::quantile(&run.latencies_us, 0.5),
+        p99_us: fanout::quantile(&run.latencies_us, 0.99),
+        server_us: server_us / deliveries,
+        client_us: client_us / deliveries,
+        server_busy: server_us / 1e6 / elapsed,
+        client_busy: client_us / 1e6 / elapsed,
+    })
+}
+
+/// The fixed-rate open loop: [`OPEN_LOOP_CONNS`] connections share `options.open_loop_rate`,
+/// each on its own schedule (staggered), for `options.warmup + options.secs`; the latencies of
+/// messages scheduled in the warm-up are left out.
+async fn measure_open_loop(options: &Options, server: &Server) -> io::Result<OpenLoopSample> {
+    let conns = open_many(server, OPEN_LOOP_CONNS).await?;
+    let per_conn = f64::from(options.open_loop_rate) / OPEN_LOOP_CONNS as f64;
+    let interval = Duration::from_secs_f64(1.0 / per_conn);
+    let count = ceil_count(per_conn * (options.warmup + options.secs));
+    let skip = usize::try_from(ceil_count(per_conn * options.warmup)).unwrap_or(usize::MAX);
+    let payload = Arc::new(Payload::new(false, OPEN_LOOP_SIZE, 1));
+    let websocket = server.target.websocket;
+    let start = Instant::now() + Duration::from_millis(50);
+    let (s0, c0) = (server.cpu_ticks()?, procs::cpu_ticks("self")?);
+    let mut tasks = JoinSet::new();
+    for (c, conn) in conns.into_iter().enumerate() {
+        let first = start + interval.mul_f64(c as f64 / OPEN_LOOP_CONNS as f64);
+        let payload = payload.clone();
+        tasks.spawn(async move {
+            conn.open_loop(websocket, &payload, first, interval, count)
+                .await
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let mine = done.map_err(io::Error::other)??;
+        latencies.extend_from_slice(mine.get(skip..).unwrap_or_default());
+    }
+    let (t1, s1, c1) = (
+        Instant::now(),
+        server.cpu_ticks()?,
+        procs::cpu_ticks("self")?,
+    );
+    latencies.sort_by(f64::total_cmp);
+    let elapsed = (t1 - start).as_secs_f64();
+    let messages = (count * OPEN_LOOP_CONNS as u64) as f64;
+    let (server_us, client_us) = (ticks_to_us(options, s1 - s0), ticks_to_us(options, c1 - c0));
+    Ok(OpenLoopSample {
+        round: 0,
+        kind: Kind::Tcp,
+        rate: messages / elapsed,
+        p50_us: fanout::quantile(&latencies, 0.5),
+        p99_us: fanout::quantile(&latencies, 0.99),
+        server_us: server_us / messages,
+        server_busy: server_us / 1e6 / elapsed,
+        client_busy: client_us / 1e6 / elapsed,
+    })
 }
 
 /// Starts a fresh server of `kind`, runs `measure` against it (bounded to 120 s), stops it.
@@ -451,7 +711,7 @@ fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
 }
 
 /// Opens `count` connections with [`CONNECTORS`] connectors at a time.
-async fn open_many(server: &Server, count: usize) -> io::Result<Vec<Conn>> {
+pub(crate) async fn open_many(server: &Server, count: usize) -> io::Result<Vec<Conn>> {
     let mut tasks = JoinSet::new();
     let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
     for i in 0..connectors {
@@ -597,7 +857,27 @@ async fn smoke(options: &Options) -> ExitCode {
             }
         }
     }
-    let passed = options.kinds.len() - failed;
+    let broadcast = broadcast_kinds(options);
+    for &kind in &broadcast {
+        let outcome = with_server(options, kind, async |server| {
+            for size in [64, 1024] {
+                fanout::run(server, SMOKE_SUBSCRIBERS, size, 200, SMOKE_BROADCASTS).await?;
+            }
+            Ok(())
+        })
+        .await;
+        match outcome {
+            Ok(()) => eprintln!(
+                "smoke {:<17} ok: 2 × {SMOKE_BROADCASTS} broadcasts (64 B, 1 KiB) to {SMOKE_SUBSCRIBERS} subscribers, every byte checked",
+                kind.name()
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!("smoke {:<17} FAILED: {err}", kind.name());
+            }
+        }
+    }
+    let passed = options.kinds.len() + broadcast.len() - failed;
     eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

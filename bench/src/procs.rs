@@ -111,6 +111,7 @@ impl Server {
         let exe = std::env::current_exe()?;
         let (program, args): (&Path, Vec<&str>) = match kind {
             Kind::Ours => (ours, vec!["--addr", "127.0.0.1:0"]),
+            Kind::OursBroadcast => (ours, vec!["--broadcast", "--addr", "127.0.0.1:0"]),
             _ => (exe.as_path(), vec!["serve", kind.name()]),
         };
         let mut command = if pin {

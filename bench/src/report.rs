@@ -5,12 +5,17 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::fanout::FANOUTS;
 use crate::servers::Kind;
 use crate::{CONNECTORS, Options, WORKLOADS};
 
 /// The markers between which `--markdown` replaces the generated tables.
 const BEGIN: &str = "<!-- ws-bench:begin (generated, do not edit by hand) -->";
 const END: &str = "<!-- ws-bench:end -->";
+/// The markers of the second block (broadcast fan-out and the open loop), written by `ws-bench
+/// latency` (or `broadcast`, `open-loop`) without touching the block above.
+const LATENCY_BEGIN: &str = "<!-- ws-bench:latency:begin (generated, do not edit by hand) -->";
+const LATENCY_END: &str = "<!-- ws-bench:latency:end -->";
 
 /// One closed-loop echo run.
 #[derive(Clone, Copy, Debug)]
@@ -54,12 +59,50 @@ pub(crate) struct HandshakeSample {
     pub(crate) server_us: f64,
 }
 
+/// One broadcast fan-out run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BroadcastSample {
+    pub(crate) round: usize,
+    pub(crate) kind: Kind,
+    /// Index into [`FANOUTS`].
+    pub(crate) fanout: usize,
+    /// Publish→last-receiver latency, median and 99th percentile over the messages, µs.
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// Server CPU per delivery (one message to one subscriber), µs.
+    pub(crate) server_us: f64,
+    /// Client CPU per delivery, µs.
+    pub(crate) client_us: f64,
+    /// Fraction of one core the server used.
+    pub(crate) server_busy: f64,
+    /// Fraction of one core the client used.
+    pub(crate) client_busy: f64,
+}
+
+/// One fixed-rate open-loop echo run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenLoopSample {
+    pub(crate) round: usize,
+    pub(crate) kind: Kind,
+    /// Echoes received per second (the offered rate, if the server keeps up).
+    pub(crate) rate: f64,
+    /// Latency from the scheduled send time, µs.
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// Server CPU per echoed message, µs.
+    pub(crate) server_us: f64,
+    pub(crate) server_busy: f64,
+    pub(crate) client_busy: f64,
+}
+
 /// Everything one `ws-bench` run measured.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
     pub(crate) echo: Vec<EchoSample>,
     pub(crate) memory: Vec<MemorySample>,
     pub(crate) handshakes: Vec<HandshakeSample>,
+    pub(crate) broadcast: Vec<BroadcastSample>,
+    pub(crate) open_loop: Vec<OpenLoopSample>,
     pub(crate) failures: Vec<String>,
     pub(crate) elapsed: Duration,
 }
@@ -202,7 +245,8 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let rounds = options.rounds;
-    let _ = writeln!(out, "{BEGIN}");
+    let (begin, end) = markers(options.parts.latency_block());
+    let _ = writeln!(out, "{begin}");
     let _ = writeln!(
         out,
         "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), implementations \
@@ -231,6 +275,12 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     if !results.handshakes.is_empty() {
         render_handshakes(&mut out, options, results);
     }
+    if !results.broadcast.is_empty() {
+        render_broadcast(&mut out, options, results);
+    }
+    if !results.open_loop.is_empty() {
+        render_open_loop(&mut out, options, results);
+    }
     if !results.failures.is_empty() {
         let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
         for failure in &results.failures {
@@ -238,8 +288,85 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "{END}");
+    let _ = writeln!(out, "{end}");
     out
+}
+
+/// The markers of the main block, or of the broadcast block.
+fn markers(broadcast: bool) -> (&'static str, &'static str) {
+    if broadcast {
+        (LATENCY_BEGIN, LATENCY_END)
+    } else {
+        (BEGIN, END)
+    }
+}
+
+fn render_broadcast(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Broadcast fan-out\n\nOne publisher connection sends binary messages at a fixed \
+         rate (chosen so that every workload makes 50,000 deliveries per second) for {:.1} s, at \
+         least {} messages, plus {} warm-up messages left out of the latency figures; the server \
+         relays each to every other connection. Every subscriber checks every byte, the sequence \
+         and the send time of every message. Latency is publish (just before the publisher's \
+         write) → the last subscriber's check, on one clock; all subscribers are read by one \
+         single-threaded client core, so the client's serial work is in it too (see client \
+         core). Server CPU per delivery = server CPU from the first publish to the last delivery \
+         / (messages × subscribers). Lower is better everywhere.\n",
+        options.secs,
+        crate::fanout::MIN_MESSAGES,
+        crate::fanout::WARMUP_MESSAGES
+    );
+    let _ = writeln!(
+        out,
+        "| workload | server | latency p50 (ms) | latency p99 (ms) | server CPU µs/delivery | × warp chat (CPU) | × warp chat (p99) | server core | client core |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let bc = &results.broadcast;
+    let ms = |x: f64| micros(x / 1e3);
+    for &f in &options.fanouts {
+        let name = FANOUTS[f].name();
+        for kind in Kind::BROADCAST {
+            let mine: Vec<&BroadcastSample> = bc
+                .iter()
+                .filter(|s| s.kind == kind && s.fanout == f)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let vs_warp = |value: fn(&BroadcastSample) -> f64| {
+                let r = ratios(
+                    bc,
+                    |s| s.kind == kind && s.fanout == f,
+                    |s, b| b.kind == Kind::WarpChat && b.fanout == f && b.round == s.round,
+                    value,
+                );
+                cell(spread(r), ratio, rounds)
+            };
+            let client = format!(
+                "{} ({} µs/delivery)",
+                cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
+                cell(spread(mine.iter().map(|s| s.client_us)), micros, 1)
+            );
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.label(),
+                cell(spread(mine.iter().map(|s| s.p50_us)), ms, rounds),
+                cell(spread(mine.iter().map(|s| s.p99_us)), ms, rounds),
+                cell(spread(mine.iter().map(|s| s.server_us)), micros, rounds),
+                vs_warp(|s| s.server_us),
+                vs_warp(|s| s.p99_us),
+                cell(spread(mine.iter().map(|s| s.server_busy)), percent, 1),
+                client,
+            );
+        }
+    }
+    out.push('\n');
 }
 
 fn render_echo(out: &mut String, options: &Options, results: &Results) {
@@ -388,20 +515,90 @@ fn render_handshakes(out: &mut String, options: &Options, results: &Results) {
     out.push('\n');
 }
 
-/// Replaces the generated section of `path` (between the markers), or creates the file.
+/// Replaces the generated section of `path` between the markers `generated` starts and ends
+/// with (the main block or the broadcast block; the other is kept), or creates the file. A
+/// missing broadcast block is added before `## Reading` (or at the end).
 pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let text = match (existing.find(BEGIN), existing.find(END)) {
+    let (begin_marker, end_marker) = markers(generated.starts_with(LATENCY_BEGIN));
+    let text = match (existing.find(begin_marker), existing.find(end_marker)) {
         (Some(begin), Some(end)) if begin < end => format!(
             "{}{}{}",
             &existing[..begin],
             generated.trim_end(),
-            &existing[end + END.len()..]
+            &existing[end + end_marker.len()..]
         ),
+        _ if begin_marker == LATENCY_BEGIN && !existing.is_empty() => {
+            let at = existing
+                .find("\n## Reading")
+                .map_or(existing.len(), |at| at + 1);
+            format!(
+                "{}{}\n\n{}",
+                &existing[..at],
+                generated.trim_end(),
+                &existing[at..]
+            )
+        }
         _ => format!(
             "# Benchmarks\n\nRegenerate: `cargo build --release --example echo -p ws && cargo run \
              --release -p ws-bench -- all --markdown BENCHMARKS.md`\n\n{generated}"
         ),
     };
     std::fs::write(path, text)
+}
+
+fn render_open_loop(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Echo, fixed-rate open loop\n\n{} connections × {} B binary; message k of a \
+         connection is scheduled at start + k × interval (connections staggered), {} msg/s in \
+         all, for {:.1} s after {:.1} s of warm-up; sends are never skipped, and latency is \
+         measured from the *scheduled* send time to the checked echo, so a server (or client) \
+         that falls behind pays for it. The client's timers tick in milliseconds (tokio), so up \
+         to 1 ms of send lateness is in every figure, for every server alike.\n",
+        crate::OPEN_LOOP_CONNS,
+        crate::OPEN_LOOP_SIZE,
+        options.open_loop_rate,
+        options.secs,
+        options.warmup,
+    );
+    let _ = writeln!(
+        out,
+        "| server | echoes/s | latency p50 (µs) | latency p99 (µs) | server CPU µs/msg | × warp::ws (CPU) | × warp::ws (p99) | server core | client core |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let ol = &results.open_loop;
+    for &kind in &options.kinds {
+        let mine: Vec<&OpenLoopSample> = ol.iter().filter(|s| s.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let vs_warp = |value: fn(&OpenLoopSample) -> f64| {
+            let r = ratios(
+                ol,
+                |s| s.kind == kind,
+                |s, b| b.kind == Kind::Warp && b.round == s.round,
+                value,
+            );
+            cell(spread(r), ratio, rounds)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            kind.label(),
+            cell(spread(mine.iter().map(|s| s.rate)), rate, rounds),
+            cell(spread(mine.iter().map(|s| s.p50_us)), micros, rounds),
+            cell(spread(mine.iter().map(|s| s.p99_us)), micros, rounds),
+            cell(spread(mine.iter().map(|s| s.server_us)), micros, rounds),
+            vs_warp(|s| s.server_us),
+            vs_warp(|s| s.p99_us),
+            cell(spread(mine.iter().map(|s| s.server_busy)), percent, 1),
+            cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
+        );
+    }
+    out.push('\n');
 }

@@ -4,14 +4,18 @@
 //! Every server uses `#[tokio::main]`'s multi-thread runtime, as `examples/echo` does: pinned to
 //! one CPU, that is one worker thread each.
 
+use std::collections::HashMap;
 use std::future::ready;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::SinkExt;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{RwLock, mpsc};
 use warp::Filter;
 
 /// One implementation under test.
@@ -29,6 +33,12 @@ pub(crate) enum Kind {
     TokioWebsockets,
     /// Ours: the release `examples/echo` binary.
     Ours,
+    /// Ours relaying to every other client: `examples/echo --broadcast`.
+    OursBroadcast,
+    /// `warp::ws` relaying to every other client the way warp's `chat` example does: a shared
+    /// `HashMap<usize, mpsc::UnboundedSender<Message>>` behind a `RwLock`, one forwarding task
+    /// per user.
+    WarpChat,
 }
 
 impl Kind {
@@ -42,6 +52,9 @@ impl Kind {
         Kind::Tcp,
     ];
 
+    /// The broadcast (fan-out) servers, in the order the tables list them.
+    pub(crate) const BROADCAST: [Kind; 2] = [Kind::OursBroadcast, Kind::WarpChat];
+
     /// The name used on the command line and in the tables.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -51,6 +64,8 @@ impl Kind {
             Kind::Tungstenite4k => "tungstenite-4k",
             Kind::TokioWebsockets => "tokio-websockets",
             Kind::Ours => "ours",
+            Kind::OursBroadcast => "ours-broadcast",
+            Kind::WarpChat => "warp-chat",
         }
     }
 
@@ -63,12 +78,17 @@ impl Kind {
             Kind::Tungstenite4k => "tokio-tungstenite 0.30, 4 KiB read buf",
             Kind::TokioWebsockets => "tokio-websockets 0.13",
             Kind::Ours => "**ours** (examples/echo)",
+            Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
+            Kind::WarpChat => "raw warp::ws 0.4.3, chat-example pattern",
         }
     }
 
     /// Parses a name as printed by [`Kind::name`].
     pub(crate) fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::BROADCAST)
+            .find(|kind| kind.name() == name)
     }
 
     /// Whether the client speaks WebSocket to it (everything but the TCP floor).
@@ -89,7 +109,10 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::Tungstenite => accept_loop(kind, "", |s| tungstenite_echo(s, 128 * 1024)).await,
             Kind::Tungstenite4k => accept_loop(kind, "", |s| tungstenite_echo(s, 4 * 1024)).await,
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
-            Kind::Ours => Err(io::Error::other("`ours` runs target/release/examples/echo")),
+            Kind::WarpChat => serve_warp_chat().await,
+            Kind::Ours | Kind::OursBroadcast => {
+                Err(io::Error::other("`ours` runs target/release/examples/echo"))
+            }
         }
     })
 }
@@ -114,6 +137,56 @@ async fn serve_warp() -> io::Result<()> {
     announce(Kind::Warp, listener.local_addr()?, "echo");
     warp::serve(routes).incoming(listener).run().await;
     Ok(())
+}
+
+/// The connected users of [`serve_warp_chat`], as warp's `chat` example keeps them.
+type Users = Arc<RwLock<HashMap<usize, mpsc::UnboundedSender<warp::ws::Message>>>>;
+
+/// warp's `examples/chat.rs`, on 127.0.0.1:0, with one change: a data message is relayed
+/// unchanged (text or binary) instead of being reformatted as `<User#N>: text`, so that it does
+/// the same work as `examples/echo --broadcast`.
+async fn serve_warp_chat() -> io::Result<()> {
+    let users = Users::default();
+    let users = warp::any().map(move || users.clone());
+    let routes =
+        warp::path("chat")
+            .and(warp::ws())
+            .and(users)
+            .map(|ws: warp::ws::Ws, users: Users| {
+                ws.on_upgrade(move |socket| chat_user_connected(socket, users))
+            });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(Kind::WarpChat, listener.local_addr()?, "chat");
+    warp::serve(routes).incoming(listener).run().await;
+    Ok(())
+}
+
+async fn chat_user_connected(ws: warp::ws::WebSocket, users: Users) {
+    static NEXT_USER_ID: AtomicUsize = AtomicUsize::new(1);
+    let my_id = NEXT_USER_ID.fetch_add(1, Ordering::Relaxed);
+    let (mut user_ws_tx, mut user_ws_rx) = ws.split();
+    // The example's unbounded queue and forwarding task per user.
+    let (tx, mut rx) = mpsc::unbounded_channel::<warp::ws::Message>();
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if user_ws_tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    users.write().await.insert(my_id, tx);
+    while let Some(result) = user_ws_rx.next().await {
+        let Ok(msg) = result else { break };
+        if msg.is_text() || msg.is_binary() {
+            for (&uid, tx) in users.read().await.iter() {
+                if my_id != uid {
+                    // The receiver is gone: its own task removes it.
+                    let _ = tx.send(msg.clone());
+                }
+            }
+        }
+    }
+    users.write().await.remove(&my_id);
 }
 
 /// A plain accept loop that sets `TCP_NODELAY` (as ours does) and spawns one task per connection.
