@@ -6,13 +6,17 @@
 //! With `--broadcast` it relays every message unchanged to all *other* clients through the
 //! `Endpoint` instead (the fan-out server of the benchmark).
 //!
+//! With `--deflate` it negotiates permessage-deflate (RFC 7692) with clients that offer it,
+//! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
+//! echo compressed); `--deflate-threshold BYTES` sets another threshold.
+//!
 //! Limits are raised for conformance and benchmark runs: 64 MiB messages, 16 MiB frames, any
 //! origin, no rate limit, no connection limits.
 
 use std::sync::OnceLock;
 
 use warp::Filter;
-use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
+use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, websocket};
 
 #[derive(Default)]
 struct Echo {
@@ -47,10 +51,16 @@ async fn main() -> std::process::ExitCode {
         .init();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
+    let mut deflate: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--broadcast" => broadcast = true,
+            "--deflate" => deflate = Some(deflate.unwrap_or(0)),
+            "--deflate-threshold" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(bytes) => deflate = Some(bytes),
+                None => return usage(),
+            },
             "--addr" => match args.next() {
                 Some(value) => addr = value,
                 None => return usage(),
@@ -65,7 +75,8 @@ async fn main() -> std::process::ExitCode {
         .origins(Origins::Any)
         .rate_limit(None)
         .max_connections(None)
-        .max_connections_per_ip(None);
+        .max_connections_per_ip(None)
+        .deflate(deflate.map(|threshold| Deflate::new().threshold(threshold)));
     let echo = ws::Socket::with_config(
         Echo {
             endpoint: OnceLock::new(),
@@ -92,6 +103,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 fn usage() -> std::process::ExitCode {
-    eprintln!("usage: echo [--addr HOST:PORT] [--broadcast]");
+    eprintln!(
+        "usage: echo [--addr HOST:PORT] [--broadcast] [--deflate] [--deflate-threshold BYTES]"
+    );
     std::process::ExitCode::from(2)
 }

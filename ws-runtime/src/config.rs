@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::deflate::Deflate;
+
 /// Which browser origins may open a connection.
 ///
 /// Browsers send an `Origin` header with every WebSocket handshake and do not apply the
@@ -91,6 +93,7 @@ pub struct Config {
     pub(crate) heartbeat_misses: u32,
     pub(crate) origins: Origins,
     pub(crate) protocols: Vec<String>,
+    pub(crate) deflate: Option<Deflate>,
 }
 
 impl Default for Config {
@@ -112,6 +115,7 @@ impl Default for Config {
             heartbeat_misses: 3,
             origins: Origins::SameHost,
             protocols: Vec::new(),
+            deflate: None,
         }
     }
 }
@@ -270,6 +274,22 @@ impl Config {
     {
         self.protocols = protocols.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// permessage-deflate (RFC 7692). Default: `None` (off: offers are declined, and a
+    /// compressed frame closes the client with 1002). With [`Deflate`] settings, the first
+    /// acceptable offer of each client is accepted; see [`Deflate`] for the size threshold
+    /// and the memory-versus-ratio trade-offs (context takeover, window bits). Inflated sizes
+    /// count against [`max_message_size`](Config::max_message_size).
+    #[must_use]
+    pub fn deflate(mut self, deflate: Option<Deflate>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// The permessage-deflate settings, `None` when off.
+    pub fn get_deflate(&self) -> Option<&Deflate> {
+        self.deflate.as_ref()
     }
 
     /// The maximum message size in bytes.

@@ -1,6 +1,7 @@
 //! The connection task: reading, writing and handling run side by side per client; the close
 //! handshake; the heartbeat; the rate limit; the one `on_close` per opened connection; and the
-//! byte and frame counters. Frames are decoded and encoded by `frame`.
+//! byte and frame counters. Frames are decoded and encoded by `frame`, and compressed and
+//! inflated by `deflate` when permessage-deflate was negotiated.
 
 use std::any::Any;
 use std::future::Future;
@@ -22,6 +23,7 @@ use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
 
 use crate::config::{Config, RateLimit};
+use crate::deflate::{Deflater, Inflater, Negotiated};
 use crate::endpoint::{Client, Outgoing};
 use crate::frame::{Decoder, Event, Limits, OutFrame};
 use crate::handler::{DataError, Handler};
@@ -108,6 +110,7 @@ pub(crate) async fn run<H: Handler>(
     mut session: H::Session,
     remote_addr: SocketAddr,
     protocol: Option<String>,
+    deflate: Option<Negotiated>,
     // Holds the connection's place in the limits until the task ends.
     _slot: Slot,
 ) {
@@ -144,7 +147,16 @@ pub(crate) async fn run<H: Handler>(
                     writer,
                     pre_read: parts.read_buf,
                 };
-                drive(&socket.handler, &client, &mut session, io, rx, config).await
+                drive(
+                    &socket.handler,
+                    &client,
+                    &mut session,
+                    io,
+                    rx,
+                    config,
+                    deflate,
+                )
+                .await
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
@@ -153,7 +165,16 @@ pub(crate) async fn run<H: Handler>(
                     writer,
                     pre_read: Bytes::new(),
                 };
-                drive(&socket.handler, &client, &mut session, io, rx, config).await
+                drive(
+                    &socket.handler,
+                    &client,
+                    &mut session,
+                    io,
+                    rx,
+                    config,
+                    deflate,
+                )
+                .await
             }
         };
         socket.endpoint.unregister(id);
@@ -182,6 +203,7 @@ async fn drive<H, R, W>(
     io: Io<R, W>,
     rx: mpsc::Receiver<Outgoing>,
     config: &Config,
+    deflate: Option<Negotiated>,
 ) -> Close
 where
     H: Handler,
@@ -198,6 +220,7 @@ where
         phase: &phase,
         pong: &pong,
         config,
+        deflate: deflate.as_ref(),
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch.
@@ -218,6 +241,8 @@ struct Shared<'a> {
     phase: &'a watch::Sender<Phase>,
     pong: &'a Pongs,
     config: &'a Config,
+    /// What permessage-deflate agreement there is with this client.
+    deflate: Option<&'a Negotiated>,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -233,10 +258,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     buf.extend_from_slice(&pre_read);
     // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
     drop(pre_read);
-    let mut decoder = Decoder::new(Limits {
-        max_frame: config.max_frame_size,
-        max_message: config.max_message_size,
-    });
+    let mut decoder = Decoder::with_inflater(
+        Limits {
+            max_frame: config.max_frame_size,
+            max_message: config.max_message_size,
+        },
+        shared.deflate.map(Inflater::new),
+    );
     let mut throttle = config.rate_limit.map(Throttle::new);
     'read: loop {
         loop {
@@ -400,7 +428,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         phase,
         pong,
         config,
+        ..
     } = *shared;
+    let mut deflater = shared.deflate.cloned().map(Deflater::new);
     let mut phase_rx = phase.subscribe();
     let mut heartbeat = Heartbeat::new(config, client);
     // A peer whose socket accepts no bytes for this long is not reading at all.
@@ -438,7 +468,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
             next = rx.recv() => match next {
                 Some(Outgoing::Message(frame, permits)) => {
-                    let batch = write_batch(&mut writer, &mut out, frame, permits, &mut rx, shared);
+                    let batch = write_batch(&mut writer, &mut out, frame, permits, &mut rx, deflater.as_mut(), shared);
                     match write_or_give_up(batch, client, config, stall).await {
                         Ok(Ok(None)) => {
                             shrink(&mut out);
@@ -580,10 +610,15 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     first: OutFrame,
     permits: u32,
     rx: &mut mpsc::Receiver<Outgoing>,
+    mut deflater: Option<&mut Deflater>,
     shared: &Shared<'_>,
 ) -> std::io::Result<Option<Close>> {
     let client = shared.client;
     let batch_limit = shared.config.write_buffer_size.max(1024);
+    let first = match deflater.as_deref_mut() {
+        Some(deflater) => first.deflate(deflater),
+        None => first,
+    };
     put(writer, out, &first).await?;
     account(client, &first);
     // Queue bytes are given back once per batch (each give-back takes the semaphore's lock).
@@ -595,6 +630,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     while let Ok(next) = rx.try_recv() {
         match next {
             Outgoing::Message(frame, permits) => {
+                let frame = match deflater.as_deref_mut() {
+                    Some(deflater) => frame.deflate(deflater),
+                    None => frame,
+                };
                 put(writer, out, &frame).await?;
                 account(client, &frame);
                 released = released.saturating_add(permits);

@@ -2,9 +2,12 @@
 //! reassembling messages with fail-fast UTF-8 validation, and encoding server frames once so
 //! that a broadcast shares them.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::deflate::{Deflater, Inflater};
 use crate::message::{Close, Message, Text};
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -23,12 +26,20 @@ pub(crate) struct OutFrame {
     head: [u8; 10],
     header_len: u8,
     pub(crate) payload: Bytes,
+    /// For a data message large enough that some socket compresses it: its compressed
+    /// payload, computed by the first receiver without context takeover and shared by the
+    /// others with the same parameters (the key).
+    deflated: Option<Arc<OnceLock<(u16, Bytes)>>>,
 }
 
 impl OutFrame {
     fn new(opcode: u8, payload: Bytes) -> Self {
+        OutFrame::with_first(0x80 | opcode, payload)
+    }
+
+    fn with_first(first: u8, payload: Bytes) -> Self {
         let mut head = [0u8; 10];
-        head[0] = 0x80 | opcode;
+        head[0] = first;
         let len = payload.len();
         let header_len = if len < 126 {
             head[1] = u8::try_from(len).unwrap_or(0);
@@ -46,14 +57,32 @@ impl OutFrame {
             head,
             header_len,
             payload,
+            deflated: None,
         }
     }
 
     /// A text or binary data frame for this message.
     pub(crate) fn message(message: Message) -> Self {
-        match message {
+        let mut frame = match message {
             Message::Text(text) => OutFrame::new(OP_TEXT, text.into_bytes()),
             Message::Binary(bytes) => OutFrame::new(OP_BINARY, bytes),
+        };
+        if crate::deflate::may_share(frame.payload.len()) {
+            frame.deflated = Some(Arc::default());
+        }
+        frame
+    }
+
+    /// This data frame compressed for one receiver (RSV1 set), or itself when it stays
+    /// uncompressed.
+    pub(crate) fn deflate(self, deflater: &mut Deflater) -> Self {
+        let opcode = self.head[0] & 0x0F;
+        if opcode != OP_TEXT && opcode != OP_BINARY {
+            return self;
+        }
+        match deflater.deflate(&self.payload, self.deflated.as_deref()) {
+            Some(compressed) => OutFrame::with_first(0xC0 | opcode, compressed),
+            None => self,
         }
     }
 
@@ -111,6 +140,8 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     limits: Limits,
+    /// When permessage-deflate was negotiated.
+    inflater: Option<Inflater>,
     /// A fragmented message in progress: its kind and its fragments so far.
     partial: Option<Partial>,
     /// Frames decoded, control frames included.
@@ -120,14 +151,23 @@ pub(crate) struct Decoder {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// Compressed (RSV1 on its first frame): each frame is inflated as it arrives.
+    compressed: bool,
     data: BytesMut,
     utf8: Utf8Check,
 }
 
 impl Decoder {
+    #[cfg(test)]
     pub(crate) fn new(limits: Limits) -> Self {
+        Decoder::with_inflater(limits, None)
+    }
+
+    /// A decoder that accepts compressed messages when given an inflater.
+    pub(crate) fn with_inflater(limits: Limits, inflater: Option<Inflater>) -> Self {
         Decoder {
             limits,
+            inflater,
             partial: None,
             frames: 0,
         }
@@ -165,19 +205,49 @@ impl Decoder {
                 payload
             };
             self.frames += 1;
-            if let Some(event) = self.frame(head.fin, head.opcode, payload)? {
+            if head.rsv1 {
+                if self.inflater.is_none() {
+                    return Err(protocol("RSV1 set without permessage-deflate"));
+                }
+                if head.opcode != OP_TEXT && head.opcode != OP_BINARY {
+                    return Err(protocol("RSV1 set on a control or continuation frame"));
+                }
+            }
+            if let Some(event) = self.frame(head.fin, head.opcode, head.rsv1, payload)? {
                 return Ok(Some(event));
             }
         }
     }
 
-    fn frame(&mut self, fin: bool, opcode: u8, payload: BytesMut) -> Result<Option<Event>, Close> {
+    /// Inflates one frame of a compressed message, within what is left of the message limit.
+    fn inflate(&mut self, payload: &[u8], fin: bool, so_far: usize) -> Result<BytesMut, Close> {
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(protocol("Compressed frame without permessage-deflate"));
+        };
+        let mut out = Vec::new();
+        let limit = self.limits.max_message.saturating_sub(so_far);
+        inflater.inflate(payload, fin, &mut out, limit)?;
+        Ok(BytesMut::from(Bytes::from(out)))
+    }
+
+    fn frame(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        compressed: bool,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, Close> {
         match opcode {
             OP_TEXT | OP_BINARY => {
                 if self.partial.is_some() {
                     return Err(protocol("New message inside a fragmented message"));
                 }
                 let text = opcode == OP_TEXT;
+                let payload = if compressed {
+                    self.inflate(&payload, fin, 0)?
+                } else {
+                    payload
+                };
                 if payload.len() > self.limits.max_message {
                     return Err(too_big("Message too big"));
                 }
@@ -190,14 +260,24 @@ impl Decoder {
                 }
                 self.partial = Some(Partial {
                     text,
+                    compressed,
                     data: payload,
                     utf8,
                 });
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some(partial) = self.partial.as_mut() else {
+                let Some(partial) = self.partial.as_ref() else {
                     return Err(protocol("Continuation without a message"));
+                };
+                let payload = if partial.compressed {
+                    let so_far = partial.data.len();
+                    self.inflate(&payload, fin, so_far)?
+                } else {
+                    payload
+                };
+                let Some(partial) = self.partial.as_mut() else {
+                    return Ok(None);
                 };
                 if partial.data.len() + payload.len() > self.limits.max_message {
                     return Err(too_big("Message too big"));
@@ -268,6 +348,7 @@ fn invalid_utf8() -> Close {
 #[derive(Debug)]
 struct Head {
     fin: bool,
+    rsv1: bool,
     opcode: u8,
     mask: [u8; 4],
     header_len: usize,
@@ -281,7 +362,9 @@ fn parse_head(buf: &[u8]) -> Option<Result<Head, Close>> {
     };
     let fin = first & 0x80 != 0;
     let opcode = first & 0x0F;
-    if first & 0x70 != 0 {
+    // RSV1 is permessage-deflate's, checked by the decoder; RSV2 and RSV3 are never used.
+    let rsv1 = first & 0x40 != 0;
+    if first & 0x30 != 0 {
         return Some(Err(protocol("Reserved bits set")));
     }
     if second & 0x80 == 0 {
@@ -316,6 +399,7 @@ fn parse_head(buf: &[u8]) -> Option<Result<Head, Close>> {
     mask.copy_from_slice(&buf[2 + extended..header_len]);
     Some(Ok(Head {
         fin,
+        rsv1,
         opcode,
         mask,
         header_len,
@@ -561,6 +645,72 @@ mod tests {
         let close = OutFrame::close(&Close::new(1000, "bye"));
         assert_eq!(close.head(), &[0x88, 5]);
         assert_eq!(&close.payload[..], &[0x03, 0xe8, b'b', b'y', b'e']);
+    }
+
+    fn negotiated() -> crate::deflate::Negotiated {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            http::HeaderValue::from_static("permessage-deflate"),
+        );
+        crate::deflate::negotiate(&crate::deflate::Deflate::default(), &headers).unwrap()
+    }
+
+    #[test]
+    fn rsv1_only_on_the_first_frame_of_a_compressed_message() {
+        let decode = |bytes: &[u8]| {
+            let mut decoder = Decoder::with_inflater(
+                Limits {
+                    max_frame: 1 << 20,
+                    max_message: 1 << 20,
+                },
+                Some(Inflater::new(&negotiated())),
+            );
+            let mut buf = BytesMut::from(bytes);
+            let mut events = Vec::new();
+            while let Some(event) = decoder.decode(&mut buf)? {
+                events.push(event);
+            }
+            Ok::<_, Close>(events)
+        };
+        // "hi" as a stored block ended by a sync flush, its `00 00 ff ff` stripped.
+        let hi = [0x00, 0x02, 0x00, 0xfd, 0xff, b'h', b'i', 0x00];
+        let events = decode(&client_frame(0xC1, &hi)).unwrap();
+        assert!(matches!(&events[0], Event::Message(m) if m.as_text() == Some("hi")));
+        let mut split = client_frame(0x41, &hi[..6]);
+        split.extend(client_frame(0x80, &hi[6..]));
+        let events = decode(&split).unwrap();
+        assert!(matches!(&events[0], Event::Message(m) if m.as_text() == Some("hi")));
+        let code = |bytes: Vec<u8>| decode(&bytes).unwrap_err().code;
+        assert_eq!(code(client_frame(0xC9, b"")), 1002, "rsv1 on a ping");
+        let mut continuation = client_frame(0x01, b"a");
+        continuation.extend(client_frame(0xC0, b"b"));
+        assert_eq!(code(continuation), 1002, "rsv1 on a continuation");
+        assert_eq!(code(client_frame(0xA1, b"x")), 1002, "rsv2");
+        assert_eq!(
+            code(client_frame(0xC1, &[0xff, 0xff])),
+            1007,
+            "bad deflate data"
+        );
+    }
+
+    #[test]
+    fn a_broadcast_is_compressed_once_without_context_takeover() {
+        crate::deflate::enable_sharing(&crate::deflate::Deflate::default());
+        let frame = OutFrame::message(Message::text("shared ".repeat(100)));
+        let mut a = Deflater::new(negotiated());
+        let mut b = Deflater::new(negotiated());
+        let first = frame.clone().deflate(&mut a);
+        let second = frame.clone().deflate(&mut b);
+        assert_eq!(first.head()[0], 0xC1);
+        assert!(first.payload.len() < 100);
+        assert_eq!(
+            first.payload.as_ptr(),
+            second.payload.as_ptr(),
+            "the same bytes, not a second compression"
+        );
+        let small = OutFrame::message(Message::text("tiny")).deflate(&mut a);
+        assert_eq!(small.head(), &[0x81, 4], "under the threshold");
     }
 
     #[test]

@@ -514,6 +514,7 @@ pub(crate) fn switching_protocols(
     key: &HeaderValue,
     accept: Accept,
     protocol: Option<&str>,
+    extensions: Option<&str>,
 ) -> Result<Response, Reject> {
     if accept.invalid_header {
         return Err(Reject::internal_error("Internal Server Error"));
@@ -533,6 +534,13 @@ pub(crate) fn switching_protocols(
         let value = HeaderValue::try_from(protocol)
             .map_err(|_| Reject::internal_error("Internal Server Error"))?;
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    // Only the server's own agreement: it alone knows how frames are encoded.
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    if let Some(extensions) = extensions {
+        let value = HeaderValue::try_from(extensions)
+            .map_err(|_| Reject::internal_error("Internal Server Error"))?;
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     }
     Ok(response)
 }

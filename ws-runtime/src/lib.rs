@@ -8,6 +8,7 @@
 
 mod config;
 mod connection;
+mod deflate;
 mod endpoint;
 mod error;
 mod frame;
@@ -26,6 +27,7 @@ pub mod test;
 mod tls;
 
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
+pub use deflate::Deflate;
 pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, SendError};
 pub use error::Error;
 pub use handler::{BoxError, DataError, Handler};

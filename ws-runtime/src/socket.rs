@@ -89,6 +89,9 @@ impl<H: Handler> Socket<H> {
 
     /// A socket with this configuration.
     pub fn with_config(handler: H, config: Config) -> Self {
+        if let Some(deflate) = &config.deflate {
+            crate::deflate::enable_sharing(deflate);
+        }
         let endpoint = Endpoint::new(&config);
         Socket {
             inner: Arc::new(SocketInner {
@@ -254,10 +257,17 @@ impl<H: Handler> SocketInner<H> {
             }
         };
         let protocol = handshake::choose_protocol(&self.config, &request, &accept);
-        let response = match handshake::switching_protocols(&key, accept, protocol.as_deref()) {
-            Ok(response) => response,
-            Err(reject) => return reject.into_response(),
-        };
+        let deflate = self
+            .config
+            .deflate
+            .as_ref()
+            .and_then(|d| crate::deflate::negotiate(d, request.headers()));
+        let extensions = deflate.as_ref().map(|d| d.header.as_str());
+        let response =
+            match handshake::switching_protocols(&key, accept, protocol.as_deref(), extensions) {
+                Ok(response) => response,
+                Err(reject) => return reject.into_response(),
+            };
         let remote = request.remote_addr();
         self.tracker.spawn(connection::run(
             self.clone(),
@@ -265,6 +275,7 @@ impl<H: Handler> SocketInner<H> {
             session,
             remote,
             protocol,
+            deflate,
             slot,
         ));
         response

@@ -1,0 +1,320 @@
+//! permessage-deflate (RFC 7692) with a raw client that offers it and writes its frames by
+//! hand: the negotiation answer, compressed frames on the wire (RSV1), a zip bomb closed with
+//! 1009 and RSV1 without negotiation closed with 1002.
+//!
+//! The client compresses with stored and fixed-Huffman deflate blocks built here, so that the
+//! test depends on no compression library; the server's compressed replies are checked by
+//! sending them back (the server inflates them and, compressing each message on its own,
+//! answers with the very same bytes).
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warp::Filter;
+use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, websocket};
+
+#[derive(Default)]
+struct Echo {
+    endpoint: OnceLock<Endpoint>,
+}
+
+#[websocket]
+impl Echo {
+    fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    fn on_data(&self, id: ClientId, msg: Message) {
+        if let Some(endpoint) = self.endpoint.get() {
+            let _ = endpoint.send(id, msg);
+        }
+    }
+}
+
+async fn serve(config: Config) -> SocketAddr {
+    let socket = ws::Socket::with_config(Echo::default(), config.origins(Origins::Any));
+    let routes = warp::path::end().and(socket.filter());
+    let server = ws::serve(routes)
+        .socket(&socket)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+    addr
+}
+
+/// Connects, offering these extensions; returns the stream and the answer's
+/// `Sec-WebSocket-Extensions`.
+async fn connect(addr: SocketAddr, offer: Option<&str>) -> (TcpStream, Option<String>) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if let Some(offer) = offer {
+        request = format!("{request}Sec-WebSocket-Extensions: {offer}\r\n");
+    }
+    request.push_str("\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let extensions = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-extensions")
+            .then(|| value.trim().to_owned())
+    });
+    (tcp, extensions)
+}
+
+/// A masked client frame; `first` is the first byte (FIN, RSV1, opcode).
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | u8::try_from(n).unwrap()),
+        n @ 126..=65535 => {
+            out.push(0x80 | 0x7e);
+            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 0x7f);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+    out
+}
+
+/// Reads one server frame: its first byte and its payload.
+async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let first = tcp.read_u8().await.unwrap();
+    let second = tcp.read_u8().await.unwrap();
+    assert_eq!(second & 0x80, 0, "server frames are not masked");
+    let len = match second & 0x7f {
+        126 => u64::from(tcp.read_u16().await.unwrap()),
+        127 => tcp.read_u64().await.unwrap(),
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; usize::try_from(len).unwrap()];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (first, payload)
+}
+
+/// The close code of a close frame.
+async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+    let (first, payload) = read_frame(tcp).await;
+    assert_eq!(first, 0x88, "a close frame");
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+/// A message compressed as one stored (uncompressed) deflate block, as permessage-deflate
+/// sends it: ended by a sync flush (an empty stored block) without its `00 00 ff ff`, which
+/// leaves the empty block's header byte.
+fn stored(data: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(data.len()).unwrap();
+    let mut out = vec![0x00];
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.push(0x00);
+    out
+}
+
+/// Deflate's bit order: fields LSB first, Huffman codes MSB first.
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u32,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u32, count: u32) {
+        for i in 0..count {
+            self.acc |= ((value >> i) & 1) << self.n;
+            self.n += 1;
+            if self.n == 8 {
+                self.out.push(u8::try_from(self.acc).unwrap());
+                self.acc = 0;
+                self.n = 0;
+            }
+        }
+    }
+
+    fn code(&mut self, code: u32, len: u32) {
+        for i in (0..len).rev() {
+            self.put((code >> i) & 1, 1);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(u8::try_from(self.acc).unwrap());
+        }
+        self.out
+    }
+}
+
+/// A zip bomb: one fixed-Huffman block of a literal `a` then `matches` copies of 258 bytes at
+/// distance 1 (13 bits each), ended by a sync flush without its `00 00 ff ff`.
+fn bomb(matches: usize) -> Vec<u8> {
+    let mut bits = Bits::default();
+    bits.put(0, 1); // BFINAL
+    bits.put(1, 2); // fixed Huffman
+    bits.code(0x30 + u32::from(b'a'), 8);
+    for _ in 0..matches {
+        bits.code(0xC0 + (285 - 280), 8); // length 258
+        bits.code(0, 5); // distance 1
+    }
+    bits.code(0, 7); // end of block
+    bits.put(0, 3); // an empty stored block: the sync flush, its LEN/NLEN left to the server
+    bits.finish()
+}
+
+#[tokio::test]
+async fn negotiation_answers_the_first_acceptable_offer() {
+    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (_, answer) = connect(addr, Some("permessage-deflate; client_max_window_bits")).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover")
+    );
+    let (_, answer) = connect(
+        addr,
+        Some(
+            "permessage-deflate; server_max_window_bits=7, \
+             permessage-deflate; server_max_window_bits=10; client_max_window_bits=12, \
+             permessage-deflate",
+        ),
+    )
+    .await;
+    assert_eq!(
+        answer.as_deref(),
+        Some(
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; \
+             client_max_window_bits=12"
+        ),
+        "the invalid first offer is declined, the second accepted"
+    );
+    let (_, answer) = connect(addr, Some("permessage-deflate; mystery_param")).await;
+    assert_eq!(answer, None, "an unknown parameter declines the only offer");
+    let (_, answer) = connect(
+        addr,
+        Some("permessage-deflate; client_no_context_takeover; client_no_context_takeover"),
+    )
+    .await;
+    assert_eq!(answer, None, "a duplicate parameter declines the offer");
+
+    let off = serve(Config::new()).await;
+    let (_, answer) = connect(off, Some("permessage-deflate")).await;
+    assert_eq!(answer, None, "off by default");
+
+    let takeover = serve(
+        Config::new().deflate(Some(
+            Deflate::new()
+                .server_context_takeover(true)
+                .client_context_takeover(false),
+        )),
+    )
+    .await;
+    let (_, answer) = connect(takeover, Some("permessage-deflate")).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; client_no_context_takeover")
+    );
+}
+
+#[tokio::test]
+async fn messages_travel_compressed_with_rsv1() {
+    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (mut tcp, answer) = connect(addr, Some("permessage-deflate")).await;
+    assert!(answer.is_some());
+    let text = "hello, compressed world! ".repeat(60);
+
+    // A compressed text message: inflated by the server, echoed compressed.
+    tcp.write_all(&frame(0xC1, &stored(text.as_bytes())))
+        .await
+        .unwrap();
+    let (first, compressed) = read_frame(&mut tcp).await;
+    assert_eq!(first, 0xC1, "FIN, RSV1, text");
+    assert!(
+        compressed.len() < text.len() / 10,
+        "{} bytes on the wire for {}",
+        compressed.len(),
+        text.len()
+    );
+
+    // The server's bytes, sent back: the server inflates them to the same text and,
+    // compressing every message on its own, answers with the same bytes.
+    tcp.write_all(&frame(0xC1, &compressed)).await.unwrap();
+    let (first, again) = read_frame(&mut tcp).await;
+    assert_eq!((first, again), (0xC1, compressed.clone()));
+
+    // A fragmented compressed message: RSV1 on the first frame only.
+    let whole = stored(text.as_bytes());
+    let (a, b) = whole.split_at(100);
+    let mut bytes = frame(0x41, a);
+    bytes.extend(frame(0x89, b"ping"));
+    bytes.extend(frame(0x80, b));
+    tcp.write_all(&bytes).await.unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x8A, b"ping".to_vec()));
+    assert_eq!(read_frame(&mut tcp).await, (0xC1, compressed));
+
+    // Under the threshold: sent plain, whether it came compressed or not.
+    tcp.write_all(&frame(0xC1, &stored(b"small")))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"small".to_vec()));
+    tcp.write_all(&frame(0x82, &[7; 40])).await.unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x82, vec![7; 40]));
+}
+
+#[tokio::test]
+async fn a_zip_bomb_closes_with_1009() {
+    let addr = serve(
+        Config::new()
+            .max_message_size(64 << 10)
+            .deflate(Some(Deflate::new())),
+    )
+    .await;
+    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
+    // About 6.5 KiB that inflate to 1 MiB.
+    let big = bomb(4064);
+    assert!(big.len() < 7 << 10);
+    tcp.write_all(&frame(0xC2, &big)).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1009);
+
+    // Under the limit, the same construction is a fine message.
+    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
+    tcp.write_all(&frame(0xC2, &bomb(100))).await.unwrap();
+    let (first, _) = read_frame(&mut tcp).await;
+    assert_eq!(first, 0xC2);
+}
+
+#[tokio::test]
+async fn rsv1_without_negotiation_closes_with_1002() {
+    // Deflate on, but this client offered nothing.
+    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (mut tcp, answer) = connect(addr, None).await;
+    assert_eq!(answer, None);
+    tcp.write_all(&frame(0xC1, &stored(b"hi"))).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+
+    // Negotiated, but RSV1 on a control frame or a continuation is still an error.
+    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
+    tcp.write_all(&frame(0xC9, b"")).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
+    let mut bytes = frame(0x01, b"a");
+    bytes.extend(frame(0xC0, b"b"));
+    tcp.write_all(&bytes).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+}

@@ -1,0 +1,563 @@
+//! permessage-deflate (RFC 7692): the configuration, the negotiation of the client's offers,
+//! and the compression and decompression of messages.
+//!
+//! Compression uses `flate2` with its `zlib-rs` backend: a pure-Rust port of zlib, as fast as
+//! zlib-ng, that builds with cargo alone (no C compiler, no cmake) and, unlike the
+//! `miniz_oxide` backend, supports the window sizes (`*_max_window_bits`) RFC 7692 negotiates.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use http::HeaderMap;
+
+use crate::message::Close;
+
+/// permessage-deflate (RFC 7692) settings of a [`Config`](crate::Config): off unless set with
+/// [`Config::deflate`](crate::Config::deflate).
+///
+/// When a client offers `permessage-deflate` (browsers do on every connection), the first of
+/// its offers that these settings can accept is answered in the `101`; messages of at least
+/// [`threshold`](Deflate::threshold) bytes are then sent compressed, and compressed messages
+/// from the client are inflated, their *inflated* size counting against
+/// [`max_message_size`](crate::Config::max_message_size).
+///
+/// # Memory and ratio
+///
+/// Measured with a counting allocator (flate2 1.1 with zlib-rs, level 6): a compression
+/// context costs about 370 KiB at 15 window bits, 260 KiB at 12 and 245 KiB at 9 (hash tables
+/// and buffers dominate below 12 bits); a decompression context about 46 KiB whatever the
+/// window. What each connection keeps depends on context takeover, the main lever:
+///
+/// - **server context takeover** ([`server_context_takeover`](Deflate::server_context_takeover),
+///   default off): with it, each connection keeps its own compression context between
+///   messages (about 370 KiB per connection at 15 bits, created on its first compressed
+///   message) and repeated content across messages (JSON keys, say) compresses far better.
+///   Without it (the default), each message is compressed on its own with a context kept
+///   per worker thread and reset after each message: nothing per connection, and a broadcast
+///   is compressed **once**, the same bytes going to every receiver that negotiated the same
+///   window size (the first receiver's writer compresses, the others reuse its bytes).
+/// - **client context takeover** ([`client_context_takeover`](Deflate::client_context_takeover),
+///   default on): with it, each connection keeps a decompression context (about 46 KiB,
+///   created on the first compressed message it receives). Without it, the server answers
+///   `client_no_context_takeover` and drops the context after each message.
+/// - **window bits** bound the LZ77 window (and so the ratio); with zlib-rs they save little
+///   memory (see above).
+///
+/// Idle connections that never received or sent a compressed message hold no context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deflate {
+    pub(crate) threshold: usize,
+    pub(crate) level: u32,
+    pub(crate) server_context_takeover: bool,
+    pub(crate) client_context_takeover: bool,
+    pub(crate) server_max_window_bits: u8,
+    pub(crate) client_max_window_bits: u8,
+}
+
+impl Default for Deflate {
+    fn default() -> Self {
+        Deflate {
+            threshold: 256,
+            level: 6,
+            server_context_takeover: false,
+            client_context_takeover: true,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}
+
+impl Deflate {
+    /// The defaults, as listed on each setter.
+    pub fn new() -> Self {
+        Deflate::default()
+    }
+
+    /// Messages smaller than this many bytes are sent uncompressed (RFC 7692 allows it per
+    /// message): compressing a few bytes costs CPU and gains nothing. Default: 256 bytes.
+    #[must_use]
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// zlib compression level, 0 (none) to 9 (best). Default: 6.
+    #[must_use]
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+
+    /// Keep the compression context from one message to the next. Default: off, so the
+    /// server always answers `server_no_context_takeover`: nothing is kept per connection and
+    /// broadcasts are compressed once. On: a better ratio on similar messages, about 370 KiB
+    /// per connection at 15 window bits (the client can still ask for no context takeover).
+    #[must_use]
+    pub fn server_context_takeover(mut self, on: bool) -> Self {
+        self.server_context_takeover = on;
+        self
+    }
+
+    /// Let clients keep their compression context between messages. Default: on (the
+    /// server keeps a decompression context of about 46 KiB per connection). Off:
+    /// the server answers `client_no_context_takeover` and drops the context after each
+    /// message.
+    #[must_use]
+    pub fn client_context_takeover(mut self, on: bool) -> Self {
+        self.client_context_takeover = on;
+        self
+    }
+
+    /// Largest LZ77 window the server compresses with, as a power of two, 8 to 15. Default:
+    /// 15 (32 KiB). Below 15 it is announced as `server_max_window_bits`. zlib cannot
+    /// compress with 8 bits; it uses 9 and keeps its distances within 256 bytes.
+    #[must_use]
+    pub fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+
+    /// Largest LZ77 window clients may compress with, 8 to 15. Default: 15. Below 15, only offers that carry
+    /// `client_max_window_bits` (which browsers send) can be accepted; others are declined.
+    #[must_use]
+    pub fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+
+    /// The size threshold.
+    pub fn get_threshold(&self) -> usize {
+        self.threshold
+    }
+}
+
+/// Smallest threshold of any socket with deflate on: only data messages at least this large
+/// carry the cell that shares their compressed bytes between receivers (so nothing is
+/// allocated per message when deflate is off everywhere).
+static SHARE_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Called for each socket created with deflate on.
+pub(crate) fn enable_sharing(config: &Deflate) {
+    SHARE_FROM.fetch_min(config.threshold.max(1), Ordering::Relaxed);
+}
+
+/// Whether a message of this size may be compressed by some socket.
+pub(crate) fn may_share(len: usize) -> bool {
+    len >= SHARE_FROM.load(Ordering::Relaxed)
+}
+
+/// What was agreed with one client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    pub(crate) server_no_context_takeover: bool,
+    pub(crate) client_no_context_takeover: bool,
+    pub(crate) server_window_bits: u8,
+    pub(crate) client_window_bits: u8,
+    pub(crate) threshold: usize,
+    pub(crate) level: u32,
+    /// The `Sec-WebSocket-Extensions` answer.
+    pub(crate) header: String,
+}
+
+/// One offer's parameters, as parsed.
+#[derive(Default)]
+struct Offer {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// Offered, with or without a value.
+    client_max_window_bits_offered: bool,
+    /// Its value, when it had one.
+    client_max_window_bits: Option<u8>,
+}
+
+/// Accepts the first `permessage-deflate` offer these settings can take, if any.
+pub(crate) fn negotiate(config: &Deflate, headers: &HeaderMap) -> Option<Negotiated> {
+    let values = headers.get_all(http::header::SEC_WEBSOCKET_EXTENSIONS);
+    for value in values {
+        let Ok(value) = value.to_str() else { continue };
+        for offer in value.split(',') {
+            let mut parts = offer.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            if !name.eq_ignore_ascii_case("permessage-deflate") {
+                continue;
+            }
+            let Some(offer) = parse_offer(parts) else {
+                continue;
+            };
+            if let Some(negotiated) = accept(config, &offer) {
+                return Some(negotiated);
+            }
+        }
+    }
+    None
+}
+
+/// Parses the parameters of one offer; `None` for a malformed or duplicate parameter or an
+/// unknown one (the offer is declined).
+fn parse_offer<'a>(params: impl Iterator<Item = &'a str>) -> Option<Offer> {
+    let mut offer = Offer::default();
+    for param in params {
+        let (name, value) = match param.split_once('=') {
+            Some((name, value)) => {
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                (name.trim(), Some(value))
+            }
+            None => (param.trim(), None),
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "server_no_context_takeover"
+                if value.is_none() && !offer.server_no_context_takeover =>
+            {
+                offer.server_no_context_takeover = true;
+            }
+            "client_no_context_takeover"
+                if value.is_none() && !offer.client_no_context_takeover =>
+            {
+                offer.client_no_context_takeover = true;
+            }
+            "server_max_window_bits" if offer.server_max_window_bits.is_none() => {
+                offer.server_max_window_bits = Some(window_bits(value?)?);
+            }
+            "client_max_window_bits" if !offer.client_max_window_bits_offered => {
+                offer.client_max_window_bits_offered = true;
+                if let Some(value) = value {
+                    offer.client_max_window_bits = Some(window_bits(value)?);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(offer)
+}
+
+/// 8 to 15, in decimal without leading zeros.
+fn window_bits(value: &str) -> Option<u8> {
+    if value.is_empty() || value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<u8>().ok().filter(|b| (8..=15).contains(b))
+}
+
+fn accept(config: &Deflate, offer: &Offer) -> Option<Negotiated> {
+    let server_window_bits = offer
+        .server_max_window_bits
+        .map_or(config.server_max_window_bits, |b| {
+            b.min(config.server_max_window_bits)
+        });
+    let client_window_bits = if offer.client_max_window_bits_offered {
+        offer
+            .client_max_window_bits
+            .unwrap_or(15)
+            .min(config.client_max_window_bits)
+    } else if config.client_max_window_bits < 15 {
+        // The client may use 15 bits: decline when the settings bound it lower.
+        return None;
+    } else {
+        15
+    };
+    let server_no_context_takeover =
+        offer.server_no_context_takeover || !config.server_context_takeover;
+    let client_no_context_takeover =
+        offer.client_no_context_takeover || !config.client_context_takeover;
+    let mut header = String::from("permessage-deflate");
+    if server_no_context_takeover {
+        header.push_str("; server_no_context_takeover");
+    }
+    if client_no_context_takeover {
+        header.push_str("; client_no_context_takeover");
+    }
+    if offer.server_max_window_bits.is_some() || server_window_bits < 15 {
+        let _ = write!(header, "; server_max_window_bits={server_window_bits}");
+    }
+    if offer.client_max_window_bits_offered && client_window_bits < 15 {
+        let _ = write!(header, "; client_max_window_bits={client_window_bits}");
+    }
+    Some(Negotiated {
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_window_bits,
+        client_window_bits,
+        threshold: config.threshold,
+        level: config.level,
+        header,
+    })
+}
+
+/// The four bytes a sync flush ends with, removed on the wire (RFC 7692 §7.2.1).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// zlib's deflate takes 9 to 15 window bits; with 9 its distances stay within 256 bytes
+/// (the window minus the lookahead), so it serves an 8-bit agreement too.
+fn new_compress(level: u32, bits: u8) -> Compress {
+    Compress::new_with_window_bits(Compression::new(level), false, bits.max(9))
+}
+
+/// Compresses one whole message with a sync flush and strips the trailing `00 00 ff ff`.
+fn compress(compress: &mut Compress, payload: &[u8]) -> Bytes {
+    let mut out: Vec<u8> = Vec::with_capacity(payload.len() / 2 + 64);
+    let start = compress.total_in();
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(256));
+        }
+        let consumed = usize::try_from(compress.total_in() - start).unwrap_or(usize::MAX);
+        // Errors only on misuse of the stream (a buffer error is "no progress").
+        let _ = compress.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync);
+        let consumed = usize::try_from(compress.total_in() - start).unwrap_or(usize::MAX);
+        if consumed >= payload.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    Bytes::from(out)
+}
+
+thread_local! {
+    /// Compression contexts without context takeover, one per (window bits, level) used on
+    /// this thread: reset after every message, shared by all the thread's connections.
+    static SHARED: RefCell<Vec<(u16, Compress)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The compressor of one connection's writer.
+#[derive(Debug)]
+pub(crate) struct Deflater {
+    negotiated: Negotiated,
+    /// With context takeover: this connection's own context, created on first use.
+    own: Option<Compress>,
+}
+
+impl Deflater {
+    pub(crate) fn new(negotiated: Negotiated) -> Self {
+        Deflater {
+            negotiated,
+            own: None,
+        }
+    }
+
+    /// The key of compressed bytes that are the same for every receiver with these
+    /// parameters.
+    fn key(&self) -> u16 {
+        u16::from(self.negotiated.server_window_bits.max(9)) << 8
+            | u16::try_from(self.negotiated.level).unwrap_or(6)
+    }
+
+    /// The compressed payload for this message, or `None` to send it uncompressed (empty or
+    /// under the threshold).
+    pub(crate) fn deflate(
+        &mut self,
+        payload: &Bytes,
+        shared: Option<&std::sync::OnceLock<(u16, Bytes)>>,
+    ) -> Option<Bytes> {
+        let n = &self.negotiated;
+        if payload.is_empty() || payload.len() < n.threshold {
+            return None;
+        }
+        if !n.server_no_context_takeover {
+            let (level, bits) = (n.level, n.server_window_bits);
+            let own = self.own.get_or_insert_with(|| new_compress(level, bits));
+            return Some(compress(own, payload));
+        }
+        let key = self.key();
+        let compressed = match shared.and_then(|cell| cell.get()) {
+            Some((k, bytes)) if *k == key => bytes.clone(),
+            _ => {
+                let bytes = SHARED.with(|contexts| {
+                    let mut contexts = contexts.borrow_mut();
+                    let index = if let Some(i) = contexts.iter().position(|(k, _)| *k == key) {
+                        i
+                    } else {
+                        contexts.push((key, new_compress(n.level, n.server_window_bits)));
+                        contexts.len() - 1
+                    };
+                    let context = &mut contexts[index].1;
+                    let bytes = compress(context, payload);
+                    context.reset();
+                    bytes
+                });
+                if let Some(cell) = shared {
+                    let _ = cell.set((key, bytes.clone()));
+                }
+                bytes
+            }
+        };
+        // Sent compressed even when it did not shrink (a few bytes more at worst): whether a
+        // message is compressed depends on its size alone, which keeps it predictable.
+        Some(compressed)
+    }
+}
+
+/// Inflated bytes are produced at most this many at a time, so that a message over the limit
+/// is detected before it is allocated.
+const CHUNK: usize = 16 << 10;
+
+/// The decompressor of one connection's reader.
+#[derive(Debug)]
+pub(crate) struct Inflater {
+    window_bits: u8,
+    takeover: bool,
+    context: Option<Decompress>,
+}
+
+impl Inflater {
+    pub(crate) fn new(negotiated: &Negotiated) -> Self {
+        Inflater {
+            window_bits: negotiated.client_window_bits,
+            takeover: !negotiated.client_no_context_takeover,
+            context: None,
+        }
+    }
+
+    /// Inflates one frame's payload of a compressed message onto `out` (and, for the last
+    /// frame, the stripped tail), failing with 1009 as soon as `out` would pass `limit`.
+    pub(crate) fn inflate(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), Close> {
+        let bits = self.window_bits;
+        let context = self
+            .context
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        feed(context, input, out, limit)?;
+        if last {
+            feed(context, &TAIL, out, limit)?;
+            if !self.takeover {
+                // The client starts afresh for each message: nothing to keep while idle.
+                self.context = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn feed(
+    context: &mut Decompress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Close> {
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        // One byte past the limit is enough to know it is passed.
+        let room = (limit + 1).saturating_sub(out.len()).min(CHUNK);
+        let (before_in, before_out) = (context.total_in(), context.total_out());
+        let status = context
+            .decompress(input, &mut chunk[..room], FlushDecompress::Sync)
+            .map_err(|err| {
+                tracing::debug!("inflate failed: {err}");
+                Close::new(Close::INVALID_DATA, "Invalid compressed data")
+            })?;
+        let read = usize::try_from(context.total_in() - before_in).unwrap_or(usize::MAX);
+        let written = usize::try_from(context.total_out() - before_out).unwrap_or(usize::MAX);
+        input = &input[read.min(input.len())..];
+        if out.len() + written > limit {
+            tracing::debug!("Inflated message too big");
+            return Err(Close::new(Close::TOO_BIG, "Message too big"));
+        }
+        out.extend_from_slice(&chunk[..written]);
+        if status == Status::StreamEnd {
+            // A final block (BFINAL) ends the stream; what follows would be garbage.
+            return if input.is_empty() {
+                Ok(())
+            } else {
+                Err(Close::new(Close::INVALID_DATA, "Invalid compressed data"))
+            };
+        }
+        if input.is_empty() && written < room {
+            return Ok(());
+        }
+        if read == 0 && written == 0 {
+            return Err(Close::new(Close::INVALID_DATA, "Invalid compressed data"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn offer(value: &'static str) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(value),
+        );
+        negotiate(&Deflate::default(), &headers).map(|n| n.header)
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(
+            offer("permessage-deflate; client_max_window_bits").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover")
+        );
+        assert_eq!(
+            offer("permessage-deflate; server_max_window_bits=10; client_max_window_bits=\"9\"")
+                .as_deref(),
+            Some(
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9"
+            )
+        );
+        assert_eq!(
+            offer("permessage-deflate; server_max_window_bits=7, permessage-deflate; client_no_context_takeover").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+            "the first acceptable offer"
+        );
+        assert_eq!(offer("permessage-deflate; server_max_window_bits"), None);
+        assert_eq!(
+            offer("permessage-deflate; server_max_window_bits=010"),
+            None
+        );
+        assert_eq!(
+            offer("permessage-deflate; client_no_context_takeover; client_no_context_takeover"),
+            None
+        );
+        assert_eq!(
+            offer("permessage-deflate; server_no_context_takeover=1"),
+            None
+        );
+        assert_eq!(offer("permessage-deflate; foo"), None);
+        assert_eq!(offer("x-webkit-deflate-frame"), None);
+    }
+
+    #[test]
+    fn round_trip_and_bomb() {
+        let negotiated = {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_static("permessage-deflate"),
+            );
+            negotiate(&Deflate::default(), &headers).unwrap()
+        };
+        let mut deflater = Deflater::new(negotiated.clone());
+        let mut inflater = Inflater::new(&negotiated);
+        let text = Bytes::from("hello hello hello hello ".repeat(100));
+        let packed = deflater.deflate(&text, None).unwrap();
+        assert!(packed.len() < 100);
+        let mut out = Vec::new();
+        inflater.inflate(&packed, true, &mut out, 1 << 20).unwrap();
+        assert_eq!(out, text);
+        let zeros = Bytes::from(vec![0u8; 1 << 20]);
+        let bomb = deflater.deflate(&zeros, None).unwrap();
+        let mut out = Vec::new();
+        let err = inflater
+            .inflate(&bomb, true, &mut out, 64 << 10)
+            .unwrap_err();
+        assert_eq!(err.code, 1009);
+        assert!(out.capacity() <= 128 << 10);
+    }
+}
