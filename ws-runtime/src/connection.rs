@@ -504,9 +504,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             phase.send_replace(Phase::Abort);
             return;
         }
-        for frame in &control {
-            account(client, frame);
-        }
+        let bytes = control.iter().map(|frame| frame.len() as u64).sum();
+        account(client, control.len() as u64, bytes);
     };
     if let Some(close) = close {
         send_close(&mut writer, &mut out, close, shared).await;
@@ -539,7 +538,7 @@ async fn send_close<W: AsyncWrite + Unpin>(
     )
     .await;
     match written {
-        Ok(Ok(())) => account(client, &frame),
+        Ok(Ok(())) => account(client, 1, frame.len() as u64),
         Ok(Err(err)) => tracing::debug!("sending close failed: {err}"),
         Err(_) => tracing::debug!("close frame not written within the close timeout"),
     }
@@ -553,13 +552,11 @@ async fn send_close<W: AsyncWrite + Unpin>(
     });
 }
 
-/// Counts a written frame.
-fn account(client: &Client, frame: &OutFrame) {
+/// Counts written frames and bytes.
+fn account(client: &Client, frames: u64, bytes: u64) {
     let stats = &client.stats;
-    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-    stats
-        .bytes_sent
-        .fetch_add(frame.len() as u64, Ordering::Relaxed);
+    stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
+    stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
     client.touch_sent();
 }
 
@@ -615,49 +612,43 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<Option<Close>> {
     let client = shared.client;
     let batch_limit = shared.config.write_buffer_size.max(1024);
-    let first = match deflater.as_deref_mut() {
-        Some(deflater) => first.deflate(deflater),
-        None => first,
-    };
-    put(writer, out, &first).await?;
-    account(client, &first);
-    // Queue bytes are given back once per batch (each give-back takes the semaphore's lock).
-    // After a failed write nothing is given back: the connection is over and waiting senders
-    // are released by closing the semaphore.
-    let mut released = permits;
-    let mut messages = 1;
+    // Queue bytes are given back, and counters updated, once per batch (each give-back takes
+    // the semaphore's lock). After a failed write nothing is given back: the connection is
+    // over and waiting senders are released by closing the semaphore.
+    let mut pending = Some(Outgoing::Message(first, permits));
+    let (mut released, mut frames, mut bytes) = (0u32, 0u64, 0u64);
     let mut close = None;
-    while let Ok(next) = rx.try_recv() {
-        match next {
-            Outgoing::Message(frame, permits) => {
-                let frame = match deflater.as_deref_mut() {
-                    Some(deflater) => frame.deflate(deflater),
-                    None => frame,
-                };
-                put(writer, out, &frame).await?;
-                account(client, &frame);
-                released = released.saturating_add(permits);
-                messages += 1;
-                if out.len() >= batch_limit {
-                    writer.write_all(out).await?;
-                    out.clear();
-                    client.release(std::mem::take(&mut released));
-                }
-            }
+    while let Some(item) = pending.take().or_else(|| rx.try_recv().ok()) {
+        let (frame, permits) = match item {
+            Outgoing::Message(frame, permits) => (frame, permits),
             Outgoing::Close(c) => {
                 close = Some(c);
                 break;
             }
+        };
+        let frame = match deflater.as_deref_mut() {
+            Some(deflater) => frame.deflate(deflater),
+            None => frame,
+        };
+        put(writer, out, &frame).await?;
+        released = released.saturating_add(permits);
+        frames += 1;
+        bytes += frame.len() as u64;
+        if out.len() >= batch_limit {
+            writer.write_all(out).await?;
+            out.clear();
+            client.release(std::mem::take(&mut released));
         }
     }
     writer.write_all(out).await?;
     out.clear();
     writer.flush().await?;
     client.release(released);
+    account(client, frames, bytes);
     client
         .stats
         .messages_sent
-        .fetch_add(messages, Ordering::Relaxed);
+        .fetch_add(frames, Ordering::Relaxed);
     Ok(close)
 }
 

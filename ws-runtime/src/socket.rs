@@ -222,7 +222,7 @@ impl<H: Handler> SocketInner<H> {
             let reject = Reject::forbidden("Origin not allowed.");
             return refuse(&request, reject, "origin not allowed");
         }
-        if self.endpoint.is_shutting_down() || self.stopped.initialized() {
+        if self.endpoint.is_shutting_down() {
             let reject =
                 Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
             return refuse(&request, reject, "shutting down");
