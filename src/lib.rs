@@ -127,6 +127,32 @@
 //! conversion returned, and `on_data` is not called: for `Json<T>`, a message that is not
 //! JSON of type `T` closes with 1007 "Invalid JSON: ..." and `serde_json`'s error.
 //!
+//! Take a [`MessageStream`] instead and a large fragmented message reaches `on_data` frame by
+//! frame as it arrives, in bounded memory (two chunks wait at most, then reading from that
+//! client pauses); the message limit still applies to the whole, so raise
+//! [`max_message_size`](Config::max_message_size) for uploads. A message sent in one frame is a
+//! stream of one chunk.
+//!
+//! ```
+//! #[derive(Default)]
+//! struct Upload;
+//!
+//! #[ws::websocket]
+//! impl Upload {
+//!     async fn on_data(&self, mut message: ws::MessageStream) -> Result<(), ws::Close> {
+//!         let mut received = 0;
+//!         while let Some(chunk) = message.next_chunk().await? {
+//!             received += chunk.len(); // write it to disk, hash it, forward it...
+//!         }
+//!         println!("{received} bytes");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let socket = ws::Socket::with_config(Upload, ws::Config::new().max_message_size(1 << 30));
+//! # let _ = socket;
+//! ```
+//!
 //! # Sending with the `Endpoint`
 //!
 //! The [`Endpoint`] is a cheap, cloneable handle on a socket's clients: keep the one
@@ -174,6 +200,7 @@
 //! | [`max_frame_size`](Config::max_frame_size) | 1 MiB | close 1009 |
 //! | [`read_buffer_size`](Config::read_buffer_size) | 4 KiB | |
 //! | [`write_buffer_size`](Config::write_buffer_size) | 64 KiB | |
+//! | [`send_frame_size`](Config::send_frame_size) | 64 KiB | larger messages go out fragmented, pings answered between the frames |
 //! | [`send_queue`](Config::send_queue) | 1024 messages per client | slow consumer policy |
 //! | [`send_queue_bytes`](Config::send_queue_bytes) | 4 MiB per client | slow consumer policy |
 //! | [`slow_consumer`](Config::slow_consumer) | [`SlowConsumer::Close`]: close 1008 | |
@@ -186,6 +213,7 @@
 //! | [`heartbeat_misses`](Config::heartbeat_misses) | 3 unanswered pings | close 1008 |
 //! | [`origins`](Config::origins) | [`Origins::SameHost`] | `403` |
 //! | [`protocols`](Config::protocols) | none | handshake without a subprotocol |
+//! | [`deflate`](Config::deflate) | off | permessage-deflate (RFC 7692) when on and offered; see [`Deflate`] |
 //!
 //! The server adds one of its own: [`Server::handshake_timeout`], 10 s for a complete request
 //! head.

@@ -11,6 +11,7 @@ mod adversarial;
 mod backpressure;
 mod close;
 mod endpoint;
+mod fragments;
 mod handshake;
 mod heartbeat;
 mod hooks;

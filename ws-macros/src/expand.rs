@@ -130,15 +130,42 @@ impl<'a> Generator<'a> {
             methods.push(self.default_handshake());
         }
         methods.extend(self.block.first_hooks().map(|hook| self.method(hook)));
-        self.trait_impl(&session, &methods)
+        let message = self
+            .message_type()
+            .map_or_else(|| self.default_message(), ToTokens::to_token_stream);
+        self.trait_impl(&session, &message, &methods)
+    }
+
+    /// The type of `on_data`'s message parameter, when it takes one.
+    fn message_type(&self) -> Option<&'a Type> {
+        let hook = self.block.hook(HookKind::Data)?;
+        hook.params
+            .iter()
+            .find(|param| hook.kind.param_for(param.shape) == Some(ParamKind::Message))
+            .map(|param| &*param.arg.ty)
     }
 
     /// Accepts every handshake with session `()`, like an absent `on_handshake`.
     fn fallback_impl(&self) -> TokenStream {
-        self.trait_impl(&quote!(()), &[self.default_handshake()])
+        self.trait_impl(
+            &quote!(()),
+            &self.default_message(),
+            &[self.default_handshake()],
+        )
     }
 
-    fn trait_impl(&self, session: &TokenStream, methods: &[TokenStream]) -> TokenStream {
+    /// The message type of a handler whose `on_data` takes none.
+    fn default_message(&self) -> TokenStream {
+        let krate = self.krate(Span::call_site());
+        quote!(#krate::Message)
+    }
+
+    fn trait_impl(
+        &self,
+        session: &TokenStream,
+        message: &TokenStream,
+        methods: &[TokenStream],
+    ) -> TokenStream {
         let krate = self.krate(Span::call_site());
         let self_ty = &self.block.item.self_ty;
         // The methods carry the user's spans so that rustc's errors land on the hooks, which
@@ -148,6 +175,7 @@ impl<'a> Generator<'a> {
             #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
             impl #krate::__private::Handler for #self_ty {
                 type Session = #session;
+                type Message = #message;
                 #(#methods)*
             }
         }
@@ -175,7 +203,7 @@ impl<'a> Generator<'a> {
                 ParamKind::Id => quote_spanned!(span=> #krate::ClientId),
                 ParamKind::SessionMut => quote_spanned!(span=> &mut Self::Session),
                 ParamKind::SessionOwned => quote_spanned!(span=> Self::Session),
-                ParamKind::Message => quote_spanned!(span=> #krate::Message),
+                ParamKind::Message => quote_spanned!(span=> Self::Message),
                 ParamKind::Close => quote_spanned!(span=> #krate::Close),
             };
             quote_spanned!(span=> #local: #ty)
@@ -202,7 +230,6 @@ impl<'a> Generator<'a> {
     fn method(&self, hook: &Hook<'_>) -> TokenStream {
         let span = hook.ident().span();
         let signature = self.signature(hook.kind, span);
-        let mut prelude = Vec::new();
         let args: Vec<TokenStream> = hook
             .params
             .iter()
@@ -213,13 +240,6 @@ impl<'a> Generator<'a> {
                     .expect("checked: every parameter is accepted");
                 let ty_span = type_span(&param.arg.ty);
                 let local = kind.local(ty_span);
-                if kind == ParamKind::Message {
-                    let krate = self.krate(ty_span);
-                    let ty = &param.arg.ty;
-                    prelude.push(quote_spanned! {ty_span=>
-                        let #local = #krate::__private::from_message::<#ty>(#local)?;
-                    });
-                }
                 local.into_token_stream()
             })
             .collect();
@@ -270,7 +290,6 @@ impl<'a> Generator<'a> {
         quote_spanned! {span=>
             #signature {
                 async move {
-                    #(#prelude)*
                     #body
                 }
             }

@@ -81,6 +81,7 @@ pub struct Config {
     pub(crate) max_frame_size: usize,
     pub(crate) read_buffer_size: usize,
     pub(crate) write_buffer_size: usize,
+    pub(crate) send_frame_size: usize,
     pub(crate) send_queue: usize,
     pub(crate) send_queue_bytes: usize,
     pub(crate) slow_consumer: SlowConsumer,
@@ -103,6 +104,7 @@ impl Default for Config {
             max_frame_size: 1 << 20,
             read_buffer_size: 4 << 10,
             write_buffer_size: 64 << 10,
+            send_frame_size: 64 << 10,
             send_queue: 1024,
             send_queue_bytes: 4 << 20,
             slow_consumer: SlowConsumer::Close,
@@ -157,6 +159,17 @@ impl Config {
     #[must_use]
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Largest frame the server sends. Default: 64 KiB. A longer message (after compression,
+    /// with permessage-deflate) goes out as a fragmented message of frames this size, and
+    /// between two of its frames the connection answers pings and sends an urgent close (a
+    /// slow consumer, a shutdown past its wait), so neither waits behind a large message.
+    /// At least 1 KiB.
+    #[must_use]
+    pub fn send_frame_size(mut self, bytes: usize) -> Self {
+        self.send_frame_size = bytes.max(1024);
         self
     }
 
@@ -300,6 +313,11 @@ impl Config {
     /// The maximum frame size in bytes.
     pub fn get_max_frame_size(&self) -> usize {
         self.max_frame_size
+    }
+
+    /// The largest frame the server sends.
+    pub fn get_send_frame_size(&self) -> usize {
+        self.send_frame_size
     }
 
     /// The send queue capacity in bytes.

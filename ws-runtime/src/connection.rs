@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
 
+use crate::__private::{DataParam, from_incoming};
 use crate::config::{Config, RateLimit};
 use crate::deflate::{Deflater, Inflater, Negotiated};
 use crate::endpoint::{Client, Outgoing};
@@ -31,6 +32,7 @@ use crate::limits::Slot;
 use crate::message::{Close, Message};
 use crate::server::until;
 use crate::socket::SocketInner;
+use crate::stream::{Feed, Incoming, MessageStream, Piece};
 
 /// Messages read ahead of `on_data`: enough that one read's worth of small messages is handled
 /// and answered in one write; few, since each may be as large as the message limit.
@@ -221,6 +223,7 @@ where
         pong: &pong,
         config,
         deflate: deflate.as_ref(),
+        streams: <H::Message as DataParam>::STREAMS,
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch.
@@ -243,17 +246,31 @@ struct Shared<'a> {
     config: &'a Config,
     /// What permessage-deflate agreement there is with this client.
     deflate: Option<&'a Negotiated>,
+    /// The handler takes fragmented messages as streams.
+    streams: bool,
+}
+
+/// Where the reader hands what it read.
+struct Inbox {
+    /// The handler's queue, until the handler stops.
+    tx: Option<mpsc::Sender<Incoming>>,
+    /// The stream of the fragmented message being read, while the handler takes its chunks;
+    /// without it, the rest of that message is discarded.
+    stream: Option<Feed>,
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     pre_read: Bytes,
-    inbox: mpsc::Sender<Message>,
+    inbox: mpsc::Sender<Incoming>,
     shared: &Shared<'_>,
 ) {
     let Shared { client, config, .. } = *shared;
     let mut phase_rx = shared.phase.subscribe();
-    let mut inbox = Some(inbox);
+    let mut inbox = Inbox {
+        tx: Some(inbox),
+        stream: None,
+    };
     let mut buf = BytesMut::with_capacity(config.read_buffer_size.max(pre_read.len()));
     buf.extend_from_slice(&pre_read);
     // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
@@ -264,7 +281,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             max_message: config.max_message_size,
         },
         shared.deflate.map(Inflater::new),
-    );
+    )
+    .streaming(shared.streams);
     let mut throttle = config.rate_limit.map(Throttle::new);
     'read: loop {
         loop {
@@ -274,6 +292,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Ok(None) => break,
                 Err(close) => {
                     tracing::debug!(code = close.code, "failing the connection");
+                    if let Some(stream) = inbox.stream.take() {
+                        stream.fail(close.clone());
+                    }
                     shared.outcome.record(close.clone());
                     client.close_urgently(close);
                     break 'read;
@@ -310,13 +331,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// Acts on one decoded event; `false` once reading is over (the peer closed).
 async fn on_event(
     event: Event,
-    inbox: &mut Option<mpsc::Sender<Message>>,
+    inbox: &mut Inbox,
     phase_rx: &mut watch::Receiver<Phase>,
     shared: &Shared<'_>,
 ) -> bool {
     let client = shared.client;
     match event {
-        Event::Message(Message::Binary(_)) if shared.config.text_only => {
+        Event::Message(Message::Binary(_)) | Event::Begin { text: false, .. }
+            if shared.config.text_only =>
+        {
             // Not a protocol failure: close properly and keep reading for the reply.
             client.close_urgently(Close::new(
                 Close::UNSUPPORTED_DATA,
@@ -325,19 +348,29 @@ async fn on_event(
         }
         Event::Message(message) => {
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
-            // Once closing, further data is ignored (RFC 6455 §1.4).
-            let Some(tx) = inbox.as_ref().filter(|_| !client.is_closing()) else {
-                return true;
-            };
-            client.reader_paused.store(true, Ordering::Relaxed);
-            tokio::select! {
-                sent = tx.send(message) => if sent.is_err() {
-                    // The handler has stopped (it failed and asked for a close).
-                    *inbox = None;
-                },
-                () = until(phase_rx, |p| *p != Phase::Open) => {}
+            deliver(Incoming::Message(message), inbox, phase_rx, client).await;
+        }
+        Event::Begin { text, chunk } => {
+            let (feed, stream) = MessageStream::live(text);
+            if !chunk.is_empty() {
+                // A new stream has room for its first chunk.
+                let _ = feed.tx.try_send(Piece::Chunk(chunk));
             }
-            client.reader_paused.store(false, Ordering::Relaxed);
+            inbox.stream = Some(feed);
+            deliver(Incoming::Stream(stream), inbox, phase_rx, client).await;
+        }
+        Event::Chunk(chunk) => {
+            if !chunk.is_empty() {
+                feed(Piece::Chunk(chunk), &mut inbox.stream, phase_rx, client).await;
+            }
+        }
+        Event::End(chunk) => {
+            client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
+            if !chunk.is_empty() {
+                feed(Piece::Chunk(chunk), &mut inbox.stream, phase_rx, client).await;
+            }
+            feed(Piece::End, &mut inbox.stream, phase_rx, client).await;
+            inbox.stream = None;
         }
         Event::Ping(payload) => {
             if !client.is_closing() {
@@ -346,6 +379,9 @@ async fn on_event(
         }
         Event::Pong => {}
         Event::Close(close) => {
+            if let Some(stream) = inbox.stream.take() {
+                stream.fail(close.clone());
+            }
             if matches!(*phase_rx.borrow(), Phase::Open) {
                 // The peer closes first: answer with its code, then end.
                 shared.outcome.record(close.clone());
@@ -355,6 +391,52 @@ async fn on_event(
         }
     }
     true
+}
+
+/// Hands a message or a new stream to the handler, waiting while its inbox is full.
+async fn deliver(
+    incoming: Incoming,
+    inbox: &mut Inbox,
+    phase_rx: &mut watch::Receiver<Phase>,
+    client: &Client,
+) {
+    // Once closing, further data is ignored (RFC 6455 §1.4).
+    let Some(tx) = inbox.tx.as_ref().filter(|_| !client.is_closing()) else {
+        inbox.stream = None;
+        return;
+    };
+    client.reader_paused.store(true, Ordering::Relaxed);
+    tokio::select! {
+        sent = tx.send(incoming) => if sent.is_err() {
+            // The handler has stopped (it failed and asked for a close).
+            inbox.tx = None;
+        },
+        () = until(phase_rx, |p| *p != Phase::Open) => {}
+    }
+    client.reader_paused.store(false, Ordering::Relaxed);
+}
+
+/// Hands the next piece of a streamed message to the handler, waiting while the stream is
+/// full. A stream the handler dropped, or one that cannot be fed because the connection is
+/// closing, gets nothing more.
+async fn feed(
+    piece: Piece,
+    stream: &mut Option<Feed>,
+    phase_rx: &mut watch::Receiver<Phase>,
+    client: &Client,
+) {
+    let Some(feed) = stream.as_ref() else {
+        return;
+    };
+    client.reader_paused.store(true, Ordering::Relaxed);
+    let taken = tokio::select! {
+        sent = feed.tx.send(piece) => sent.is_ok(),
+        () = until(phase_rx, |p| *p != Phase::Open) => false,
+    };
+    client.reader_paused.store(false, Ordering::Relaxed);
+    if !taken {
+        *stream = None;
+    }
 }
 
 /// Reads more bytes, within the rate limit and the close timeout; `false` once reading is
@@ -585,6 +667,59 @@ async fn put<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Appends a data message: one frame, or, over the send frame size, a fragmented message
+/// written as the buffer fills. Between two of its frames, owed pongs go out, and an urgent
+/// close ends the message there (control frames may come between fragments, RFC 6455 §5.4).
+/// Returns what it wrote and that close.
+async fn put_message<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut BytesMut,
+    frame: &OutFrame,
+    batch_limit: usize,
+    shared: &Shared<'_>,
+) -> std::io::Result<(Written, Option<Close>)> {
+    let size = shared.config.send_frame_size;
+    if frame.payload.len() <= size {
+        put(writer, out, frame).await?;
+        let written = Written {
+            frames: 1,
+            bytes: frame.len() as u64,
+        };
+        return Ok((written, None));
+    }
+    let mut written = Written::default();
+    for (head, range) in frame.fragments(size) {
+        let last = range.end == frame.payload.len();
+        written.frames += 1;
+        written.bytes += (head.bytes().len() + range.len()) as u64;
+        out.extend_from_slice(head.bytes());
+        out.extend_from_slice(&frame.payload[range]);
+        if out.len() >= batch_limit {
+            writer.write_all(out).await?;
+            out.clear();
+        }
+        if last {
+            break;
+        }
+        if let Some(close) = shared.client.take_urgent() {
+            return Ok((written, Some(close)));
+        }
+        for pong in shared.pong.take() {
+            put(writer, out, &pong).await?;
+            written.frames += 1;
+            written.bytes += pong.len() as u64;
+        }
+    }
+    Ok((written, None))
+}
+
+/// Frames and bytes written for one message.
+#[derive(Default)]
+struct Written {
+    frames: u64,
+    bytes: u64,
+}
+
 /// Writes these frames and flushes.
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
@@ -616,7 +751,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     // the semaphore's lock). After a failed write nothing is given back: the connection is
     // over and waiting senders are released by closing the semaphore.
     let mut pending = Some(Outgoing::Message(first, permits));
-    let (mut released, mut frames, mut bytes) = (0u32, 0u64, 0u64);
+    let (mut released, mut messages, mut frames, mut bytes) = (0u32, 0u64, 0u64, 0u64);
     let mut close = None;
     while let Some(item) = pending.take().or_else(|| rx.try_recv().ok()) {
         let (frame, permits) = match item {
@@ -630,10 +765,15 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             Some(deflater) => frame.deflate(deflater),
             None => frame,
         };
-        put(writer, out, &frame).await?;
+        let (written, urgent) = put_message(writer, out, &frame, batch_limit, shared).await?;
         released = released.saturating_add(permits);
-        frames += 1;
-        bytes += frame.len() as u64;
+        messages += 1;
+        frames += written.frames;
+        bytes += written.bytes;
+        if urgent.is_some() {
+            close = urgent;
+            break;
+        }
         if out.len() >= batch_limit {
             writer.write_all(out).await?;
             out.clear();
@@ -648,7 +788,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     client
         .stats
         .messages_sent
-        .fetch_add(frames, Ordering::Relaxed);
+        .fetch_add(messages, Ordering::Relaxed);
     Ok(close)
 }
 
@@ -731,7 +871,7 @@ async fn handle_loop<H: Handler>(
     handler: &H,
     client: &Client,
     session: &mut H::Session,
-    mut inbox: mpsc::Receiver<Message>,
+    mut inbox: mpsc::Receiver<Incoming>,
 ) {
     let id = client.id;
     if let Err(panic) = AssertUnwindSafe(handler.on_open(id, session))
@@ -745,10 +885,16 @@ async fn handle_loop<H: Handler>(
         client.close_urgently(internal_error());
         return;
     }
-    while let Some(message) = inbox.recv().await {
-        let result = AssertUnwindSafe(handler.on_data(id, session, message))
-            .catch_unwind()
-            .await;
+    while let Some(incoming) = inbox.recv().await {
+        // The conversion runs user code too (`FromMessage`): inside the panic guard.
+        let result = AssertUnwindSafe(async {
+            let message = from_incoming::<H::Message>(incoming)
+                .await
+                .map_err(DataError::Refused)?;
+            handler.on_data(id, session, message).await
+        })
+        .catch_unwind()
+        .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(DataError::Handler(err))) => {

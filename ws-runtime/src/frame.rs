@@ -2,6 +2,7 @@
 //! reassembling messages with fail-fast UTF-8 validation, and encoding server frames once so
 //! that a broadcast shares them.
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -38,21 +39,7 @@ impl OutFrame {
     }
 
     fn with_first(first: u8, payload: Bytes) -> Self {
-        let mut head = [0u8; 10];
-        head[0] = first;
-        let len = payload.len();
-        let header_len = if len < 126 {
-            head[1] = u8::try_from(len).unwrap_or(0);
-            2
-        } else if let Ok(len) = u16::try_from(len) {
-            head[1] = 126;
-            head[2..4].copy_from_slice(&len.to_be_bytes());
-            4
-        } else {
-            head[1] = 127;
-            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
+        let (head, header_len) = encode_head(first, payload.len());
         OutFrame {
             head,
             header_len,
@@ -107,6 +94,21 @@ impl OutFrame {
         OutFrame::new(OP_CLOSE, payload.into())
     }
 
+    /// The frames of this data message when its payload is over `size` bytes: each frame's
+    /// header and the range of the payload it carries. The first frame keeps the opcode and
+    /// RSV1, the others are continuations, the last has FIN.
+    pub(crate) fn fragments(&self, size: usize) -> impl Iterator<Item = (FrameHead, Range<usize>)> {
+        let len = self.payload.len();
+        let first = self.head[0] & 0x7F;
+        (0..len).step_by(size.max(1)).map(move |start| {
+            let end = len.min(start + size);
+            let opcode = if start == 0 { first } else { OP_CONTINUATION };
+            let fin = if end == len { 0x80 } else { 0 };
+            let (head, header_len) = encode_head(fin | opcode, end - start);
+            (FrameHead { head, header_len }, start..end)
+        })
+    }
+
     pub(crate) fn head(&self) -> &[u8] {
         &self.head[..usize::from(self.header_len)]
     }
@@ -117,11 +119,52 @@ impl OutFrame {
     }
 }
 
+/// The header of one frame of a fragmented message.
+pub(crate) struct FrameHead {
+    head: [u8; 10],
+    header_len: u8,
+}
+
+impl FrameHead {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.head[..usize::from(self.header_len)]
+    }
+}
+
+/// A server frame header (unmasked): its first byte, then the payload length in 1, 3 or 9
+/// bytes.
+fn encode_head(first: u8, len: usize) -> ([u8; 10], u8) {
+    let mut head = [0u8; 10];
+    head[0] = first;
+    let header_len = if len < 126 {
+        head[1] = u8::try_from(len).unwrap_or(0);
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        head[1] = 126;
+        head[2..4].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (head, header_len)
+}
+
 /// What the decoder found in the bytes read so far.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A complete text or binary message.
     Message(Message),
+    /// Streaming: the first frame of a fragmented message.
+    Begin {
+        text: bool,
+        chunk: Bytes,
+    },
+    /// Streaming: a middle frame of a fragmented message.
+    Chunk(Bytes),
+    /// Streaming: the last frame of a fragmented message, which is valid.
+    End(Bytes),
     Ping(Bytes),
     Pong,
     /// The peer's close: its code (1005 without one) and reason.
@@ -144,6 +187,8 @@ pub(crate) struct Decoder {
     inflater: Option<Inflater>,
     /// A fragmented message in progress: its kind and its fragments so far.
     partial: Option<Partial>,
+    /// Fragmented messages are given frame by frame instead of collected.
+    streams: bool,
     /// Frames decoded, control frames included.
     pub(crate) frames: u64,
 }
@@ -153,7 +198,10 @@ struct Partial {
     text: bool,
     /// Compressed (RSV1 on its first frame): each frame is inflated as it arrives.
     compressed: bool,
+    /// The fragments so far, unless streamed.
     data: BytesMut,
+    /// Bytes of the message so far (after inflation).
+    len: usize,
     utf8: Utf8Check,
 }
 
@@ -169,8 +217,16 @@ impl Decoder {
             limits,
             inflater,
             partial: None,
+            streams: false,
             frames: 0,
         }
+    }
+
+    /// Gives fragmented messages frame by frame ([`Event::Begin`], [`Event::Chunk`],
+    /// [`Event::End`]) instead of collecting them.
+    pub(crate) fn streaming(mut self, streams: bool) -> Self {
+        self.streams = streams;
+        self
     }
 
     /// Decodes the next event from the front of `buf`, or `Ok(None)` until more bytes arrive.
@@ -258,20 +314,28 @@ impl Decoder {
                 if text && !utf8.feed(&payload) {
                     return Err(invalid_utf8());
                 }
+                let len = payload.len();
+                let (data, event) = if self.streams {
+                    let chunk = payload.freeze();
+                    (BytesMut::new(), Some(Event::Begin { text, chunk }))
+                } else {
+                    (payload, None)
+                };
                 self.partial = Some(Partial {
                     text,
                     compressed,
-                    data: payload,
+                    data,
+                    len,
                     utf8,
                 });
-                Ok(None)
+                Ok(event)
             }
             OP_CONTINUATION => {
                 let Some(partial) = self.partial.as_ref() else {
                     return Err(protocol("Continuation without a message"));
                 };
                 let payload = if partial.compressed {
-                    let so_far = partial.data.len();
+                    let so_far = partial.len;
                     self.inflate(&payload, fin, so_far)?
                 } else {
                     payload
@@ -279,21 +343,27 @@ impl Decoder {
                 let Some(partial) = self.partial.as_mut() else {
                     return Ok(None);
                 };
-                if partial.data.len() + payload.len() > self.limits.max_message {
+                if partial.len + payload.len() > self.limits.max_message {
                     return Err(too_big("Message too big"));
                 }
                 if partial.text && !partial.utf8.feed(&payload) {
                     return Err(invalid_utf8());
                 }
-                partial.data.extend_from_slice(&payload);
+                partial.len += payload.len();
+                if !self.streams {
+                    partial.data.extend_from_slice(&payload);
+                }
                 if !fin {
-                    return Ok(None);
+                    return Ok(self.streams.then(|| Event::Chunk(payload.freeze())));
                 }
                 let Some(partial) = self.partial.take() else {
                     return Ok(None);
                 };
                 if partial.text && !partial.utf8.is_complete() {
                     return Err(invalid_utf8());
+                }
+                if self.streams {
+                    return Ok(Some(Event::End(payload.freeze())));
                 }
                 complete(partial.text, partial.data.freeze()).map(Some)
             }
@@ -529,6 +599,34 @@ mod tests {
         assert!(matches!(&events[1], Event::Ping(p) if &p[..] == b"p"));
         assert!(matches!(&events[2], Event::Message(m) if m.as_text() == Some("wörld")));
         assert!(matches!(&events[3], Event::Message(m) if m.len() == 70_000));
+    }
+
+    #[test]
+    fn a_streaming_decoder_gives_fragments_as_they_come() {
+        let mut decoder = Decoder::new(Limits {
+            max_frame: 1 << 20,
+            max_message: 10,
+        })
+        .streaming(true);
+        let mut bytes = client_frame(0x81, b"whole");
+        bytes.extend(client_frame(0x01, &"wö".as_bytes()[..2]));
+        bytes.extend(client_frame(0x89, b"p"));
+        bytes.extend(client_frame(0x00, &"wö".as_bytes()[2..]));
+        bytes.extend(client_frame(0x80, b"rld"));
+        bytes.extend(client_frame(0x02, b"12345"));
+        bytes.extend(client_frame(0x80, b"678901"));
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut next = || decoder.decode(&mut buf);
+        assert!(matches!(next(), Ok(Some(Event::Message(m))) if m.as_text() == Some("whole")));
+        assert!(
+            matches!(next(), Ok(Some(Event::Begin { text: true, chunk })) if chunk[..] == *b"w\xC3")
+        );
+        assert!(matches!(next(), Ok(Some(Event::Ping(_)))));
+        assert!(matches!(next(), Ok(Some(Event::Chunk(chunk))) if chunk[..] == [0xB6]));
+        assert!(matches!(next(), Ok(Some(Event::End(chunk))) if chunk[..] == *b"rld"));
+        assert!(matches!(next(), Ok(Some(Event::Begin { text: false, .. }))));
+        // 11 bytes in all: over the message limit, though no frame is.
+        assert_eq!(next().unwrap_err().code, Close::TOO_BIG);
     }
 
     #[test]

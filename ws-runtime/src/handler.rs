@@ -2,7 +2,8 @@
 
 use std::future::Future;
 
-use crate::{Accept, ClientId, Close, Endpoint, Message, Reject, Request};
+use crate::__private::DataParam;
+use crate::{Accept, ClientId, Close, Endpoint, Reject, Request};
 
 /// The error type `on_data` may return: anything that converts into a boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -29,6 +30,12 @@ pub trait Handler: Send + Sync + Sized + 'static {
     /// The per-connection session: the `Ok` type of `on_handshake`, `()` without that hook.
     type Session: Send + 'static;
 
+    /// What [`on_data`](Handler::on_data) takes: the type of its message parameter
+    /// ([`Message`](crate::Message) when it has none). A [`FromMessage`](crate::FromMessage)
+    /// type receives whole messages, converted; a [`MessageStream`](crate::MessageStream)
+    /// receives fragmented messages as their frames arrive.
+    type Message: DataParam + Send;
+
     /// Called once before the first connection is accepted.
     fn on_start(&self, endpoint: Endpoint) -> impl Future<Output = ()> + Send {
         drop(endpoint);
@@ -53,12 +60,13 @@ pub trait Handler: Send + Sync + Sized + 'static {
         async {}
     }
 
-    /// Called per received message, in order, one at a time per connection.
+    /// Called per received message, in order, one at a time per connection. A message that
+    /// cannot become [`Self::Message`](Handler::Message) closes the connection without a call.
     fn on_data(
         &self,
         id: ClientId,
         session: &mut Self::Session,
-        message: Message,
+        message: Self::Message,
     ) -> impl Future<Output = Result<(), DataError>> + Send {
         let _ = (id, session, message);
         async { Ok(()) }

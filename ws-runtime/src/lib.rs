@@ -20,6 +20,7 @@ mod limits;
 mod message;
 mod server;
 mod socket;
+mod stream;
 #[cfg(feature = "test")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub mod test;
@@ -38,6 +39,7 @@ pub use json::{Json, JsonError};
 pub use message::{Close, FromMessage, Message, Text};
 pub use server::{Bound, Server, serve};
 pub use socket::Socket;
+pub use stream::MessageStream;
 #[cfg(feature = "tls")]
 pub use {rustls, tls::Tls};
 
@@ -45,7 +47,10 @@ pub use {rustls, tls::Tls};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handler::{BoxError, DataError, Handler};
-    use crate::{FromMessage, Message, Reject};
+    use std::future::Future;
+
+    use crate::stream::Incoming;
+    use crate::{Close, FromMessage, Message, MessageStream, Reject};
 
     /// Turns what `on_data` returned into the runtime's result.
     #[diagnostic::on_unimplemented(
@@ -74,13 +79,65 @@ pub mod __private {
         }
     }
 
-    /// Converts the received message into the type `on_data` takes.
-    ///
-    /// # Errors
-    ///
-    /// [`DataError::Refused`] with the close the conversion asked for.
-    pub fn from_message<T: FromMessage>(message: Message) -> Result<T, DataError> {
-        T::from_message(message).map_err(DataError::Refused)
+    /// What `on_data` may take as its message parameter
+    /// ([`Handler::Message`](crate::Handler::Message)): any [`FromMessage`] type (whole
+    /// messages), or a [`MessageStream`] (fragmented messages as they arrive).
+    #[diagnostic::on_unimplemented(
+        message = "`on_data` cannot take a `{Self}` as its message",
+        label = "this type does not implement `ws::FromMessage`",
+        note = "the message parameter of `on_data` may be `ws::Message`, `String`, `ws::Text`, `Vec<u8>`, `bytes::Bytes`, `ws::MessageStream`, or a type that implements `ws::FromMessage`"
+    )]
+    pub trait DataParam: Sized {
+        /// Whether the handler receives fragmented messages as streams.
+        const STREAMS: bool;
+
+        /// Converts a whole message.
+        ///
+        /// # Errors
+        ///
+        /// The close the conversion asked for.
+        fn from_whole(message: Message) -> Result<Self, Close>;
+
+        /// Converts a message still arriving.
+        ///
+        /// # Errors
+        ///
+        /// The close the conversion asked for, or the one that ended the connection inside
+        /// the message.
+        fn from_stream(stream: MessageStream) -> impl Future<Output = Result<Self, Close>> + Send;
+    }
+
+    impl<T: FromMessage> DataParam for T {
+        const STREAMS: bool = false;
+
+        fn from_whole(message: Message) -> Result<Self, Close> {
+            T::from_message(message)
+        }
+
+        /// Collects the stream first (a handler without `STREAMS` gets none from the runtime).
+        async fn from_stream(stream: MessageStream) -> Result<Self, Close> {
+            T::from_message(stream.into_message().await?)
+        }
+    }
+
+    impl DataParam for MessageStream {
+        const STREAMS: bool = true;
+
+        fn from_whole(message: Message) -> Result<Self, Close> {
+            Ok(MessageStream::from(message))
+        }
+
+        async fn from_stream(stream: MessageStream) -> Result<Self, Close> {
+            Ok(stream)
+        }
+    }
+
+    /// Converts what the reader received into the type `on_data` takes.
+    pub(crate) async fn from_incoming<T: DataParam>(incoming: Incoming) -> Result<T, Close> {
+        match incoming {
+            Incoming::Message(message) => T::from_whole(message),
+            Incoming::Stream(stream) => T::from_stream(stream).await,
+        }
     }
 
     /// Converts the error of an `on_handshake` that returns `Result<S, E>`.

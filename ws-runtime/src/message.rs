@@ -265,6 +265,8 @@ impl fmt::Display for Close {
     }
 }
 
+impl std::error::Error for Close {}
+
 /// What `on_data` may take as its message parameter.
 ///
 /// The runtime receives a [`Message`] and converts it with this trait before calling

@@ -1,10 +1,11 @@
-use ws::{__private::Handler, Accept, Reject, Request, websocket};
+use ws::{__private::Handler, Accept, Message, Reject, Request, websocket};
 
 struct Chat;
 
 #[websocket]
 impl Handler for Chat {
     type Session = ();
+    type Message = Message;
 
     async fn on_handshake(&self, _request: &Request, _accept: &mut Accept) -> Result<(), Reject> {
         Ok(())

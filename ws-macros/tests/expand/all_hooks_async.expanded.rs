@@ -21,6 +21,7 @@ impl Chat {
 #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Chat {
     type Session = Member;
+    type Message = Message;
     fn on_start(
         &self,
         __ws_endpoint: ::ws::Endpoint,
@@ -60,12 +61,11 @@ impl ::ws::__private::Handler for Chat {
         &self,
         __ws_id: ::ws::ClientId,
         __ws_session: &mut Self::Session,
-        __ws_message: ::ws::Message,
+        __ws_message: Self::Message,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<(), ::ws::__private::DataError>,
     > + ::core::marker::Send {
         async move {
-            let __ws_message = ::ws::__private::from_message::<Message>(__ws_message)?;
             Self::on_data(self, __ws_id, __ws_session, __ws_message).await;
             ::core::result::Result::Ok(())
         }

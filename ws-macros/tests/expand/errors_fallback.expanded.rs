@@ -18,6 +18,7 @@ impl Broken {
 #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Broken {
     type Session = ();
+    type Message = ::ws::Message;
     fn on_handshake(
         &self,
         __ws_request: &::ws::Request,

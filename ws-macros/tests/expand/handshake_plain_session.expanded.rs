@@ -8,6 +8,7 @@ impl Counter {
 #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl my::ws::__private::Handler for Counter {
     type Session = Session;
+    type Message = my::ws::Message;
     fn on_handshake(
         &self,
         __ws_request: &my::ws::Request,
@@ -23,7 +24,7 @@ impl my::ws::__private::Handler for Counter {
         &self,
         __ws_id: my::ws::ClientId,
         __ws_session: &mut Self::Session,
-        __ws_message: my::ws::Message,
+        __ws_message: Self::Message,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<(), my::ws::__private::DataError>,
     > + ::core::marker::Send {

@@ -7,6 +7,7 @@ impl Silent {
 #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Silent {
     type Session = ();
+    type Message = ::ws::Message;
     fn on_handshake(
         &self,
         __ws_request: &::ws::Request,

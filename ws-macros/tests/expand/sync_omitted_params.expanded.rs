@@ -16,6 +16,7 @@ impl Echo {
 #[allow(clippy::manual_async_fn, clippy::absolute_paths)]
 impl ::ws::__private::Handler for Echo {
     type Session = u32;
+    type Message = String;
     fn on_start(
         &self,
         __ws_endpoint: ::ws::Endpoint,
@@ -55,12 +56,11 @@ impl ::ws::__private::Handler for Echo {
         &self,
         __ws_id: ::ws::ClientId,
         __ws_session: &mut Self::Session,
-        __ws_message: ::ws::Message,
+        __ws_message: Self::Message,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<(), ::ws::__private::DataError>,
     > + ::core::marker::Send {
         async move {
-            let __ws_message = ::ws::__private::from_message::<String>(__ws_message)?;
             let __ws_result = Self::on_data(self, __ws_message, __ws_id);
             ::ws::__private::IntoDataResult::into_data_result(__ws_result)
         }

@@ -1,0 +1,100 @@
+//! Large sends: a message over the send frame size goes out as fragments, and the pong to a
+//! ping sent meanwhile comes between them instead of after the whole message.
+
+use std::sync::OnceLock;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
+
+use crate::support::{WAIT, frame, raw_ws, serve};
+
+/// Reads one server frame: its first byte and its payload.
+async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    tokio::time::timeout(WAIT, async {
+        let first = tcp.read_u8().await.unwrap();
+        let second = tcp.read_u8().await.unwrap();
+        let len = match second & 0x7f {
+            126 => u64::from(tcp.read_u16().await.unwrap()),
+            127 => tcp.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; usize::try_from(len).unwrap()];
+        tcp.read_exact(&mut payload).await.unwrap();
+        (first, payload)
+    })
+    .await
+    .expect("a frame in time")
+}
+
+/// Sends one large message to every client that sends `"big"`.
+struct Big {
+    endpoint: OnceLock<Endpoint>,
+    size: usize,
+}
+
+#[websocket]
+impl Big {
+    fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    fn on_data(&self, id: ClientId, _message: Message) {
+        let payload: Vec<u8> = (0..self.size).map(|i| u8::try_from(i % 253).unwrap()).collect();
+        if let Some(endpoint) = self.endpoint.get() {
+            endpoint.send(id, payload).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_large_send_is_fragmented_and_a_ping_is_answered_between_its_frames() {
+    const SIZE: usize = 32 << 20;
+    let handler = Big {
+        endpoint: OnceLock::new(),
+        size: SIZE,
+    };
+    let config = Config::new()
+        .origins(Origins::Any)
+        .send_queue_bytes(64 << 20)
+        .send_frame_size(64 << 10);
+    let socket = ws::Socket::with_config(handler, config);
+    let server = serve(&socket).await;
+    let mut tcp = raw_ws(server.addr, "").await;
+    tcp.write_all(&frame(0x1, b"big", true)).await.unwrap();
+    // The first fragment arrives; the rest waits in the socket buffers while we send a ping,
+    // whose pong must come before the message ends.
+    let (first, payload) = read_frame(&mut tcp).await;
+    assert_eq!((first, payload.len()), (0x02, 64 << 10), "binary, not FIN");
+    tcp.write_all(&frame(0x9, b"are you there", true))
+        .await
+        .unwrap();
+    let mut message = payload;
+    let mut pong_at = None;
+    loop {
+        let (first, payload) = read_frame(&mut tcp).await;
+        match first {
+            0x00 | 0x80 => {
+                assert_eq!(payload.len(), 64 << 10);
+                message.extend_from_slice(&payload);
+                if first == 0x80 {
+                    break;
+                }
+            }
+            0x8A => {
+                assert_eq!(payload, b"are you there");
+                pong_at = Some(message.len());
+            }
+            other => panic!("unexpected frame {other:#x}"),
+        }
+    }
+    assert_eq!(message.len(), SIZE);
+    assert!(
+        message
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == u8::try_from(i % 253).unwrap())
+    );
+    let pong_at = pong_at.expect("a pong between the fragments");
+    assert!(pong_at < SIZE, "the pong came before the last fragment");
+}

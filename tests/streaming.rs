@@ -1,0 +1,349 @@
+//! Streamed messages, with a raw client that writes and reads frames by hand: a 100 MiB
+//! fragmented message reaches an `on_data` that takes a `MessageStream` chunk by chunk in
+//! bounded memory (the peak RSS of this test process), a stream that fails inside its message
+//! reports the close, a dropped stream discards the rest. (Its own test binary: the other
+//! suites' allocations would blur the memory figure.)
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use warp::Filter;
+use ws::{ClientId, Close, Config, Endpoint, MessageStream, Origins, websocket};
+
+/// This process's resident set size and its peak since the last reset, in bytes.
+fn rss() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<usize>().ok())
+            .map(|kib| kib << 10)
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak resident set size to the current one (Linux 4.0+).
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What the streaming handler saw of each message.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// A message read to its end: text or not, chunks, bytes, and a checksum of the bytes.
+    Whole {
+        text: bool,
+        chunks: usize,
+        bytes: usize,
+        sum: u64,
+    },
+    /// A message that failed inside, after this many bytes, with this close.
+    Failed { bytes: usize, code: u16 },
+    /// A message dropped after its first chunk.
+    Dropped,
+    /// `on_close`'s code.
+    Closed(u16),
+}
+
+struct Counter {
+    seen: mpsc::UnboundedSender<Seen>,
+    endpoint: OnceLock<Endpoint>,
+}
+
+#[websocket]
+impl Counter {
+    fn on_start(&self, endpoint: Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    async fn on_data(&self, id: ClientId, mut message: MessageStream) {
+        let text = message.is_text();
+        let (mut chunks, mut bytes, mut sum) = (0, 0, 0u64);
+        loop {
+            match message.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    if chunk.starts_with(b"drop") {
+                        let _ = self.seen.send(Seen::Dropped);
+                        return;
+                    }
+                    chunks += 1;
+                    bytes += chunk.len();
+                    sum = chunk.iter().fold(sum, |sum, &b| {
+                        sum.wrapping_mul(31).wrapping_add(u64::from(b))
+                    });
+                }
+                Ok(None) => break,
+                Err(close) => {
+                    let _ = self.seen.send(Seen::Failed {
+                        bytes,
+                        code: close.code,
+                    });
+                    return;
+                }
+            }
+        }
+        let _ = self.seen.send(Seen::Whole {
+            text,
+            chunks,
+            bytes,
+            sum,
+        });
+        if let Some(endpoint) = self.endpoint.get() {
+            let _ = endpoint.send(id, format!("{bytes}"));
+        }
+    }
+
+    fn on_close(&self, close: Close) {
+        let _ = self.seen.send(Seen::Closed(close.code));
+    }
+}
+
+async fn serve(config: Config) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    let (seen, rx) = mpsc::unbounded_channel();
+    let handler = Counter {
+        seen,
+        endpoint: OnceLock::new(),
+    };
+    let socket = ws::Socket::with_config(handler, config.origins(Origins::Any).rate_limit(None));
+    let routes = warp::path::end().and(socket.filter());
+    let server = ws::serve(routes)
+        .socket(&socket)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run());
+    (addr, rx)
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    tcp.set_nodelay(true).unwrap();
+    tcp
+}
+
+/// A masked client frame header for `len` payload bytes, with the all-zero key (legal, and it
+/// leaves the payload as it is, so that a large payload is written without copying).
+fn head(first: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![first];
+    match len {
+        n @ 0..=125 => out.push(0x80 | u8::try_from(n).unwrap()),
+        n @ 126..=65535 => {
+            out.push(0x80 | 0x7e);
+            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 0x7f);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = head(first, payload.len());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one server frame: its first byte and its payload.
+async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    tokio::time::timeout(WAIT, async {
+        let first = tcp.read_u8().await.unwrap();
+        let second = tcp.read_u8().await.unwrap();
+        let len = match second & 0x7f {
+            126 => u64::from(tcp.read_u16().await.unwrap()),
+            127 => tcp.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; usize::try_from(len).unwrap()];
+        tcp.read_exact(&mut payload).await.unwrap();
+        (first, payload)
+    })
+    .await
+    .expect("a frame in time")
+}
+
+async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .expect("an event in time")
+        .expect("the handler is alive")
+}
+
+fn checksum(sum: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(sum, |sum, &b| {
+        sum.wrapping_mul(31).wrapping_add(u64::from(b))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_fragmented_message_streams_in_bounded_memory() {
+    const FRAME: usize = 64 << 10;
+    const FRAMES: usize = 1600; // 100 MiB
+    let config = Config::new().max_message_size(128 << 20);
+    let (addr, mut seen) = serve(config).await;
+    let mut tcp = connect(addr).await;
+    // A different pattern per frame, so that a lost, repeated or reordered chunk shows.
+    let pattern: Vec<u8> = (0..FRAME + 251).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let mut sum = 0;
+    reset_peak_rss();
+    let (before, _) = rss();
+    for i in 0..FRAMES {
+        let first = match i {
+            0 => 0x02,                    // binary, not FIN
+            i if i == FRAMES - 1 => 0x80, // continuation, FIN
+            _ => 0x00,                    // continuation
+        };
+        let payload = &pattern[i % 251..i % 251 + FRAME];
+        sum = checksum(sum, payload);
+        tcp.write_all(&head(first, FRAME)).await.unwrap();
+        tcp.write_all(payload).await.unwrap();
+    }
+    let (first, reply) = read_frame(&mut tcp).await;
+    assert_eq!((first, reply.as_slice()), (0x81, b"104857600".as_slice()));
+    let peak = rss().1.saturating_sub(before);
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Whole {
+            text: false,
+            chunks: FRAMES,
+            bytes: FRAMES * FRAME,
+            sum
+        }
+    );
+    // Two chunks waiting, the frame being read, the read buffer, the allocator's slack: a
+    // few frames, nowhere near the 100 MiB message.
+    assert!(peak < 16 << 20, "peak RSS growth {peak} bytes");
+    println!("100 MiB streamed; peak RSS growth {} KiB", peak >> 10);
+}
+
+#[tokio::test]
+async fn a_whole_message_is_a_stream_of_one_chunk() {
+    let (addr, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(addr).await;
+    tcp.write_all(&frame(0x81, "héllo".as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"6".to_vec()));
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Whole {
+            text: true,
+            chunks: 1,
+            bytes: 6,
+            sum: checksum(0, "héllo".as_bytes())
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_text_stream_cut_inside_a_character_is_whole_and_valid() {
+    let (addr, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(addr).await;
+    let text = "ünïcödé".as_bytes();
+    let mut wire = frame(0x01, &text[..1]);
+    wire.extend(frame(0x00, &text[1..5]));
+    wire.extend(frame(0x00, &[])); // empty: no chunk
+    wire.extend(frame(0x80, &text[5..]));
+    tcp.write_all(&wire).await.unwrap();
+    assert_eq!(
+        read_frame(&mut tcp).await.1,
+        text.len().to_string().as_bytes()
+    );
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Whole {
+            text: true,
+            chunks: 3,
+            bytes: text.len(),
+            sum: checksum(0, text)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_stream_past_the_message_limit_fails_with_1009() {
+    let (addr, mut seen) = serve(Config::new().max_message_size(100_000)).await;
+    let mut tcp = connect(addr).await;
+    let chunk = vec![7u8; 40_000];
+    let mut wire = frame(0x02, &chunk);
+    wire.extend(frame(0x00, &chunk));
+    wire.extend(frame(0x00, &chunk)); // 120,000 > 100,000
+    tcp.write_all(&wire).await.unwrap();
+    let (first, payload) = read_frame(&mut tcp).await;
+    assert_eq!((first, &payload[..2]), (0x88, &1009u16.to_be_bytes()[..]));
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Failed {
+            bytes: 80_000,
+            code: 1009
+        }
+    );
+    tcp.write_all(&frame(0x88, &1009u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut seen).await, Seen::Closed(1009));
+}
+
+#[tokio::test]
+async fn invalid_utf8_inside_a_text_stream_fails_with_1007() {
+    let (addr, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(addr).await;
+    let mut wire = frame(0x01, b"fine so far");
+    wire.extend(frame(0x00, &[0xC3, 0x28])); // a lead byte followed by a non-continuation
+    tcp.write_all(&wire).await.unwrap();
+    let (first, payload) = read_frame(&mut tcp).await;
+    assert_eq!((first, &payload[..2]), (0x88, &1007u16.to_be_bytes()[..]));
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Failed {
+            bytes: 11,
+            code: 1007
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_stream_discards_the_rest_of_its_message_only() {
+    let (addr, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(addr).await;
+    let mut wire = frame(0x02, b"drop the rest");
+    for _ in 0..20 {
+        wire.extend(frame(0x00, &[1; 1000]));
+    }
+    wire.extend(frame(0x80, b"end"));
+    wire.extend(frame(0x82, b"next"));
+    tcp.write_all(&wire).await.unwrap();
+    assert_eq!(next(&mut seen).await, Seen::Dropped);
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"4".to_vec()));
+    assert_eq!(
+        next(&mut seen).await,
+        Seen::Whole {
+            text: false,
+            chunks: 1,
+            bytes: 4,
+            sum: checksum(0, b"next")
+        }
+    );
+}
