@@ -4,6 +4,8 @@ Usage: python tests/e2e/hardening.py target/release/examples/secure_chat [--mark
 
 Each check sends the bad input over a real socket and checks the exact answer; the figures
 (memory growth, ping latency under load, time to close a slow consumer) go to RELIABILITY.md.
+secure_chat turns permessage-deflate on, and the `websockets` members offer it (its default),
+so their messages go through inflate and the broadcasts to them through deflate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 import faulthandler
 
@@ -123,13 +126,21 @@ async def main(binary: str, markdown: str | None) -> None:
 
         check(await close_code_after(addr, frame(0x1, b"\xff\xfe")) == 1007, "invalid UTF-8: 1007")
         check(await close_code_after(addr, frame(0x1, b"hi", masked=False)) == 1002, "unmasked frame: 1002")
-        big = await member(addr)
-        try:
-            await big.send(b"x" * (11 << 20))
-            await asyncio.wait_for(big.recv(), 20)
-            check(False, "an 11 MiB message is refused")
-        except ConnectionClosed as closed:
-            check(closed.rcvd is not None and closed.rcvd.code == 1009, "an 11 MiB message: 1009")
+        # Sent plain, an 11 MiB message is an 11 MiB frame (over the 1 MiB frame limit); sent
+        # compressed it is one frame of about 11 KiB whose inflated size is over the 10 MiB
+        # message limit.
+        for compression, how in ((None, "uncompressed"), ("deflate", "compressed to a small frame")):
+            big = await member(addr, compression=compression)
+            negotiated = "permessage-deflate" in big.response.headers.get("Sec-WebSocket-Extensions", "")
+            check(negotiated == (compression is not None),
+                  f"a member {'offering' if compression else 'not offering'} permessage-deflate "
+                  f"{'gets' if compression else 'does not get'} it")
+            try:
+                await big.send(b"x" * (11 << 20))
+                await asyncio.wait_for(big.recv(), 20)
+                check(False, f"an 11 MiB message ({how}) is refused")
+            except ConnectionClosed as closed:
+                check(closed.rcvd is not None and closed.rcvd.code == 1009, f"an 11 MiB message ({how}): 1009")
 
         # A never-reading member while others send 20 MB through the broadcast.
         await server.wait_for(r"closed connection with code 1009")
@@ -137,19 +148,7 @@ async def main(binary: str, markdown: str | None) -> None:
         status, _, _, sloth_reader, sloth = await raw(addr, handshake(addr))
         assert status == 101
         sloth.transport.pause_reading()
-        senders = [await member(addr) for _ in range(4)]
         watcher = await member(addr)
-        received = 0
-
-        async def drain(ws) -> None:
-            nonlocal received
-            try:
-                async for message in ws:
-                    received += len(message)
-            except ConnectionClosed:
-                pass
-
-        drains = [asyncio.create_task(drain(ws)) for ws in senders]
         chunk = os.urandom(64 << 10)
         total = 4 * 80 * len(chunk)  # 20 MiB, all of which the watcher receives
         watched = 0
@@ -163,19 +162,45 @@ async def main(binary: str, markdown: str | None) -> None:
                     all_seen.set()
                     return
 
-        async def send_5mb(ws) -> None:
-            for _ in range(80):  # 80 x 64 KiB = 5 MiB each, 20 MiB in all
-                await ws.send(chunk)
+        # The 4 senders run on their own event loop in another thread: compressing 64 KiB of
+        # random bytes costs the client milliseconds a message, and on this loop their first
+        # burst would hold up the pings for about a second (client time, not server time).
+        flood_over = threading.Event()
+
+        async def senders() -> None:
+            async def drain(ws) -> None:
+                try:
+                    async for _ in ws:
+                        pass
+                except ConnectionClosed:
+                    pass
+
+            async def send_5mb(ws) -> None:
+                for _ in range(80):  # 80 x 64 KiB = 5 MiB each, 20 MiB in all
+                    await ws.send(chunk)
+
+            members = [await member(addr) for _ in range(4)]
+            drains = [asyncio.create_task(drain(ws)) for ws in members]
+            await asyncio.gather(*(send_5mb(ws) for ws in members))
+            await asyncio.to_thread(flood_over.wait, 120)
+            for ws in members:
+                await ws.close()
+            for task in drains:
+                task.cancel()
 
         started = time.monotonic()
         watching = asyncio.create_task(watch())
-        flood = asyncio.gather(*(send_5mb(ws) for ws in senders))
+        flood = asyncio.ensure_future(asyncio.to_thread(asyncio.run, senders()))
         latencies = []
         peak = before
         slow_closed_after = None
         deadline = started + 120
         while not all_seen.is_set():
-            assert time.monotonic() < deadline, f"the watcher saw {watched} of {total} bytes"
+            if flood.done() and flood.exception():
+                raise AssertionError("a sender failed during the flood") from flood.exception()
+            if time.monotonic() > deadline:
+                flood_over.set()
+                raise AssertionError(f"the watcher saw {watched} of {total} bytes")
             t0 = time.monotonic()
             await asyncio.wait_for(await watcher.ping(), 10)
             latencies.append(time.monotonic() - t0)
@@ -183,9 +208,10 @@ async def main(binary: str, markdown: str | None) -> None:
             if slow_closed_after is None and any("closed connection with code 1008" in l for l in server.lines):
                 slow_closed_after = time.monotonic() - started
             await asyncio.sleep(0.05)  # pacing of the latency probe
+        flood_secs = time.monotonic() - started
+        flood_over.set()
         await flood
         await watching
-        flood_secs = time.monotonic() - started
         growth = peak - before
         p99 = sorted(latencies)[int(len(latencies) * 0.99)] * 1000
         check(max(latencies) < 1.0, f"pings answered promptly during the flood (max {max(latencies)*1000:.1f} ms)")
@@ -197,10 +223,7 @@ async def main(binary: str, markdown: str | None) -> None:
         figures.append(("never-reading member while 4 members send 20 MiB through the broadcast",
                         "closed with 1008 (send queue full); others served",
                         f"RSS +{growth / 1024:.1f} MiB; ping p99 {p99:.1f} ms, max {max(latencies)*1000:.1f} ms over {len(latencies)} pings; closed {slow_closed_after:.1f} s into a {flood_secs:.1f} s flood"))
-        for ws in senders + [watcher]:
-            await ws.close()
-        for task in drains:
-            task.cancel()
+        await watcher.close()
         sloth.close()
 
         # 500 abrupt disconnects (RST), in batches under the per-IP limit.

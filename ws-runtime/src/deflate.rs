@@ -351,48 +351,50 @@ impl Deflater {
             | u16::try_from(self.negotiated.level).unwrap_or(6)
     }
 
-    /// The compressed payload for this message, or `None` to send it uncompressed (empty or
-    /// under the threshold).
+    /// The compressed payload for this message, or `None` to send it uncompressed: empty,
+    /// under the threshold, or (without context takeover) not smaller once compressed.
     pub(crate) fn deflate(
         &mut self,
         payload: &Bytes,
-        shared: Option<&std::sync::OnceLock<(u16, Bytes)>>,
+        shared: Option<&std::sync::OnceLock<(u16, Option<Bytes>)>>,
     ) -> Option<Bytes> {
         let n = &self.negotiated;
         if payload.is_empty() || payload.len() < n.threshold {
             return None;
         }
         if !n.server_no_context_takeover {
+            // The peer's inflater shares this context's history: once compressed, the message
+            // must be sent compressed, whatever its size.
             let (level, bits) = (n.level, n.server_window_bits);
             let own = self.own.get_or_insert_with(|| new_compress(level, bits));
             return Some(compress(own, payload));
         }
         let key = self.key();
-        let compressed = match shared.and_then(|cell| cell.get()) {
-            Some((k, bytes)) if *k == key => bytes.clone(),
-            _ => {
-                let bytes = SHARED.with(|contexts| {
-                    let mut contexts = contexts.borrow_mut();
-                    let index = if let Some(i) = contexts.iter().position(|(k, _)| *k == key) {
-                        i
-                    } else {
-                        contexts.push((key, new_compress(n.level, n.server_window_bits)));
-                        contexts.len() - 1
-                    };
-                    let context = &mut contexts[index].1;
-                    let bytes = compress(context, payload);
-                    context.reset();
-                    bytes
-                });
-                if let Some(cell) = shared {
-                    let _ = cell.set((key, bytes.clone()));
-                }
-                bytes
+        if let Some((k, compressed)) = shared.and_then(|cell| cell.get()) {
+            if *k == key {
+                return compressed.clone();
             }
-        };
-        // Sent compressed even when it did not shrink (a few bytes more at worst): whether a
-        // message is compressed depends on its size alone, which keeps it predictable.
-        Some(compressed)
+        }
+        let bytes = SHARED.with(|contexts| {
+            let mut contexts = contexts.borrow_mut();
+            let index = if let Some(i) = contexts.iter().position(|(k, _)| *k == key) {
+                i
+            } else {
+                contexts.push((key, new_compress(n.level, n.server_window_bits)));
+                contexts.len() - 1
+            };
+            let context = &mut contexts[index].1;
+            let bytes = compress(context, payload);
+            context.reset();
+            bytes
+        });
+        // Incompressible data (already compressed, random) goes out as it is: no bigger on the
+        // wire, no inflating for the peer, and no second copy held by queued broadcasts.
+        let compressed = (bytes.len() < payload.len()).then_some(bytes);
+        if let Some(cell) = shared {
+            let _ = cell.set((key, compressed.clone()));
+        }
+        compressed
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) struct OutFrame {
     /// For a data message large enough that some socket compresses it: its compressed
     /// payload, computed by the first receiver without context takeover and shared by the
     /// others with the same parameters (the key).
-    deflated: Option<Arc<OnceLock<(u16, Bytes)>>>,
+    deflated: Option<Arc<OnceLock<(u16, Option<Bytes>)>>>,
 }
 
 impl OutFrame {
@@ -809,6 +809,22 @@ mod tests {
         );
         let small = OutFrame::message(Message::text("tiny")).deflate(&mut a);
         assert_eq!(small.head(), &[0x81, 4], "under the threshold");
+        // Incompressible: sent as it is, by every receiver.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect();
+        let frame = OutFrame::message(Message::binary(noise));
+        for deflater in [&mut a, &mut b] {
+            let sent = frame.clone().deflate(deflater);
+            assert_eq!(sent.head()[0], 0x82, "no RSV1");
+            assert_eq!(sent.payload, frame.payload);
+        }
     }
 
     #[test]

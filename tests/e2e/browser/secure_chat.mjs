@@ -4,14 +4,20 @@
 // Usage: node tests/e2e/browser/secure_chat.mjs target/release/examples/secure_chat [--screenshot PATH]
 //
 // Starts the binary on 127.0.0.1:0 and, as a user would, in tabs of one browser: loads the page
-// from the server, enters the password and joins in two tabs; a message sent in tab A shows in
-// tab B's log (and as "mine" in A, never echoed back); a wrong password shows the refusal on the
-// page; Leave closes with 1000; the page's WebSocket reports open and closed; on SIGTERM the open
-// tabs show the disconnect with code 1001 and the server exits 0. Every wait is on a page or log
-// condition with a timeout, never a fixed sleep. Ends with `N passed, 0 failed`; exits 1 on failure.
+// from the server, enters the password and joins in two tabs; both negotiate permessage-deflate
+// (`WebSocket.extensions`); a message sent in tab A shows in tab B's log (and as "mine" in A,
+// never echoed back); a long message (about 4 KB) goes both ways intact and, on the wire,
+// compressed; a wrong password shows the refusal on the page; Leave closes with 1000; the page's
+// WebSocket reports open and closed; on SIGTERM the open tabs show the disconnect with code 1001
+// and the server exits 0. Tab B reaches the server through a TCP relay in this process that
+// records each WebSocket frame's header (RSV1, opcode, length): neither the page nor CDP's
+// `Network.webSocketFrame*` events show whether a frame was compressed. Every wait is on a page
+// or log condition with a timeout, never a fixed sleep. Ends with `N passed, 0 failed`; exits 1
+// on failure.
 
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -112,6 +118,83 @@ class Server {
   tail(n = 20) { return this.lines.slice(-n).map((l) => `    | ${l}`).join("\n"); }
 }
 
+// ---- the relay: tab B's TCP connections, with the WebSocket frame headers recorded -----------
+
+class Relay {
+  constructor(host, port) {
+    this.frames = []; // { to: "server" | "browser", rsv1, opcode, length }
+    this.sockets = new Set();
+    this.server = createServer((browser) => {
+      const upstream = connect(port, host);
+      for (const s of [browser, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => { browser.destroy(); upstream.destroy(); });
+      }
+      browser.pipe(upstream);
+      upstream.pipe(browser);
+      browser.on("data", this.reader("server", /^GET [^\r]*\r\n(?:.*\r\n)*upgrade: *websocket\r\n/i));
+      upstream.on("data", this.reader("browser", /^HTTP\/1\.1 101 /));
+    });
+  }
+
+  /** Resolves with the relay's port once it listens on 127.0.0.1. */
+  listen() {
+    return new Promise((ok) => this.server.listen(0, "127.0.0.1", () => ok(this.server.address().port)));
+  }
+
+  close() {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+  }
+
+  /** A `data` listener for one direction of one connection: after an HTTP head matching
+   * `upgrade`, every chunk is parsed as WebSocket frames; any other head ends the parsing. */
+  reader(to, upgrade) {
+    let buf = Buffer.alloc(0);
+    let mode = "head";
+    return (chunk) => {
+      if (mode === "off") return;
+      buf = Buffer.concat([buf, chunk]);
+      if (mode === "head") {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        mode = upgrade.test(buf.subarray(0, end + 2).toString("latin1")) ? "frames" : "off";
+        buf = buf.subarray(end + 4);
+      }
+      while (mode === "frames" && buf.length >= 2) {
+        let length = buf[1] & 0x7f;
+        let at = 2;
+        if (length === 126) {
+          if (buf.length < 4) return;
+          length = buf.readUInt16BE(2);
+          at = 4;
+        } else if (length === 127) {
+          if (buf.length < 10) return;
+          length = Number(buf.readBigUInt64BE(2));
+          at = 10;
+        }
+        if (buf[1] & 0x80) at += 4; // masking key
+        if (buf.length < at + length) return;
+        this.frames.push({ to, rsv1: (buf[0] & 0x40) !== 0, opcode: buf[0] & 0x0f, length });
+        buf = buf.subarray(at + length);
+      }
+    };
+  }
+
+  /** Text frames (opcode 1) recorded so far in one direction. */
+  textFrames(to) { return this.frames.filter((f) => f.to === to && f.opcode === 1); }
+}
+
+/** About `bytes` bytes of varied chat text, some of it outside ASCII, on one line. */
+function longText(bytes) {
+  const words = ["the", "server", "relays", "every", "message", "to", "all", "other", "members",
+    "ça", "va", "✓", "naïve", "über", "日本語", "chat", "deflate", "window", "frame", "tab"];
+  const out = [];
+  for (let i = 0; Buffer.byteLength(out.join(" ")) < bytes; i++) out.push(`${words[(i * 7) % words.length]}${i % 97}`);
+  return out.join(" ");
+}
+
 // ---- the page: every WebSocket the page makes records what it reports ------------------------
 
 // Runs in each page before its own scripts: wraps WebSocket so the test can read what the
@@ -162,6 +245,7 @@ const logTexts = (page, kind) =>
 // ---- the test -------------------------------------------------------------------------------
 
 let server = null;
+let relay = null;
 
 async function main() {
   server = new Server(binary, ["--addr", "127.0.0.1:0"]);
@@ -171,6 +255,9 @@ async function main() {
   try {
     const addr = (await server.waitFor(/Chat at http:\/\/([0-9.]+:[0-9]+)\//))[1];
     const base = `http://${addr}`;
+    const [host, port] = addr.split(":");
+    relay = new Relay(host, Number(port));
+    const relayBase = `http://127.0.0.1:${await relay.listen()}`;
 
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -200,9 +287,14 @@ async function main() {
       "tab A's composer is enabled and the button reads Leave");
 
     const b = await newTab("B");
-    await enter(b, base, PASSWORD);
-    await statusIs(b, "open", "tab B joins with the password");
+    await enter(b, relayBase, PASSWORD);
+    await statusIs(b, "open", "tab B (through the relay) joins with the password");
     check((await lastSocket(b)).readyState === 1, "tab B's WebSocket reports open (readyState 1)");
+    for (const [name, page] of [["A", a], ["B", b]]) {
+      const extensions = await page.evaluate(() => window.__sockets.at(-1).socket.extensions);
+      check(extensions.startsWith("permessage-deflate"),
+        `tab ${name}'s WebSocket negotiated permessage-deflate (extensions: ${JSON.stringify(extensions)})`);
+    }
     await server.waitFor(/Successful Handshake for user with client id \d+ from 127\.0\.0\.1:\d+/);
     check(true, "the server logged the browser's successful handshake");
 
@@ -223,9 +315,35 @@ async function main() {
     check(JSON.stringify(await logTexts(a, "theirs")) === JSON.stringify([reply]),
       "tab B's reply appears in tab A, and tab A never got its own message back");
 
+    const short = relay.textFrames("browser");
+    check(short.length === 1 && !short[0].rsv1 && short[0].length === Buffer.byteLength(hello),
+      `on the wire, tab A's short message reached tab B uncompressed (${short[0]?.length} B, under the 256 B threshold)`);
+
     mkdirSync(dirname(screenshot), { recursive: true });
     await a.screenshot({ path: screenshot });
     check(existsSync(screenshot), `screenshot of the joined chat at ${screenshot.replace(ROOT + "/", "")}`);
+
+    // A long message each way (pasted into the input): intact in the other tab, compressed on the wire.
+    const longA = `A: ${longText(4000)}`;
+    await a.fill("#message", longA);
+    await a.press("#message", "Enter");
+    await until(b, "tab A's long message reaches tab B",
+      (t) => [...document.querySelectorAll("#log li.theirs .text")].some((e) => e.textContent === t), longA);
+    check((await logTexts(b, "theirs")).at(-1) === longA,
+      `a ${Buffer.byteLength(longA)} B message typed in tab A appears intact in tab B's log`);
+    const down = relay.textFrames("browser").at(-1);
+    check(relay.textFrames("browser").length === 2 && down.rsv1 && down.length < Buffer.byteLength(longA) / 2,
+      `on the wire it reached tab B compressed: RSV1 set, ${down.length} B for ${Buffer.byteLength(longA)} B of text`);
+    const longB = `B: ${longText(3000)}`;
+    await b.fill("#message", longB);
+    await b.press("#message", "Enter");
+    await until(a, "tab B's long message reaches tab A",
+      (t) => [...document.querySelectorAll("#log li.theirs .text")].some((e) => e.textContent === t), longB);
+    check((await logTexts(a, "theirs")).at(-1) === longB,
+      `a ${Buffer.byteLength(longB)} B message typed in tab B appears intact in tab A's log`);
+    const up = relay.textFrames("server").at(-1);
+    check(up && up.rsv1 && up.length < Buffer.byteLength(longB) / 2,
+      `on the wire tab B's browser sent it compressed and the server inflated it: RSV1 set, ${up?.length} B for ${Buffer.byteLength(longB)} B`);
 
     // A wrong password: the handshake is refused (403) and the page says so.
     const c = await newTab("C");
@@ -275,6 +393,7 @@ async function main() {
     process.exitCode = 1;
   } finally {
     await context?.close().catch(() => {});
+    relay?.close();
     server.kill();
     rmSync(profile, { recursive: true, force: true });
   }
