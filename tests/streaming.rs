@@ -205,7 +205,9 @@ async fn a_100_mib_fragmented_message_streams_in_bounded_memory() {
     let (addr, mut seen) = serve(config).await;
     let mut tcp = connect(addr).await;
     // A different pattern per frame, so that a lost, repeated or reordered chunk shows.
-    let pattern: Vec<u8> = (0..FRAME + 251).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let pattern: Vec<u8> = (0..FRAME + 251)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     let mut sum = 0;
     reset_peak_rss();
     let (before, _) = rss();

@@ -40,7 +40,9 @@ impl Big {
     }
 
     fn on_data(&self, id: ClientId, _message: Message) {
-        let payload: Vec<u8> = (0..self.size).map(|i| u8::try_from(i % 253).unwrap()).collect();
+        let payload: Vec<u8> = (0..self.size)
+            .map(|i| u8::try_from(i % 253).unwrap())
+            .collect();
         if let Some(endpoint) = self.endpoint.get() {
             endpoint.send(id, payload).unwrap();
         }
