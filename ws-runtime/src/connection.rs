@@ -10,13 +10,15 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -27,6 +29,7 @@ use crate::config::{Config, RateLimit};
 use crate::deflate::{Deflater, Inflater, Negotiated};
 use crate::endpoint::{Client, Outgoing};
 use crate::frame::{Decoder, Event, Limits, OutFrame};
+use crate::gather::Gather;
 use crate::handler::{DataError, Handler};
 use crate::limits::Slot;
 use crate::message::{Close, Message};
@@ -38,11 +41,7 @@ use crate::stream::{Feed, Incoming, MessageStream, Piece};
 /// and answered in one write; few, since each may be as large as the message limit.
 const INBOX: usize = 8;
 
-/// Payloads up to this size are copied into the write buffer; larger ones are written from
-/// their own (shared) bytes.
-const COPY_LIMIT: usize = 64 << 10;
-
-/// A read or write buffer grown past this for a large message is given back once it is empty.
+/// A read buffer grown past this for a large message is given back once it is empty.
 const KEEP_READ_BUFFER: usize = 256 << 10;
 
 /// Where the close handshake stands, shared by the reader and the writer of one connection.
@@ -128,10 +127,9 @@ pub(crate) async fn run<H: Handler>(
         // Shutdown began between the 101 and the upgrade: say so, without opening.
         let mut io = TokioIo::new(upgraded);
         let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
-        let mut out = BytesMut::new();
         let _ = tokio::time::timeout(
             config.close_timeout,
-            write_frames(&mut io, &mut out, std::slice::from_ref(&frame)),
+            write_frames(&mut io, std::slice::from_ref(&frame)),
         )
         .await;
         return;
@@ -209,7 +207,7 @@ async fn drive<H, R, W>(
 ) -> Close
 where
     H: Handler,
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
     let outcome = Outcome::default();
@@ -259,7 +257,7 @@ struct Inbox {
     stream: Option<Feed>,
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
+async fn read_loop<R: Source>(
     mut reader: R,
     pre_read: Bytes,
     inbox: mpsc::Sender<Incoming>,
@@ -271,8 +269,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         tx: Some(inbox),
         stream: None,
     };
-    let mut buf = BytesMut::with_capacity(config.read_buffer_size.max(pre_read.len()));
-    buf.extend_from_slice(&pre_read);
+    // Allocated when input arrives (see `fill`).
+    let mut buf = BytesMut::from(&pre_read[..]);
     // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
     drop(pre_read);
     let mut decoder = Decoder::with_inflater(
@@ -405,15 +403,29 @@ async fn deliver(
         inbox.stream = None;
         return;
     };
-    client.reader_paused.store(true, Ordering::Relaxed);
-    tokio::select! {
-        sent = tx.send(incoming) => if sent.is_err() {
+    let incoming = match tx.try_send(incoming) {
+        Ok(()) => return,
+        Err(mpsc::error::TrySendError::Full(incoming)) => incoming,
+        Err(mpsc::error::TrySendError::Closed(_)) => {
             // The handler has stopped (it failed and asked for a close).
             inbox.tx = None;
-        },
-        () = until(phase_rx, |p| *p != Phase::Open) => {}
+            return;
+        }
+    };
+    // Boxed: the reader's state stays small for the usual case, a free slot.
+    let sent = Box::pin(async {
+        client.reader_paused.store(true, Ordering::Relaxed);
+        let sent = tokio::select! {
+            sent = tx.send(incoming) => sent.is_ok(),
+            () = until(phase_rx, |p| *p != Phase::Open) => true,
+        };
+        client.reader_paused.store(false, Ordering::Relaxed);
+        sent
+    })
+    .await;
+    if !sent {
+        inbox.tx = None;
     }
-    client.reader_paused.store(false, Ordering::Relaxed);
 }
 
 /// Hands the next piece of a streamed message to the handler, waiting while the stream is
@@ -441,7 +453,7 @@ async fn feed(
 
 /// Reads more bytes, within the rate limit and the close timeout; `false` once reading is
 /// over (end of stream, error, abort, or no close reply in time).
-async fn fill<R: AsyncRead + Unpin>(
+async fn fill<R: Source>(
     reader: &mut R,
     buf: &mut BytesMut,
     phase_rx: &mut watch::Receiver<Phase>,
@@ -449,11 +461,6 @@ async fn fill<R: AsyncRead + Unpin>(
     shared: &Shared<'_>,
 ) -> bool {
     let Shared { client, config, .. } = *shared;
-    if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
-        *buf = BytesMut::with_capacity(config.read_buffer_size);
-    } else if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(config.read_buffer_size);
-    }
     let deadline = match *phase_rx.borrow_and_update() {
         Phase::CloseSent(at) => Some(at + config.close_timeout),
         Phase::Abort => return false,
@@ -470,6 +477,31 @@ async fn fill<R: AsyncRead + Unpin>(
             client.throttled.store(false, Ordering::Relaxed);
             return true;
         }
+    }
+    if R::WAITS && buf.is_empty() {
+        let ready = reader.readable();
+        let mut ready = std::pin::pin!(ready);
+        let now = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
+        if !now {
+            // Nothing to read yet: an idle connection holds no read buffer while it waits.
+            *buf = BytesMut::new();
+            tokio::select! {
+                ready = ready => if let Err(err) = ready {
+                    tracing::debug!("read failed: {err}");
+                    return false;
+                },
+                Ok(()) = phase_rx.changed() => return true,
+                () = sleep_until(deadline) => {
+                    tracing::debug!("no close reply within the close timeout; dropping the connection");
+                    return false;
+                }
+            }
+        }
+    }
+    if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
+        *buf = BytesMut::with_capacity(config.read_buffer_size);
+    } else if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(config.read_buffer_size);
     }
     let read = tokio::select! {
         read = reader.read_buf(buf) => read,
@@ -499,6 +531,34 @@ async fn fill<R: AsyncRead + Unpin>(
     }
 }
 
+/// A connection's read half.
+trait Source: AsyncRead + Unpin {
+    /// Whether [`readable`](Source::readable) waits for input, so that reading can wait
+    /// without a buffer.
+    const WAITS: bool;
+
+    /// Waits until input, the end of the stream or an error can be read.
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Plain TCP: the socket's readiness.
+impl Source for OwnedReadHalf {
+    const WAITS: bool = true;
+
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        OwnedReadHalf::readable(self)
+    }
+}
+
+/// TLS or another upgraded stream: no readiness to wait on, reading needs its buffer.
+impl<T: AsyncRead + AsyncWrite + Send> Source for ReadHalf<T> {
+    const WAITS: bool = false;
+
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -518,7 +578,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // A peer whose socket accepts no bytes for this long is not reading at all.
     let stall =
         config.heartbeat.unwrap_or(Duration::from_secs(10)) * config.heartbeat_misses.max(1);
-    let mut out = BytesMut::new();
     // One timer for the heartbeat, reset only when its deadline moves: creating a timer per
     // message would cost a timer-wheel insert and removal on the hot path.
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -550,12 +609,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
             next = rx.recv() => match next {
                 Some(Outgoing::Message(frame, permits)) => {
-                    let batch = write_batch(&mut writer, &mut out, frame, permits, &mut rx, deflater.as_mut(), shared);
+                    // Boxed: an idle connection's task does not hold a writing future's state.
+                    let batch = Box::pin(write_batch(&mut writer, frame, permits, &mut rx, deflater.as_mut(), shared));
                     match write_or_give_up(batch, client, config, stall).await {
-                        Ok(Ok(None)) => {
-                            shrink(&mut out);
-                            continue;
-                        }
+                        Ok(Ok(None)) => continue,
                         Ok(Ok(Some(close))) => break Some(close),
                         Ok(Err(err)) => {
                             tracing::debug!("write failed: {err}");
@@ -575,7 +632,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
         };
         let sent = write_or_give_up(
-            write_frames(&mut writer, &mut out, &control),
+            Box::pin(write_frames(&mut writer, &control)),
             client,
             config,
             stall,
@@ -590,18 +647,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         account(client, control.len() as u64, bytes);
     };
     if let Some(close) = close {
-        send_close(&mut writer, &mut out, close, shared).await;
+        Box::pin(send_close(&mut writer, close, shared)).await;
     }
 }
 
 /// Sends our close frame (or the reply to the peer's), records it, and starts the wait for
 /// the peer's reply.
-async fn send_close<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    out: &mut BytesMut,
-    mut close: Close,
-    shared: &Shared<'_>,
-) {
+async fn send_close<W: AsyncWrite + Unpin>(writer: &mut W, mut close: Close, shared: &Shared<'_>) {
     let Shared {
         client,
         outcome,
@@ -616,7 +668,7 @@ async fn send_close<W: AsyncWrite + Unpin>(
     let frame = OutFrame::close(&close);
     let written = tokio::time::timeout(
         config.close_timeout,
-        write_frames(writer, out, std::slice::from_ref(&frame)),
+        write_frames(writer, std::slice::from_ref(&frame)),
     )
     .await;
     match written {
@@ -642,45 +694,20 @@ fn account(client: &Client, frames: u64, bytes: u64) {
     client.touch_sent();
 }
 
-/// Gives back a write buffer that grew for a burst, so that an idle connection stays small.
-fn shrink(out: &mut BytesMut) {
-    if out.capacity() > KEEP_READ_BUFFER {
-        *out = BytesMut::new();
-    }
-}
-
-/// Appends a frame to the write buffer, or writes the buffer and then a large payload from its
-/// own bytes.
-async fn put<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    out: &mut BytesMut,
-    frame: &OutFrame,
-) -> std::io::Result<()> {
-    out.extend_from_slice(frame.head());
-    if frame.payload.len() <= COPY_LIMIT {
-        out.extend_from_slice(&frame.payload);
-    } else {
-        writer.write_all(out).await?;
-        out.clear();
-        writer.write_all(&frame.payload).await?;
-    }
-    Ok(())
-}
-
-/// Appends a data message: one frame, or, over the send frame size, a fragmented message
-/// written as the buffer fills. Between two of its frames, owed pongs go out, and an urgent
-/// close ends the message there (control frames may come between fragments, RFC 6455 §5.4).
-/// Returns what it wrote and that close.
+/// Gathers a data message: one frame, or, over the send frame size, a fragmented message
+/// written as enough gathers. Between two of its frames, owed pongs go out, and an urgent close
+/// ends the message there (control frames may come between fragments, RFC 6455 §5.4).
+/// Returns what it gathered and that close.
 async fn put_message<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    out: &mut BytesMut,
+    gather: &mut Gather,
     frame: &OutFrame,
     batch_limit: usize,
     shared: &Shared<'_>,
 ) -> std::io::Result<(Written, Option<Close>)> {
     let size = shared.config.send_frame_size;
     if frame.payload.len() <= size {
-        put(writer, out, frame).await?;
+        gather.push(frame);
         let written = Written {
             frames: 1,
             bytes: frame.len() as u64,
@@ -692,11 +719,9 @@ async fn put_message<W: AsyncWrite + Unpin>(
         let last = range.end == frame.payload.len();
         written.frames += 1;
         written.bytes += (head.bytes().len() + range.len()) as u64;
-        out.extend_from_slice(head.bytes());
-        out.extend_from_slice(&frame.payload[range]);
-        if out.len() >= batch_limit {
-            writer.write_all(out).await?;
-            out.clear();
+        gather.push_part(head, frame.payload.slice(range));
+        if gather.is_full(batch_limit) {
+            gather.write(writer).await?;
         }
         if last {
             break;
@@ -705,7 +730,7 @@ async fn put_message<W: AsyncWrite + Unpin>(
             return Ok((written, Some(close)));
         }
         for pong in shared.pong.take() {
-            put(writer, out, &pong).await?;
+            gather.push(&pong);
             written.frames += 1;
             written.bytes += pong.len() as u64;
         }
@@ -723,14 +748,13 @@ struct Written {
 /// Writes these frames and flushes.
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    out: &mut BytesMut,
     frames: &[OutFrame],
 ) -> std::io::Result<()> {
+    let mut gather = Gather::default();
     for frame in frames {
-        put(writer, out, frame).await?;
+        gather.push(frame);
     }
-    writer.write_all(out).await?;
-    out.clear();
+    gather.write(writer).await?;
     writer.flush().await
 }
 
@@ -738,7 +762,6 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 /// flushes. Returns a close found in the queue.
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    out: &mut BytesMut,
     first: OutFrame,
     permits: u32,
     rx: &mut mpsc::Receiver<Outgoing>,
@@ -753,6 +776,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let mut pending = Some(Outgoing::Message(first, permits));
     let (mut released, mut messages, mut frames, mut bytes) = (0u32, 0u64, 0u64, 0u64);
     let mut close = None;
+    let mut gather = Gather::default();
     while let Some(item) = pending.take().or_else(|| rx.try_recv().ok()) {
         let (frame, permits) = match item {
             Outgoing::Message(frame, permits) => (frame, permits),
@@ -765,7 +789,8 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             Some(deflater) => frame.deflate(deflater),
             None => frame,
         };
-        let (written, urgent) = put_message(writer, out, &frame, batch_limit, shared).await?;
+        let (written, urgent) =
+            put_message(writer, &mut gather, &frame, batch_limit, shared).await?;
         released = released.saturating_add(permits);
         messages += 1;
         frames += written.frames;
@@ -774,14 +799,12 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             close = urgent;
             break;
         }
-        if out.len() >= batch_limit {
-            writer.write_all(out).await?;
-            out.clear();
+        if gather.is_full(batch_limit) {
+            gather.write(writer).await?;
             client.release(std::mem::take(&mut released));
         }
     }
-    writer.write_all(out).await?;
-    out.clear();
+    gather.write(writer).await?;
     writer.flush().await?;
     client.release(released);
     account(client, frames, bytes);

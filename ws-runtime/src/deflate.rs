@@ -353,11 +353,7 @@ impl Deflater {
 
     /// The compressed payload for this message, or `None` to send it uncompressed: empty,
     /// under the threshold, or (without context takeover) not smaller once compressed.
-    pub(crate) fn deflate(
-        &mut self,
-        payload: &Bytes,
-        shared: Option<&std::sync::OnceLock<(u16, Option<Bytes>)>>,
-    ) -> Option<Bytes> {
+    pub(crate) fn deflate(&mut self, payload: &Bytes, shared: Option<&Shared>) -> Option<Bytes> {
         let n = &self.negotiated;
         if payload.is_empty() || payload.len() < n.threshold {
             return None;
@@ -397,6 +393,11 @@ impl Deflater {
         compressed
     }
 }
+
+/// A broadcast's compressed payload, computed once for all receivers without context
+/// takeover: the parameters it was compressed with (see `Deflater::key`), and the bytes, or
+/// `None` when compressing did not make it smaller.
+pub(crate) type Shared = std::sync::OnceLock<(u16, Option<Bytes>)>;
 
 /// Inflated bytes are produced at most this many at a time, so that a message over the limit
 /// is detected before it is allocated.

@@ -3,7 +3,7 @@
 //! that a broadcast shares them.
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -30,7 +30,7 @@ pub(crate) struct OutFrame {
     /// For a data message large enough that some socket compresses it: its compressed
     /// payload, computed by the first receiver without context takeover and shared by the
     /// others with the same parameters (the key).
-    deflated: Option<Arc<OnceLock<(u16, Option<Bytes>)>>>,
+    deflated: Option<Arc<crate::deflate::Shared>>,
 }
 
 impl OutFrame {
@@ -109,6 +109,15 @@ impl OutFrame {
         })
     }
 
+    /// This frame's header.
+    pub(crate) fn frame_head(&self) -> FrameHead {
+        FrameHead {
+            head: self.head,
+            header_len: self.header_len,
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn head(&self) -> &[u8] {
         &self.head[..usize::from(self.header_len)]
     }
@@ -119,7 +128,8 @@ impl OutFrame {
     }
 }
 
-/// The header of one frame of a fragmented message.
+/// The header of one server frame.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct FrameHead {
     head: [u8; 10],
     header_len: u8,

@@ -12,6 +12,7 @@ mod deflate;
 mod endpoint;
 mod error;
 mod frame;
+mod gather;
 mod handler;
 mod handshake;
 #[cfg(feature = "json")]

@@ -1,0 +1,74 @@
+//! Frames gathered for one vectored write: each frame's header and its payload by reference
+//! (the payload may be shared with other receivers of a broadcast), nothing copied into a
+//! write buffer, and nothing kept by an idle connection.
+
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::frame::{FrameHead, OutFrame};
+
+/// Frames past this many are written before more are gathered (Linux takes at most 1,024
+/// buffers per `writev`, two per frame).
+const MAX_FRAMES: usize = 256;
+
+/// Frames waiting for one write.
+#[derive(Default)]
+pub(crate) struct Gather {
+    frames: Vec<(FrameHead, Bytes)>,
+    bytes: usize,
+}
+
+impl Gather {
+    /// Adds a whole frame.
+    pub(crate) fn push(&mut self, frame: &OutFrame) {
+        self.push_part(frame.frame_head(), frame.payload.clone());
+    }
+
+    /// Adds one frame given as its header and payload.
+    pub(crate) fn push_part(&mut self, head: FrameHead, payload: Bytes) {
+        self.bytes += head.bytes().len() + payload.len();
+        self.frames.push((head, payload));
+    }
+
+    /// Whether enough is gathered to write it before gathering more.
+    pub(crate) fn is_full(&self, limit: usize) -> bool {
+        self.bytes >= limit || self.frames.len() >= MAX_FRAMES
+    }
+
+    /// Writes what is gathered and empties it.
+    pub(crate) async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        if writer.is_write_vectored() {
+            let mut slices = Vec::with_capacity(self.frames.len() * 2);
+            for (head, payload) in &self.frames {
+                slices.push(IoSlice::new(head.bytes()));
+                if !payload.is_empty() {
+                    slices.push(IoSlice::new(payload));
+                }
+            }
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                let n = writer.write_vectored(rest).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                IoSlice::advance_slices(&mut rest, n);
+            }
+        } else {
+            // A stream that would write one buffer per call: one copy, one write.
+            let mut buf = Vec::with_capacity(self.bytes);
+            for (head, payload) in &self.frames {
+                buf.extend_from_slice(head.bytes());
+                buf.extend_from_slice(payload);
+            }
+            writer.write_all(&buf).await?;
+        }
+        self.frames.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
