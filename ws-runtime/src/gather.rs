@@ -16,6 +16,10 @@ const MAX_FRAMES: usize = 256;
 /// Frames waiting for one write.
 #[derive(Default)]
 pub(crate) struct Gather {
+    /// The only frame, while there is one: a single frame (the usual case for a broadcast or
+    /// a request-reply exchange) is written without allocating.
+    one: Option<(FrameHead, Bytes)>,
+    /// All the frames, once there are several.
     frames: Vec<(FrameHead, Bytes)>,
     bytes: usize,
 }
@@ -29,6 +33,13 @@ impl Gather {
     /// Adds one frame given as its header and payload.
     pub(crate) fn push_part(&mut self, head: FrameHead, payload: Bytes) {
         self.bytes += head.bytes().len() + payload.len();
+        if self.one.is_none() && self.frames.is_empty() {
+            self.one = Some((head, payload));
+            return;
+        }
+        if let Some(one) = self.one.take() {
+            self.frames.push(one);
+        }
         self.frames.push((head, payload));
     }
 
@@ -39,6 +50,16 @@ impl Gather {
 
     /// Writes what is gathered and empties it.
     pub(crate) async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
+        if self.frames.is_empty() && writer.is_write_vectored() {
+            if let Some((head, payload)) = self.one.take() {
+                self.bytes = 0;
+                let mut slices = [IoSlice::new(head.bytes()), IoSlice::new(&payload)];
+                return write_all_vectored(writer, &mut slices).await;
+            }
+        }
+        if let Some(one) = self.one.take() {
+            self.frames.push(one);
+        }
         if self.frames.is_empty() {
             return Ok(());
         }
@@ -50,14 +71,7 @@ impl Gather {
                     slices.push(IoSlice::new(payload));
                 }
             }
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                let n = writer.write_vectored(rest).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut rest, n);
-            }
+            write_all_vectored(writer, &mut slices).await?;
         } else {
             // A stream that would write one buffer per call: one copy, one write.
             let mut buf = Vec::with_capacity(self.bytes);
@@ -71,4 +85,22 @@ impl Gather {
         self.bytes = 0;
         Ok(())
     }
+}
+
+/// Writes every slice, in as few calls as the stream takes.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    let mut rest = slices;
+    // An empty payload's slice is skipped by the advance below, like a written one.
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
