@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
@@ -37,9 +37,19 @@ use crate::server::until;
 use crate::socket::SocketInner;
 use crate::stream::{Feed, Incoming, MessageStream, Piece};
 
-/// Messages read ahead of `on_data`: enough that one read's worth of small messages is handled
-/// and answered in one write; few, since each may be as large as the message limit.
-const INBOX: usize = 8;
+/// Messages read ahead of `on_data`: enough that a read's worth of small messages is handled
+/// and answered in one write.
+const INBOX: usize = 128;
+
+/// Bytes of messages read ahead of `on_data`. A message larger than this waits until the
+/// handler has taken every earlier one, so a connection never holds more than this much read
+/// ahead besides the message being handled.
+const INBOX_BYTES: u32 = 256 << 10;
+
+/// The read size grows to this while reads keep filling the buffer (a burst of small
+/// messages is then read, handled and answered in few system calls), and falls back to
+/// `Config::read_buffer_size` once the connection is idle.
+const MAX_READ: usize = 64 << 10;
 
 /// A read buffer grown past this for a large message is given back once it is empty.
 const KEEP_READ_BUFFER: usize = 256 << 10;
@@ -214,6 +224,7 @@ where
     let pong = Pongs::default();
     let (phase, _) = watch::channel(Phase::Open);
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+    let inbox_budget = Semaphore::new(INBOX_BYTES as usize);
     let shared = Shared {
         client,
         outcome: &outcome,
@@ -222,12 +233,13 @@ where
         config,
         deflate: deflate.as_ref(),
         streams: <H::Message as DataParam>::STREAMS,
+        inbox_budget: &inbox_budget,
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch.
     tokio::join!(
         read_loop(io.reader, io.pre_read, inbox_tx, &shared),
-        handle_loop(handler, client, session, inbox_rx),
+        handle_loop(handler, client, session, inbox_rx, &inbox_budget),
         write_loop(io.writer, rx, &shared),
     );
     // Wakes senders waiting for room in this client's queue: there will be none.
@@ -246,12 +258,14 @@ struct Shared<'a> {
     deflate: Option<&'a Negotiated>,
     /// The handler takes fragmented messages as streams.
     streams: bool,
+    /// Bytes the reader may still hand to the handler ahead of it (`INBOX_BYTES`).
+    inbox_budget: &'a Semaphore,
 }
 
 /// Where the reader hands what it read.
 struct Inbox {
-    /// The handler's queue, until the handler stops.
-    tx: Option<mpsc::Sender<Incoming>>,
+    /// The handler's queue, until the handler stops: each message with the budget it holds.
+    tx: Option<mpsc::Sender<(Incoming, u32)>>,
     /// The stream of the fragmented message being read, while the handler takes its chunks;
     /// without it, the rest of that message is discarded.
     stream: Option<Feed>,
@@ -260,7 +274,7 @@ struct Inbox {
 async fn read_loop<R: Source>(
     mut reader: R,
     pre_read: Bytes,
-    inbox: mpsc::Sender<Incoming>,
+    inbox: mpsc::Sender<(Incoming, u32)>,
     shared: &Shared<'_>,
 ) {
     let Shared { client, config, .. } = *shared;
@@ -271,6 +285,7 @@ async fn read_loop<R: Source>(
     };
     // Allocated when input arrives (see `fill`).
     let mut buf = BytesMut::from(&pre_read[..]);
+    let mut read_size = config.read_buffer_size;
     // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
     drop(pre_read);
     let mut decoder = Decoder::with_inflater(
@@ -313,6 +328,7 @@ async fn read_loop<R: Source>(
         if !fill(
             &mut reader,
             &mut buf,
+            &mut read_size,
             &mut phase_rx,
             throttle.as_mut(),
             shared,
@@ -346,7 +362,7 @@ async fn on_event(
         }
         Event::Message(message) => {
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
-            deliver(Incoming::Message(message), inbox, phase_rx, client).await;
+            deliver(Incoming::Message(message), inbox, phase_rx, shared).await;
         }
         Event::Begin { text, chunk } => {
             let (feed, stream) = MessageStream::live(text);
@@ -355,7 +371,7 @@ async fn on_event(
                 let _ = feed.tx.try_send(Piece::Chunk(chunk));
             }
             inbox.stream = Some(feed);
-            deliver(Incoming::Stream(stream), inbox, phase_rx, client).await;
+            deliver(Incoming::Stream(stream), inbox, phase_rx, shared).await;
         }
         Event::Chunk(chunk) => {
             if !chunk.is_empty() {
@@ -396,27 +412,48 @@ async fn deliver(
     incoming: Incoming,
     inbox: &mut Inbox,
     phase_rx: &mut watch::Receiver<Phase>,
-    client: &Client,
+    shared: &Shared<'_>,
 ) {
+    let client = shared.client;
     // Once closing, further data is ignored (RFC 6455 §1.4).
     let Some(tx) = inbox.tx.as_ref().filter(|_| !client.is_closing()) else {
         inbox.stream = None;
         return;
     };
-    let incoming = match tx.try_send(incoming) {
-        Ok(()) => return,
-        Err(mpsc::error::TrySendError::Full(incoming)) => incoming,
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            // The handler has stopped (it failed and asked for a close).
-            inbox.tx = None;
-            return;
+    let cost = match &incoming {
+        Incoming::Message(message) => u32::try_from(message.len()).unwrap_or(u32::MAX),
+        // Its chunks are bounded by the stream itself.
+        Incoming::Stream(_) => 0,
+    }
+    .clamp(1, INBOX_BYTES);
+    let budget = shared.inbox_budget;
+    let incoming = match budget.try_acquire_many(cost) {
+        Ok(permit) => {
+            permit.forget();
+            match tx.try_send((incoming, cost)) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full((incoming, _))) => {
+                    budget.add_permits(cost as usize);
+                    incoming
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // The handler has stopped (it failed and asked for a close).
+                    inbox.tx = None;
+                    return;
+                }
+            }
         }
+        Err(_) => incoming,
     };
-    // Boxed: the reader's state stays small for the usual case, a free slot.
+    // Boxed: the reader's state stays small for the usual case, room in the inbox.
     let sent = Box::pin(async {
         client.reader_paused.store(true, Ordering::Relaxed);
         let sent = tokio::select! {
-            sent = tx.send(incoming) => sent.is_ok(),
+            sent = async {
+                let permit = budget.acquire_many(cost).await.ok()?;
+                permit.forget();
+                tx.send((incoming, cost)).await.ok()
+            } => sent.is_some(),
             () = until(phase_rx, |p| *p != Phase::Open) => true,
         };
         client.reader_paused.store(false, Ordering::Relaxed);
@@ -456,6 +493,7 @@ async fn feed(
 async fn fill<R: Source>(
     reader: &mut R,
     buf: &mut BytesMut,
+    read_size: &mut usize,
     phase_rx: &mut watch::Receiver<Phase>,
     throttle: Option<&mut Throttle>,
     shared: &Shared<'_>,
@@ -485,6 +523,7 @@ async fn fill<R: Source>(
         if !now {
             // Nothing to read yet: an idle connection holds no read buffer while it waits.
             *buf = BytesMut::new();
+            *read_size = config.read_buffer_size;
             tokio::select! {
                 ready = ready => if let Err(err) = ready {
                     tracing::debug!("read failed: {err}");
@@ -499,10 +538,11 @@ async fn fill<R: Source>(
         }
     }
     if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
-        *buf = BytesMut::with_capacity(config.read_buffer_size);
+        *buf = BytesMut::with_capacity(*read_size);
     } else if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(config.read_buffer_size);
+        buf.reserve(*read_size);
     }
+    let spare = buf.capacity() - buf.len();
     let read = tokio::select! {
         read = reader.read_buf(buf) => read,
         Ok(()) = phase_rx.changed() => return true,
@@ -514,6 +554,10 @@ async fn fill<R: Source>(
     match read {
         Ok(0) => false,
         Ok(n) => {
+            if n == spare {
+                // More is probably waiting: read more at once next time.
+                *read_size = (*read_size * 2).min(MAX_READ.max(config.read_buffer_size));
+            }
             client
                 .stats
                 .bytes_read
@@ -894,7 +938,8 @@ async fn handle_loop<H: Handler>(
     handler: &H,
     client: &Client,
     session: &mut H::Session,
-    mut inbox: mpsc::Receiver<Incoming>,
+    mut inbox: mpsc::Receiver<(Incoming, u32)>,
+    budget: &Semaphore,
 ) {
     let id = client.id;
     if let Err(panic) = AssertUnwindSafe(handler.on_open(id, session))
@@ -908,7 +953,8 @@ async fn handle_loop<H: Handler>(
         client.close_urgently(internal_error());
         return;
     }
-    while let Some(incoming) = inbox.recv().await {
+    while let Some((incoming, cost)) = inbox.recv().await {
+        budget.add_permits(cost as usize);
         // The conversion runs user code too (`FromMessage`): inside the panic guard.
         let result = AssertUnwindSafe(async {
             let message = from_incoming::<H::Message>(incoming)
