@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -285,6 +285,16 @@ async fn read_loop<R: Source>(
     };
     // Allocated when input arrives (see `fill`).
     let mut buf = BytesMut::from(&pre_read[..]);
+    if R::WAITS {
+        // hyper's connection task left its waker in the socket's read slot, which keeps that
+        // finished task's memory (some KiB) alive until the slot is taken over; `fill` waits
+        // with `readable()`, which does not use the slot, so take it now with an empty read.
+        let mut nothing = ReadBuf::new(&mut []);
+        let _ = std::future::poll_fn(|cx| {
+            Poll::Ready(Pin::new(&mut reader).poll_read(cx, &mut nothing).is_ready())
+        })
+        .await;
+    }
     let mut read_size = config.read_buffer_size;
     // It may be a slice of hyper's whole read buffer: let that go now, not at the end.
     drop(pre_read);
