@@ -331,8 +331,15 @@ async fn read_loop<R: Source>(
             if let Some(throttle) = &mut throttle {
                 throttle.consume(0, new_frames);
             }
+            let pinned = event.shares_read_buffer();
             if !on_event(event, &mut inbox, &mut phase_rx, shared).await {
                 break 'read;
+            }
+            if pinned {
+                // Let the handler and the writer run first: once the payload is written and
+                // dropped, the read buffer is this reader's alone again and is reused for the
+                // next frame instead of a fresh allocation (fresh pages, page faults).
+                tokio::task::yield_now().await;
             }
         }
         if !fill(
@@ -526,19 +533,34 @@ async fn fill<R: Source>(
             return true;
         }
     }
-    if R::WAITS && buf.is_empty() {
-        let ready = reader.readable();
-        let mut ready = std::pin::pin!(ready);
-        let now = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
-        if !now {
-            // Nothing to read yet: an idle connection holds no read buffer while it waits.
-            *buf = BytesMut::new();
-            *read_size = config.read_buffer_size;
+    if buf.is_empty() {
+        if R::WAITS && buf.capacity() == 0 {
+            // No read buffer (none yet, or given back while idle): wait for input without one.
             tokio::select! {
-                ready = ready => if let Err(err) = ready {
+                ready = reader.readable() => if let Err(err) = ready {
                     tracing::debug!("read failed: {err}");
                     return false;
                 },
+                Ok(()) = phase_rx.changed() => return true,
+                () = sleep_until(deadline) => {
+                    tracing::debug!("no close reply within the close timeout; dropping the connection");
+                    return false;
+                }
+            }
+        } else if R::WAITS {
+            // Idle for a heartbeat period (no input: the writer pings): give the buffer back.
+            let mut ready = std::pin::pin!(reader.readable());
+            tokio::select! {
+                biased;
+                ready = &mut ready => if let Err(err) = ready {
+                    tracing::debug!("read failed: {err}");
+                    return false;
+                },
+                () = client.idle.notified() => {
+                    *buf = BytesMut::new();
+                    *read_size = config.read_buffer_size;
+                    return true;
+                }
                 Ok(()) = phase_rx.changed() => return true,
                 () = sleep_until(deadline) => {
                     tracing::debug!("no close reply within the close timeout; dropping the connection");
@@ -655,7 +677,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             () = &mut beat => match heartbeat.tick(client, beat.as_mut(), far) {
                 Beat::Quiet => continue,
-                Beat::Ping => vec![OutFrame::ping(Bytes::new())],
+                Beat::Ping => {
+                    client.idle.notify_one();
+                    vec![OutFrame::ping(Bytes::new())]
+                }
                 Beat::Dead => {
                     tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
                     break Some(Close::new(Close::POLICY_VIOLATION, "Heartbeat timeout"));

@@ -144,6 +144,9 @@ pub(crate) struct Client {
     pub(crate) urgent_notify: Notify,
     /// Wakes a writer stuck in a write: a close is wanted now.
     pub(crate) close_wanted: Notify,
+    /// Tells the reader the connection has been idle for a heartbeat period: it gives back
+    /// its read buffer.
+    pub(crate) idle: Notify,
 }
 
 impl Client {
@@ -408,6 +411,7 @@ impl Endpoint {
             urgent: Mutex::new(None),
             urgent_notify: Notify::new(),
             close_wanted: Notify::new(),
+            idle: Notify::new(),
         });
         clients.map.insert(
             id,

@@ -19,7 +19,7 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Payloads up to this size are copied out of the read buffer; larger ones are split off it.
-const COPY_OUT: usize = 64 << 10;
+const COPY_OUT: usize = 8 << 10;
 
 /// A server frame, encoded once: its header and its payload, shared by every receiver.
 #[derive(Clone, Debug)]
@@ -179,6 +179,19 @@ pub(crate) enum Event {
     Pong,
     /// The peer's close: its code (1005 without one) and reason.
     Close(Close),
+}
+
+impl Event {
+    /// Whether this event's payload was split off the read buffer (not copied out of it), so
+    /// that the buffer cannot be reused before the payload is dropped.
+    pub(crate) fn shares_read_buffer(&self) -> bool {
+        let len = match self {
+            Event::Message(message) => message.len(),
+            Event::Begin { chunk, .. } | Event::Chunk(chunk) | Event::End(chunk) => chunk.len(),
+            Event::Ping(_) | Event::Pong | Event::Close(_) => 0,
+        };
+        len > COPY_OUT
+    }
 }
 
 /// Limits the decoder enforces.
