@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
@@ -33,6 +33,7 @@ use crate::gather::Gather;
 use crate::handler::{DataError, Handler};
 use crate::limits::Slot;
 use crate::message::{Close, Message};
+use crate::queue::{PushError, Queue};
 use crate::server::until;
 use crate::socket::SocketInner;
 use crate::stream::{Feed, Incoming, MessageStream, Piece};
@@ -133,7 +134,7 @@ pub(crate) async fn run<H: Handler>(
         }
     };
     let config = &socket.config;
-    let Some((client, rx)) = socket.endpoint.register(remote_addr, protocol) else {
+    let Some(client) = socket.endpoint.register(remote_addr, protocol) else {
         // Shutdown began between the 101 and the upgrade: say so, without opening.
         let mut io = TokioIo::new(upgraded);
         let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
@@ -157,16 +158,7 @@ pub(crate) async fn run<H: Handler>(
                     writer,
                     pre_read: parts.read_buf,
                 };
-                drive(
-                    &socket.handler,
-                    &client,
-                    &mut session,
-                    io,
-                    rx,
-                    config,
-                    deflate,
-                )
-                .await
+                drive(&socket.handler, &client, &mut session, io, config, deflate).await
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
@@ -175,16 +167,7 @@ pub(crate) async fn run<H: Handler>(
                     writer,
                     pre_read: Bytes::new(),
                 };
-                drive(
-                    &socket.handler,
-                    &client,
-                    &mut session,
-                    io,
-                    rx,
-                    config,
-                    deflate,
-                )
-                .await
+                drive(&socket.handler, &client, &mut session, io, config, deflate).await
             }
         };
         socket.endpoint.unregister(id);
@@ -211,7 +194,6 @@ async fn drive<H, R, W>(
     client: &Client,
     session: &mut H::Session,
     io: Io<R, W>,
-    rx: mpsc::Receiver<Outgoing>,
     config: &Config,
     deflate: Option<Negotiated>,
 ) -> Close
@@ -223,7 +205,7 @@ where
     let outcome = Outcome::default();
     let pong = Pongs::default();
     let (phase, _) = watch::channel(Phase::Open);
-    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+    let inbox = Queue::new(INBOX);
     let inbox_budget = Semaphore::new(INBOX_BYTES as usize);
     let shared = Shared {
         client,
@@ -234,13 +216,14 @@ where
         deflate: deflate.as_ref(),
         streams: <H::Message as DataParam>::STREAMS,
         inbox_budget: &inbox_budget,
+        inbox: &inbox,
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch.
     tokio::join!(
-        read_loop(io.reader, io.pre_read, inbox_tx, &shared),
-        handle_loop(handler, client, session, inbox_rx, &inbox_budget),
-        write_loop(io.writer, rx, &shared),
+        read_loop(io.reader, io.pre_read, &shared),
+        handle_loop(handler, client, session, &inbox, &inbox_budget),
+        write_loop(io.writer, &shared),
     );
     // Wakes senders waiting for room in this client's queue: there will be none.
     client.queue_bytes.close();
@@ -260,27 +243,24 @@ struct Shared<'a> {
     streams: bool,
     /// Bytes the reader may still hand to the handler ahead of it (`INBOX_BYTES`).
     inbox_budget: &'a Semaphore,
+    /// What the reader hands to the handler: each message with the budget it holds.
+    inbox: &'a Queue<(Incoming, u32)>,
 }
 
 /// Where the reader hands what it read.
 struct Inbox {
-    /// The handler's queue, until the handler stops: each message with the budget it holds.
-    tx: Option<mpsc::Sender<(Incoming, u32)>>,
+    /// Whether the handler still takes messages (it stops when it fails).
+    open: bool,
     /// The stream of the fragmented message being read, while the handler takes its chunks;
     /// without it, the rest of that message is discarded.
     stream: Option<Feed>,
 }
 
-async fn read_loop<R: Source>(
-    mut reader: R,
-    pre_read: Bytes,
-    inbox: mpsc::Sender<(Incoming, u32)>,
-    shared: &Shared<'_>,
-) {
+async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_>) {
     let Shared { client, config, .. } = *shared;
     let mut phase_rx = shared.phase.subscribe();
     let mut inbox = Inbox {
-        tx: Some(inbox),
+        open: true,
         stream: None,
     };
     // Allocated when input arrives (see `fill`).
@@ -355,6 +335,8 @@ async fn read_loop<R: Source>(
             break;
         }
     }
+    // The handler takes what is queued, then ends.
+    shared.inbox.close();
     shared.phase.send_replace(Phase::ReaderDone);
     client.urgent_notify.notify_one();
 }
@@ -433,10 +415,11 @@ async fn deliver(
 ) {
     let client = shared.client;
     // Once closing, further data is ignored (RFC 6455 §1.4).
-    let Some(tx) = inbox.tx.as_ref().filter(|_| !client.is_closing()) else {
+    if !inbox.open || client.is_closing() {
         inbox.stream = None;
         return;
-    };
+    }
+    let queue = shared.inbox;
     let cost = match &incoming {
         Incoming::Message(message) => u32::try_from(message.len()).unwrap_or(u32::MAX),
         // Its chunks are bounded by the stream itself.
@@ -447,15 +430,15 @@ async fn deliver(
     let incoming = match budget.try_acquire_many(cost) {
         Ok(permit) => {
             permit.forget();
-            match tx.try_send((incoming, cost)) {
+            match queue.try_push((incoming, cost)) {
                 Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full((incoming, _))) => {
+                Err(PushError::Full((incoming, _))) => {
                     budget.add_permits(cost as usize);
                     incoming
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(PushError::Closed(_)) => {
                     // The handler has stopped (it failed and asked for a close).
-                    inbox.tx = None;
+                    inbox.open = false;
                     return;
                 }
             }
@@ -469,7 +452,7 @@ async fn deliver(
             sent = async {
                 let permit = budget.acquire_many(cost).await.ok()?;
                 permit.forget();
-                tx.send((incoming, cost)).await.ok()
+                queue.push((incoming, cost)).await.ok()
             } => sent.is_some(),
             () = until(phase_rx, |p| *p != Phase::Open) => true,
         };
@@ -478,7 +461,7 @@ async fn deliver(
     })
     .await;
     if !sent {
-        inbox.tx = None;
+        inbox.open = false;
     }
 }
 
@@ -533,39 +516,39 @@ async fn fill<R: Source>(
             return true;
         }
     }
-    if buf.is_empty() {
-        if R::WAITS && buf.capacity() == 0 {
-            // No read buffer (none yet, or given back while idle): wait for input without one.
-            tokio::select! {
-                ready = reader.readable() => if let Err(err) = ready {
-                    tracing::debug!("read failed: {err}");
-                    return false;
-                },
-                Ok(()) = phase_rx.changed() => return true,
-                () = sleep_until(deadline) => {
-                    tracing::debug!("no close reply within the close timeout; dropping the connection");
-                    return false;
-                }
+    if R::WAITS && buf.is_empty() {
+        // Waits for input before reading, so that a connection with nothing to read holds no
+        // read buffer: a small one is given back at once (reallocating it is cheap), a large
+        // one (grown for large frames, reused from frame to frame) once the connection has been
+        // idle for a heartbeat period (the writer pings).
+        let ready = reader.readable();
+        let mut ready = std::pin::pin!(ready);
+        let mut now = false;
+        if buf.capacity() > 0 && buf.capacity() <= config.read_buffer_size {
+            now = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
+            if !now {
+                *buf = BytesMut::new();
             }
-        } else if R::WAITS {
-            // Idle for a heartbeat period (no input: the writer pings): give the buffer back.
-            let mut ready = std::pin::pin!(reader.readable());
+        }
+        let holding = buf.capacity() > 0;
+        // (A readiness that was there at once needs no wait, and its future is spent.)
+        if !now {
             tokio::select! {
-                biased;
-                ready = &mut ready => if let Err(err) = ready {
-                    tracing::debug!("read failed: {err}");
-                    return false;
-                },
-                () = client.idle.notified() => {
-                    *buf = BytesMut::new();
-                    *read_size = config.read_buffer_size;
-                    return true;
-                }
-                Ok(()) = phase_rx.changed() => return true,
-                () = sleep_until(deadline) => {
-                    tracing::debug!("no close reply within the close timeout; dropping the connection");
-                    return false;
-                }
+            biased;
+            ready = &mut ready => if let Err(err) = ready {
+                tracing::debug!("read failed: {err}");
+                return false;
+            },
+            () = client.idle.notified(), if holding => {
+                *buf = BytesMut::new();
+                *read_size = config.read_buffer_size;
+                return true;
+            }
+            Ok(()) = phase_rx.changed() => return true,
+            () = sleep_until(deadline) => {
+                tracing::debug!("no close reply within the close timeout; dropping the connection");
+                return false;
+            }
             }
         }
     }
@@ -607,6 +590,15 @@ async fn fill<R: Source>(
     }
 }
 
+/// Closes a queue when dropped.
+struct CloseOnDrop<'a, T>(&'a Queue<T>);
+
+impl<T> Drop for CloseOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A connection's read half.
 trait Source: AsyncRead + Unpin {
     /// Whether [`readable`](Source::readable) waits for input, so that reading can wait
@@ -635,11 +627,7 @@ impl<T: AsyncRead + AsyncWrite + Send> Source for ReadHalf<T> {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut rx: mpsc::Receiver<Outgoing>,
-    shared: &Shared<'_>,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
     let Shared {
         client,
         outcome,
@@ -648,6 +636,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         config,
         ..
     } = *shared;
+    // However it ends, later sends are refused instead of queued for nobody.
+    let _done = CloseOnDrop(&client.queue);
     let mut deflater = shared.deflate.cloned().map(Deflater::new);
     let mut phase_rx = phase.subscribe();
     let mut heartbeat = Heartbeat::new(config, client);
@@ -686,10 +676,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     break Some(Close::new(Close::POLICY_VIOLATION, "Heartbeat timeout"));
                 }
             },
-            next = rx.recv() => match next {
+            next = client.queue.pop() => match next {
                 Some(Outgoing::Message(frame, permits)) => {
                     // Boxed: an idle connection's task does not hold a writing future's state.
-                    let batch = Box::pin(write_batch(&mut writer, frame, permits, &mut rx, deflater.as_mut(), shared));
+                    let batch = Box::pin(write_batch(&mut writer, frame, permits, deflater.as_mut(), shared));
                     match write_or_give_up(batch, client, config, stall).await {
                         Ok(Ok(None)) => continue,
                         Ok(Ok(Some(close))) => break Some(close),
@@ -843,7 +833,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
     first: OutFrame,
     permits: u32,
-    rx: &mut mpsc::Receiver<Outgoing>,
     mut deflater: Option<&mut Deflater>,
     shared: &Shared<'_>,
 ) -> std::io::Result<Option<Close>> {
@@ -856,7 +845,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let (mut released, mut messages, mut frames, mut bytes) = (0u32, 0u64, 0u64, 0u64);
     let mut close = None;
     let mut gather = Gather::default();
-    while let Some(item) = pending.take().or_else(|| rx.try_recv().ok()) {
+    while let Some(item) = pending.take().or_else(|| client.queue.try_pop()) {
         let (frame, permits) = match item {
             Outgoing::Message(frame, permits) => (frame, permits),
             Outgoing::Close(c) => {
@@ -973,9 +962,11 @@ async fn handle_loop<H: Handler>(
     handler: &H,
     client: &Client,
     session: &mut H::Session,
-    mut inbox: mpsc::Receiver<(Incoming, u32)>,
+    inbox: &Queue<(Incoming, u32)>,
     budget: &Semaphore,
 ) {
+    // However it ends, the reader learns that nothing more is taken.
+    let _stopped = CloseOnDrop(inbox);
     let id = client.id;
     if let Err(panic) = AssertUnwindSafe(handler.on_open(id, session))
         .catch_unwind()
@@ -988,7 +979,7 @@ async fn handle_loop<H: Handler>(
         client.close_urgently(internal_error());
         return;
     }
-    while let Some((incoming, cost)) = inbox.recv().await {
+    while let Some((incoming, cost)) = inbox.pop().await {
         budget.add_permits(cost as usize);
         // The conversion runs user code too (`FromMessage`): inside the panic guard.
         let result = AssertUnwindSafe(async {

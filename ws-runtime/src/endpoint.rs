@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::queue::{PushError, Queue};
 
 use crate::config::{Config, SlowConsumer};
 use crate::frame::OutFrame;
@@ -147,6 +149,8 @@ pub(crate) struct Client {
     /// Tells the reader the connection has been idle for a heartbeat period: it gives back
     /// its read buffer.
     pub(crate) idle: Notify,
+    /// What the writer will send.
+    pub(crate) queue: Queue<Outgoing>,
 }
 
 impl Client {
@@ -239,7 +243,6 @@ impl Client {
 
 #[derive(Debug)]
 struct Entry {
-    tx: mpsc::Sender<Outgoing>,
     client: Arc<Client>,
 }
 
@@ -255,13 +258,13 @@ impl Entry {
             Ok(taken) => taken.forget(),
             Err(_) => return Err(client.queue_full()),
         }
-        match self.tx.try_send(Outgoing::Message(frame, permits)) {
+        match client.queue.try_push(Outgoing::Message(frame, permits)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Full(_)) => {
                 client.release(permits);
                 Err(client.queue_full())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(PushError::Closed(_)) => {
                 client.release(permits);
                 Err(SendError::Closing(client.id))
             }
@@ -269,15 +272,10 @@ impl Entry {
     }
 
     /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
-    async fn push_wait(
-        tx: mpsc::Sender<Outgoing>,
-        client: Arc<Client>,
-        frame: OutFrame,
-        len: usize,
-    ) -> Result<(), SendError> {
+    async fn push_wait(client: Arc<Client>, frame: OutFrame, len: usize) -> Result<(), SendError> {
         let id = client.id;
         if client.policy != SlowConsumer::Wait {
-            return Entry { tx, client }.push(frame, len);
+            return Entry { client }.push(frame, len);
         }
         if client.is_closing() {
             return Err(SendError::Closing(id));
@@ -290,7 +288,9 @@ impl Entry {
             .acquire_many(permits)
             .await
             .map_err(|_| SendError::Closing(id))?;
-        tx.send(Outgoing::Message(frame, permits))
+        client
+            .queue
+            .push(Outgoing::Message(frame, permits))
             .await
             .map_err(|_| SendError::Closing(id))?;
         taken.forget();
@@ -302,8 +302,8 @@ impl Entry {
         if client.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(Outgoing::Close(close))) =
-            self.tx.try_send(Outgoing::Close(close))
+        if let Err(PushError::Full(Outgoing::Close(close))) =
+            client.queue.try_push(Outgoing::Close(close))
         {
             client.close_urgently(close);
         }
@@ -387,9 +387,8 @@ impl Endpoint {
         &self,
         remote_addr: SocketAddr,
         protocol: Option<String>,
-    ) -> Option<(Arc<Client>, mpsc::Receiver<Outgoing>)> {
+    ) -> Option<Arc<Client>> {
         let registry = &self.registry;
-        let (tx, rx) = mpsc::channel(registry.queue_messages);
         let mut clients = self.write();
         if clients.shutting_down {
             return None;
@@ -412,15 +411,15 @@ impl Endpoint {
             urgent_notify: Notify::new(),
             close_wanted: Notify::new(),
             idle: Notify::new(),
+            queue: Queue::new(registry.queue_messages),
         });
         clients.map.insert(
             id,
             Entry {
-                tx,
                 client: client.clone(),
             },
         );
-        Some((client, rx))
+        Some(client)
     }
 
     pub(crate) fn unregister(&self, id: ClientId) {
@@ -469,12 +468,12 @@ impl Endpoint {
     ) -> Result<(), SendError> {
         let message = message.into();
         let len = message.len();
-        let (tx, client) = {
+        let client = {
             let clients = self.read();
             let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-            (entry.tx.clone(), entry.client.clone())
+            entry.client.clone()
         };
-        Entry::push_wait(tx, client, OutFrame::message(message), len).await
+        Entry::push_wait(client, OutFrame::message(message), len).await
     }
 
     /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
@@ -484,16 +483,16 @@ impl Endpoint {
         let message = message.into();
         let len = message.len();
         let frame = OutFrame::message(message);
-        let targets: Vec<(mpsc::Sender<Outgoing>, Arc<Client>)> = self
+        let targets: Vec<Arc<Client>> = self
             .read()
             .map
             .values()
-            .map(|entry| (entry.tx.clone(), entry.client.clone()))
+            .map(|entry| entry.client.clone())
             .collect();
         let mut delivery = Delivery::default();
-        for (tx, client) in targets {
+        for client in targets {
             let id = client.id;
-            match Entry::push_wait(tx, client, frame.clone(), len).await {
+            match Entry::push_wait(client, frame.clone(), len).await {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(id),
             }
@@ -618,7 +617,7 @@ impl Endpoint {
             messages_sent: load(&c.stats.messages_sent),
             last_read: c.time_of(&c.stats.last_read),
             last_sent: c.time_of(&c.stats.last_sent),
-            queued: entry.tx.max_capacity() - entry.tx.capacity(),
+            queued: c.queue.len(),
             queued_bytes: (c.queue_bytes_limit as usize)
                 .saturating_sub(c.queue_bytes.available_permits()),
         })
@@ -654,11 +653,11 @@ mod tests {
     fn registry_queues_and_refuses() {
         let endpoint = Endpoint::new(&Config::new().send_queue(2));
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let (a, mut rx_a) = endpoint.register(addr, None).unwrap();
-        let (b, _rx_b) = endpoint.register(addr, None).unwrap();
+        let a = endpoint.register(addr, None).unwrap();
+        let b = endpoint.register(addr, None).unwrap();
         assert_eq!(endpoint.clients(), vec![a.id, b.id]);
         assert_eq!(endpoint.broadcast("x").queued, 2);
-        assert!(matches!(rx_a.try_recv(), Ok(Outgoing::Message(_, 1))));
+        assert!(matches!(a.queue.try_pop(), Some(Outgoing::Message(_, 1))));
         endpoint.send(b.id, "y").unwrap();
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::QueueFull(b.id)));
         assert!(b.is_closing());

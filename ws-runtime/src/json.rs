@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(Message::json(&[1, 2]).unwrap().as_text(), Some("[1,2]"));
         let endpoint = Endpoint::new(&crate::Config::new());
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-        let (client, _rx) = endpoint.register(addr, None).unwrap();
+        let client = endpoint.register(addr, None).unwrap();
         assert_eq!(serde_json::to_string(&client.id).unwrap(), "1");
     }
 }

@@ -19,6 +19,7 @@ mod handshake;
 mod json;
 mod limits;
 mod message;
+mod queue;
 mod server;
 mod socket;
 mod stream;
