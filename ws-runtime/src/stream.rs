@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::message::{Close, Message, Text};
 
@@ -175,9 +174,9 @@ impl MessageStream {
         }
         let bytes = first.unwrap_or_else(|| rest.freeze());
         if self.text {
-            let text = Utf8Bytes::try_from(bytes)
-                .map_err(|_| Close::new(Close::INVALID_DATA, "Invalid UTF-8"))?;
-            Ok(Message::Text(Text::from_utf8_bytes(text)))
+            Ok(Message::Text(Text::from_utf8_bytes(
+                crate::frame::validated(bytes)?,
+            )))
         } else {
             Ok(Message::Binary(bytes))
         }
