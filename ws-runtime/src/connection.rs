@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::OnUpgrade;
@@ -33,7 +33,7 @@ use crate::gather::Gather;
 use crate::handler::{DataError, Handler};
 use crate::limits::Slot;
 use crate::message::{Close, Message};
-use crate::queue::{PushError, Queue};
+use crate::queue::{PushError, Queue, Weighted};
 use crate::server::until;
 use crate::socket::SocketInner;
 use crate::stream::{Feed, Incoming, MessageStream, Piece};
@@ -45,7 +45,7 @@ const INBOX: usize = 128;
 /// Bytes of messages read ahead of `on_data`. A message larger than this waits until the
 /// handler has taken every earlier one, so a connection never holds more than this much read
 /// ahead besides the message being handled.
-const INBOX_BYTES: u32 = 256 << 10;
+const INBOX_BYTES: usize = 256 << 10;
 
 /// The read size grows to this while reads keep filling the buffer (a burst of small
 /// messages is then read, handled and answered in few system calls), and falls back to
@@ -205,8 +205,7 @@ where
     let outcome = Outcome::default();
     let pong = Pongs::default();
     let (phase, _) = watch::channel(Phase::Open);
-    let inbox = Queue::new(INBOX);
-    let inbox_budget = Semaphore::new(INBOX_BYTES as usize);
+    let inbox = Queue::new(INBOX, INBOX_BYTES);
     let shared = Shared {
         client,
         outcome: &outcome,
@@ -215,18 +214,15 @@ where
         config,
         deflate: deflate.as_ref(),
         streams: <H::Message as DataParam>::STREAMS,
-        inbox_budget: &inbox_budget,
         inbox: &inbox,
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch.
     tokio::join!(
         read_loop(io.reader, io.pre_read, &shared),
-        handle_loop(handler, client, session, &inbox, &inbox_budget),
+        handle_loop(handler, client, session, &inbox),
         write_loop(io.writer, &shared),
     );
-    // Wakes senders waiting for room in this client's queue: there will be none.
-    client.queue_bytes.close();
     outcome.into_close()
 }
 
@@ -241,10 +237,8 @@ struct Shared<'a> {
     deflate: Option<&'a Negotiated>,
     /// The handler takes fragmented messages as streams.
     streams: bool,
-    /// Bytes the reader may still hand to the handler ahead of it (`INBOX_BYTES`).
-    inbox_budget: &'a Semaphore,
-    /// What the reader hands to the handler: each message with the budget it holds.
-    inbox: &'a Queue<(Incoming, u32)>,
+    /// What the reader hands to the handler.
+    inbox: &'a Queue<Incoming>,
 }
 
 /// Where the reader hands what it read.
@@ -420,40 +414,20 @@ async fn deliver(
         return;
     }
     let queue = shared.inbox;
-    let cost = match &incoming {
-        Incoming::Message(message) => u32::try_from(message.len()).unwrap_or(u32::MAX),
-        // Its chunks are bounded by the stream itself.
-        Incoming::Stream(_) => 0,
-    }
-    .clamp(1, INBOX_BYTES);
-    let budget = shared.inbox_budget;
-    let incoming = match budget.try_acquire_many(cost) {
-        Ok(permit) => {
-            permit.forget();
-            match queue.try_push((incoming, cost)) {
-                Ok(()) => return,
-                Err(PushError::Full((incoming, _))) => {
-                    budget.add_permits(cost as usize);
-                    incoming
-                }
-                Err(PushError::Closed(_)) => {
-                    // The handler has stopped (it failed and asked for a close).
-                    inbox.open = false;
-                    return;
-                }
-            }
+    let incoming = match queue.try_push(incoming) {
+        Ok(()) => return,
+        Err(PushError::Full(incoming)) => incoming,
+        Err(PushError::Closed(_)) => {
+            // The handler has stopped (it failed and asked for a close).
+            inbox.open = false;
+            return;
         }
-        Err(_) => incoming,
     };
     // Boxed: the reader's state stays small for the usual case, room in the inbox.
     let sent = Box::pin(async {
         client.reader_paused.store(true, Ordering::Relaxed);
         let sent = tokio::select! {
-            sent = async {
-                let permit = budget.acquire_many(cost).await.ok()?;
-                permit.forget();
-                queue.push((incoming, cost)).await.ok()
-            } => sent.is_some(),
+            sent = queue.push(incoming) => sent.is_ok(),
             () = until(phase_rx, |p| *p != Phase::Open) => true,
         };
         client.reader_paused.store(false, Ordering::Relaxed);
@@ -591,9 +565,9 @@ async fn fill<R: Source>(
 }
 
 /// Closes a queue when dropped.
-struct CloseOnDrop<'a, T>(&'a Queue<T>);
+struct CloseOnDrop<'a, T: Weighted>(&'a Queue<T>);
 
-impl<T> Drop for CloseOnDrop<'_, T> {
+impl<T: Weighted> Drop for CloseOnDrop<'_, T> {
     fn drop(&mut self) {
         self.0.close();
     }
@@ -677,9 +651,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
                 }
             },
             next = client.queue.pop() => match next {
-                Some(Outgoing::Message(frame, permits)) => {
+                Some(Outgoing::Message(frame, len)) => {
                     // Boxed: an idle connection's task does not hold a writing future's state.
-                    let batch = Box::pin(write_batch(&mut writer, frame, permits, deflater.as_mut(), shared));
+                    let batch = Box::pin(write_batch(&mut writer, frame, len, deflater.as_mut(), shared));
                     match write_or_give_up(batch, client, config, stall).await {
                         Ok(Ok(None)) => continue,
                         Ok(Ok(Some(close))) => break Some(close),
@@ -832,22 +806,20 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
     first: OutFrame,
-    permits: u32,
+    len: u32,
     mut deflater: Option<&mut Deflater>,
     shared: &Shared<'_>,
 ) -> std::io::Result<Option<Close>> {
     let client = shared.client;
     let batch_limit = shared.config.write_buffer_size.max(1024);
-    // Queue bytes are given back, and counters updated, once per batch (each give-back takes
-    // the semaphore's lock). After a failed write nothing is given back: the connection is
-    // over and waiting senders are released by closing the semaphore.
-    let mut pending = Some(Outgoing::Message(first, permits));
-    let (mut released, mut messages, mut frames, mut bytes) = (0u32, 0u64, 0u64, 0u64);
+    // Counters are updated once per batch.
+    let mut pending = Some(Outgoing::Message(first, len));
+    let (mut messages, mut frames, mut bytes) = (0u64, 0u64, 0u64);
     let mut close = None;
     let mut gather = Gather::default();
     while let Some(item) = pending.take().or_else(|| client.queue.try_pop()) {
-        let (frame, permits) = match item {
-            Outgoing::Message(frame, permits) => (frame, permits),
+        let frame = match item {
+            Outgoing::Message(frame, _) => frame,
             Outgoing::Close(c) => {
                 close = Some(c);
                 break;
@@ -859,7 +831,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         };
         let (written, urgent) =
             put_message(writer, &mut gather, &frame, batch_limit, shared).await?;
-        released = released.saturating_add(permits);
         messages += 1;
         frames += written.frames;
         bytes += written.bytes;
@@ -869,12 +840,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         }
         if gather.is_full(batch_limit) {
             gather.write(writer).await?;
-            client.release(std::mem::take(&mut released));
         }
     }
     gather.write(writer).await?;
     writer.flush().await?;
-    client.release(released);
     account(client, frames, bytes);
     client
         .stats
@@ -962,8 +931,7 @@ async fn handle_loop<H: Handler>(
     handler: &H,
     client: &Client,
     session: &mut H::Session,
-    inbox: &Queue<(Incoming, u32)>,
-    budget: &Semaphore,
+    inbox: &Queue<Incoming>,
 ) {
     // However it ends, the reader learns that nothing more is taken.
     let _stopped = CloseOnDrop(inbox);
@@ -979,8 +947,7 @@ async fn handle_loop<H: Handler>(
         client.close_urgently(internal_error());
         return;
     }
-    while let Some((incoming, cost)) = inbox.pop().await {
-        budget.add_permits(cost as usize);
+    while let Some(incoming) = inbox.pop().await {
         // The conversion runs user code too (`FromMessage`): inside the panic guard.
         let result = AssertUnwindSafe(async {
             let message = from_incoming::<H::Message>(incoming)

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
-use crate::queue::{PushError, Queue};
+use crate::queue::{PushError, Queue, Weighted};
 
 use crate::config::{Config, SlowConsumer};
 use crate::frame::OutFrame;
@@ -101,9 +101,18 @@ pub struct ClientInfo {
 /// What the connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A frame, with the queue-bytes permits it holds until it is written.
+    /// A frame, with its payload's size, which counts against the queue's byte limit.
     Message(OutFrame, u32),
     Close(Close),
+}
+
+impl Weighted for Outgoing {
+    fn weight(&self) -> usize {
+        match self {
+            Outgoing::Message(_, len) => *len as usize,
+            Outgoing::Close(_) => 0,
+        }
+    }
 }
 
 /// Counters kept with atomics, updated by the connection's I/O.
@@ -136,9 +145,6 @@ pub(crate) struct Client {
     pub(crate) reader_paused: AtomicBool,
     /// Set while reading waits for the rate limit; the heartbeat counts no miss meanwhile.
     pub(crate) throttled: AtomicBool,
-    /// Payload bytes that may still be queued: one permit per byte.
-    pub(crate) queue_bytes: Semaphore,
-    queue_bytes_limit: u32,
     policy: SlowConsumer,
     /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
     urgent: Mutex<Option<Close>>,
@@ -211,21 +217,6 @@ impl Client {
         self.reader_paused.load(Ordering::Relaxed) || self.throttled.load(Ordering::Relaxed)
     }
 
-    /// The queue-bytes permits a payload of `len` bytes takes: a payload larger than the
-    /// whole queue takes all of it, so it passes when the queue is otherwise empty.
-    fn permits_for(&self, len: usize) -> u32 {
-        u32::try_from(len)
-            .unwrap_or(u32::MAX)
-            .min(self.queue_bytes_limit)
-    }
-
-    /// Gives back the permits of a frame that has been written (or dropped).
-    pub(crate) fn release(&self, permits: u32) {
-        if permits > 0 {
-            self.queue_bytes.add_permits(permits as usize);
-        }
-    }
-
     /// A send found the queue full: apply the slow-consumer policy.
     fn queue_full(&self) -> SendError {
         match self.policy {
@@ -253,21 +244,11 @@ impl Entry {
         if client.is_closing() {
             return Err(SendError::Closing(client.id));
         }
-        let permits = client.permits_for(len);
-        match client.queue_bytes.try_acquire_many(permits) {
-            Ok(taken) => taken.forget(),
-            Err(_) => return Err(client.queue_full()),
-        }
-        match client.queue.try_push(Outgoing::Message(frame, permits)) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        match client.queue.try_push(Outgoing::Message(frame, len)) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(_)) => {
-                client.release(permits);
-                Err(client.queue_full())
-            }
-            Err(PushError::Closed(_)) => {
-                client.release(permits);
-                Err(SendError::Closing(client.id))
-            }
+            Err(PushError::Full(_)) => Err(client.queue_full()),
+            Err(PushError::Closed(_)) => Err(SendError::Closing(client.id)),
         }
     }
 
@@ -280,21 +261,13 @@ impl Entry {
         if client.is_closing() {
             return Err(SendError::Closing(id));
         }
-        let permits = client.permits_for(len);
-        // The semaphore is closed when the connection ends, which ends the wait. The permits
-        // are kept only once the frame is queued, so a cancelled wait gives them back.
-        let taken = client
-            .queue_bytes
-            .acquire_many(permits)
-            .await
-            .map_err(|_| SendError::Closing(id))?;
+        // The queue is closed when the connection ends, which ends the wait.
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
         client
             .queue
-            .push(Outgoing::Message(frame, permits))
+            .push(Outgoing::Message(frame, len))
             .await
-            .map_err(|_| SendError::Closing(id))?;
-        taken.forget();
-        Ok(())
+            .map_err(|_| SendError::Closing(id))
     }
 
     fn close(&self, close: Close) {
@@ -404,14 +377,12 @@ impl Endpoint {
             closing: AtomicBool::new(false),
             reader_paused: AtomicBool::new(false),
             throttled: AtomicBool::new(false),
-            queue_bytes: Semaphore::new(registry.queue_bytes as usize),
-            queue_bytes_limit: registry.queue_bytes,
             policy: registry.policy,
             urgent: Mutex::new(None),
             urgent_notify: Notify::new(),
             close_wanted: Notify::new(),
             idle: Notify::new(),
-            queue: Queue::new(registry.queue_messages),
+            queue: Queue::new(registry.queue_messages, registry.queue_bytes as usize),
         });
         clients.map.insert(
             id,
@@ -618,8 +589,7 @@ impl Endpoint {
             last_read: c.time_of(&c.stats.last_read),
             last_sent: c.time_of(&c.stats.last_sent),
             queued: c.queue.len(),
-            queued_bytes: (c.queue_bytes_limit as usize)
-                .saturating_sub(c.queue_bytes.available_permits()),
+            queued_bytes: c.queue.weight(),
         })
     }
 }

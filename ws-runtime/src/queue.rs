@@ -1,5 +1,6 @@
 //! A bounded queue with one consumer: a mutex around a `VecDeque`, the consumer's waker, and a
-//! [`Notify`] for producers waiting for room. Unlike tokio's mpsc channel, which allocates a
+//! [`Notify`] for producers waiting for room. It is bounded by items and by their weight (the
+//! bytes they hold), both checked under the one lock. Unlike tokio's mpsc channel, which allocates a
 //! block of 32 slots when created, it allocates nothing until used and gives its memory back
 //! once emptied after a burst: an idle connection's two queues cost a few dozen bytes.
 
@@ -15,6 +16,11 @@ use tokio::sync::Notify;
 /// An emptied queue keeps its buffer up to this many slots.
 const KEEP: usize = 16;
 
+/// What an item weighs against the queue's weight limit.
+pub(crate) trait Weighted {
+    fn weight(&self) -> usize;
+}
+
 /// Why an item was not queued; the item comes back.
 #[derive(Debug)]
 pub(crate) enum PushError<T> {
@@ -28,6 +34,7 @@ pub(crate) enum PushError<T> {
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     capacity: usize,
+    max_weight: usize,
     consumer: AtomicWaker,
     /// Producers waiting for room, and how many there are (so that a pop wakes only when
     /// someone waits).
@@ -38,17 +45,22 @@ pub(crate) struct Queue<T> {
 #[derive(Debug)]
 struct State<T> {
     items: VecDeque<T>,
+    weight: usize,
     closed: bool,
 }
 
-impl<T> Queue<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
+impl<T: Weighted> Queue<T> {
+    /// A queue of at most `capacity` items weighing at most `max_weight` together; an item
+    /// heavier than that gets in when the queue is empty.
+    pub(crate) fn new(capacity: usize, max_weight: usize) -> Self {
         Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                weight: 0,
                 closed: false,
             }),
             capacity: capacity.max(1),
+            max_weight,
             consumer: AtomicWaker::new(),
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -65,9 +77,12 @@ impl<T> Queue<T> {
         if state.closed {
             return Err(PushError::Closed(item));
         }
-        if state.items.len() >= self.capacity {
+        let weight = item.weight();
+        let heavy = !state.items.is_empty() && state.weight + weight > self.max_weight;
+        if state.items.len() >= self.capacity || heavy {
             return Err(PushError::Full(item));
         }
+        state.weight += weight;
         state.items.push_back(item);
         drop(state);
         self.consumer.wake();
@@ -103,6 +118,7 @@ impl<T> Queue<T> {
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut state = self.lock();
         let item = state.items.pop_front()?;
+        state.weight -= item.weight();
         if state.items.is_empty() && state.items.capacity() > KEEP {
             state.items = VecDeque::new();
         }
@@ -143,15 +159,40 @@ impl<T> Queue<T> {
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
     }
+
+    /// Their weight.
+    pub(crate) fn weight(&self) -> usize {
+        self.lock().weight
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    impl Weighted for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+
+    #[test]
+    fn bounded_by_weight_too() {
+        let queue = Queue::new(10, 5);
+        assert!(queue.try_push(4).is_ok());
+        assert!(matches!(queue.try_push(2), Err(PushError::Full(2))));
+        assert!(queue.try_push(1).is_ok());
+        assert_eq!((queue.len(), queue.weight()), (2, 5));
+        assert_eq!(queue.try_pop(), Some(4));
+        assert_eq!(queue.try_pop(), Some(1));
+        // Heavier than the limit: in only when the queue is empty.
+        assert!(queue.try_push(9).is_ok());
+        assert!(matches!(queue.try_push(1), Err(PushError::Full(1))));
+    }
+
     #[tokio::test]
     async fn bounded_ordered_and_closable() {
-        let queue = Queue::new(2);
+        let queue = Queue::new(2, 100);
         assert!(queue.try_push(1).is_ok());
         assert!(queue.try_push(2).is_ok());
         assert!(matches!(queue.try_push(3), Err(PushError::Full(3))));

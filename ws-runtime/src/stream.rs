@@ -193,6 +193,16 @@ pub(crate) enum Incoming {
     Stream(MessageStream),
 }
 
+impl crate::queue::Weighted for Incoming {
+    /// A message weighs its bytes; a stream nothing, its chunks being bounded by the stream.
+    fn weight(&self) -> usize {
+        match self {
+            Incoming::Message(message) => message.len(),
+            Incoming::Stream(_) => 0,
+        }
+    }
+}
+
 impl From<Message> for MessageStream {
     /// A stream of the message's bytes in one chunk.
     fn from(message: Message) -> Self {
