@@ -144,18 +144,23 @@ impl Config {
         self
     }
 
-    /// Size of each connection's read buffer. Default: 4 KiB. A frame larger than the buffer
-    /// grows it to fit (up to the frame limit) and it shrinks back once empty, so idle
-    /// connections stay small (tungstenite's default reserves 128 KiB per connection; see
-    /// `BENCHMARKS.md` for the measured memory per idle connection).
+    /// Size of each connection's read buffer. Default: 4 KiB. While reads keep filling it,
+    /// the read size doubles up to 64 KiB (a burst is read in few system calls); a frame
+    /// larger than the buffer grows it to fit (up to the frame limit), and payloads over 8 KiB
+    /// are taken from it without a copy. On plain TCP a connection with nothing to read holds
+    /// no read buffer: a small one is given back as soon as a read would wait, a grown one
+    /// after a heartbeat period without input. So idle connections stay small (tungstenite's
+    /// default reserves 128 KiB per connection; see `BENCHMARKS.md` for the measured memory
+    /// per idle connection).
     #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(256);
         self
     }
 
-    /// How many bytes of outgoing frames are gathered before they are written to the socket.
-    /// Default: 64 KiB. Frames are always flushed once the send queue is empty.
+    /// How many bytes of outgoing frames are gathered for one vectored write (`writev`: headers
+    /// and payloads by reference, no copy) before more are gathered. Default: 64 KiB. What is
+    /// gathered is always written once the send queue is empty.
     #[must_use]
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
@@ -183,8 +188,9 @@ impl Config {
         self
     }
 
-    /// Capacity, in bytes of payload, of each client's send queue. Default: 4 MiB. A message
-    /// larger than this is still queued when the queue is otherwise empty. A send that finds
+    /// Capacity, in bytes of payload, of each client's send queue (messages the writer has not
+    /// taken yet). Default: 4 MiB. A message larger than this is still queued when the queue is
+    /// otherwise empty. A send that finds
     /// the queue full applies the [`slow_consumer`](Config::slow_consumer) policy.
     #[must_use]
     pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
