@@ -33,6 +33,8 @@ pub(crate) struct Conn {
     /// Bytes read past the end of the upgrade response.
     leftover: Vec<u8>,
     checker: Checker,
+    /// The `Sec-WebSocket-Extensions` of the `101`, if it had any.
+    extensions: Option<String>,
 }
 
 /// Checks echoed bytes against the message sent.
@@ -109,7 +111,14 @@ fn text_payload(size: usize) -> Vec<u8> {
 /// A final, masked client frame.
 pub(crate) fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(0x80 | opcode);
+    push_frame(&mut frame, 0x80 | opcode, payload);
+    frame
+}
+
+/// Appends a masked client frame whose first byte (FIN, RSV bits, opcode) is `first`.
+pub(crate) fn push_frame(frame: &mut Vec<u8>, first: u8, payload: &[u8]) {
+    frame.reserve(payload.len() + 14);
+    frame.push(first);
     match payload.len() {
         n @ 0..=125 => frame.push(0x80 | u8::try_from(n).unwrap_or(125)),
         n @ 126..=0xffff => {
@@ -123,7 +132,6 @@ pub(crate) fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     }
     frame.extend_from_slice(&MASK);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    frame
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -151,13 +159,23 @@ async fn open(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Connects and, for a WebSocket target, performs the upgrade and checks the 101 reply.
 pub(crate) async fn connect(target: &Target) -> io::Result<Conn> {
+    connect_with(target, None).await
+}
+
+/// [`connect`], offering the extensions in `offer` (a `Sec-WebSocket-Extensions` value); the
+/// reply's extensions are then in [`Conn::extensions`].
+pub(crate) async fn connect_with(target: &Target, offer: Option<&str>) -> io::Result<Conn> {
     let mut stream = open(target.addr).await?;
     stream.set_nodelay(true)?;
     let mut leftover = Vec::new();
+    let mut extensions = None;
     if target.websocket {
+        let offer = offer
+            .map(|offer| format!("Sec-WebSocket-Extensions: {offer}\r\n"))
+            .unwrap_or_default();
         let request = format!(
             "GET /{} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
             target.path, target.addr
         );
         stream.write_all(request.as_bytes()).await?;
@@ -182,24 +200,55 @@ pub(crate) async fn connect(target: &Target) -> io::Result<Conn> {
             return Err(invalid(format!("upgrade refused: {status}")));
         }
         leftover = response[end..].to_vec();
+        extensions = header_values(&head, "sec-websocket-extensions");
     }
     Ok(Conn {
         stream,
         leftover,
         checker: Checker::default(),
+        extensions,
     })
 }
 
+/// The values of every `name:` line of a response head (`name` in lower case), joined with
+/// `, `, or `None` if there is none.
+fn header_values(head: &str, name: &str) -> Option<String> {
+    let values: Vec<&str> = head
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 impl Conn {
+    /// The `Sec-WebSocket-Extensions` the server answered with, if any.
+    pub(crate) fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
+    }
+
+    /// The socket and the bytes already read past the upgrade response.
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.leftover)
+    }
+
     /// Closed loop: keeps `payload.depth()` messages in flight until `limit` echoes have come
     /// back, checking each one; adds every echo to `counter` as it arrives. Returns the number of
     /// echoes received.
+    ///
+    /// With `burst`, it writes `payload.depth()` messages back to back (one write of prepared
+    /// bytes), then reads and checks all their echoes before it writes the next burst.
     pub(crate) async fn echo(
         &mut self,
         websocket: bool,
         payload: &Payload,
         limit: u64,
         counter: &Arc<AtomicU64>,
+        burst: bool,
     ) -> io::Result<u64> {
         let cap = payload.read_buffer();
         let max_frame = payload.plain.len() + 14;
@@ -226,7 +275,16 @@ impl Conn {
                 if done > 0 {
                     counter.fetch_add(done, Ordering::Relaxed);
                     received += done;
-                    let more = done.min(limit - sent);
+                    if received > sent {
+                        return Err(invalid("more echoes than messages sent"));
+                    }
+                    let more = if !burst {
+                        done.min(limit - sent)
+                    } else if received == sent {
+                        depth.min(limit - sent)
+                    } else {
+                        0
+                    };
                     self.send(payload, more).await?;
                     sent += more;
                 }
@@ -268,6 +326,7 @@ impl Conn {
             stream,
             leftover,
             mut checker,
+            ..
         } = self;
         let (mut rd, mut wr) = stream.into_split();
         let due = move |k: usize| first + interval.mul_f64(k as f64);
@@ -426,8 +485,8 @@ impl Conn {
 }
 
 /// Decodes a server frame header: `(fin, opcode, header length, payload length)`, or `None`
-/// while it is incomplete.
-fn frame_head(rest: &[u8]) -> io::Result<Option<(bool, u8, usize, usize)>> {
+/// while it is incomplete. The RSV bits are `rest[0] & 0x70`.
+pub(crate) fn frame_head(rest: &[u8]) -> io::Result<Option<(bool, u8, usize, usize)>> {
     if rest.len() < 2 {
         return Ok(None);
     }

@@ -37,12 +37,17 @@ impl Fanout {
     }
 }
 
-fn thousands(n: usize) -> String {
-    if n >= 1000 && n.is_multiple_of(1000) {
-        format!("{},000", n / 1000)
-    } else {
-        n.to_string()
+/// `n` with a comma between thousands: `10,000`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
     }
+    out
 }
 
 /// The fan-out workloads, in table order. The publish rate keeps deliveries at 50,000 per second
@@ -292,7 +297,7 @@ fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Shared, check, payload, quantile};
+    use super::{Shared, check, payload, quantile, thousands};
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
     use std::time::Instant;
 
@@ -316,6 +321,15 @@ mod tests {
             bad[at] ^= 1;
             assert!(check(&shared, 1, 64, &bad).is_err(), "byte {at}");
         }
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1024), "1,024");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! cargo build --release --example echo -p ws
 //! cargo run --release -p ws-bench -- all --markdown BENCHMARKS.md
 //! cargo run --release -p ws-bench -- latency --markdown BENCHMARKS.md   # broadcast, open loop
+//! cargo run --release -p ws-bench -- deflate --markdown BENCHMARKS.md   # permessage-deflate
 //! cargo run --release -p ws-bench -- smoke
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! echoes every byte correctly.
 
 mod client;
+mod deflate;
 mod fanout;
 mod procs;
 mod report;
@@ -31,11 +33,13 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::client::{Conn, Payload, connect};
+use crate::client::{Conn, Payload, connect, connect_with};
+use crate::deflate::{VARIANTS, Variant};
 use crate::fanout::FANOUTS;
 use crate::procs::Server;
 use crate::report::{
-    BroadcastSample, EchoSample, HandshakeSample, MemorySample, OpenLoopSample, Results,
+    BroadcastSample, DeflateMemorySample, DeflateSample, EchoSample, HandshakeSample, MemorySample,
+    OpenLoopSample, Results,
 };
 use crate::servers::Kind;
 
@@ -48,16 +52,36 @@ pub(crate) struct Workload {
     pub(crate) text: bool,
     /// Messages in flight per connection.
     pub(crate) depth: usize,
+    /// Pipelined bursts: write `depth` messages back to back, then read all their echoes,
+    /// instead of sending one more for each echo.
+    pub(crate) burst: bool,
+}
+
+impl Workload {
+    /// The label of its table rows.
+    pub(crate) fn label(&self) -> String {
+        if self.burst {
+            format!(
+                "{} ({} written back to back, then all {} read)",
+                self.name,
+                fanout::thousands(self.depth),
+                fanout::thousands(self.depth)
+            )
+        } else {
+            format!("{} ({} in flight each)", self.name, self.depth)
+        }
+    }
 }
 
 /// The echo workloads, in table order.
-pub(crate) const WORKLOADS: [Workload; 4] = [
+pub(crate) const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "100 conns × 20 B binary",
         conns: 100,
         size: 20,
         text: false,
         depth: 4,
+        burst: false,
     },
     Workload {
         name: "10 conns × 1 KiB text (non-ASCII)",
@@ -65,6 +89,7 @@ pub(crate) const WORKLOADS: [Workload; 4] = [
         size: 1024,
         text: true,
         depth: 8,
+        burst: false,
     },
     Workload {
         name: "200 conns × 16 KiB binary",
@@ -72,6 +97,7 @@ pub(crate) const WORKLOADS: [Workload; 4] = [
         size: 16 * 1024,
         text: false,
         depth: 2,
+        burst: false,
     },
     Workload {
         name: "10 conns × 64 KiB binary",
@@ -79,6 +105,15 @@ pub(crate) const WORKLOADS: [Workload; 4] = [
         size: 64 * 1024,
         text: false,
         depth: 2,
+        burst: false,
+    },
+    Workload {
+        name: "10 conns × 64 B binary, pipelined bursts",
+        conns: 10,
+        size: 64,
+        text: false,
+        depth: 1000,
+        burst: true,
     },
 ];
 
@@ -121,13 +156,31 @@ pub(crate) struct Parts {
     pub(crate) broadcast: bool,
     /// Fixed-rate open-loop echo (in the second generated block too).
     pub(crate) open_loop: bool,
+    /// permessage-deflate: the JSON chat echo and memory with deflate (in a third block).
+    pub(crate) deflate: bool,
+}
+
+/// The generated blocks of the markdown, each written by its own command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// Echo, memory, handshakes (`all`).
+    Main,
+    /// Broadcast fan-out and the open loop (`latency`).
+    Latency,
+    /// permessage-deflate (`deflate`).
+    Deflate,
 }
 
 impl Parts {
-    /// Whether this run writes the second generated block (broadcast, open loop) rather than
-    /// the first (echo, memory, handshakes).
-    pub(crate) fn latency_block(self) -> bool {
-        (self.broadcast || self.open_loop) && !(self.echo || self.memory || self.handshakes)
+    /// The generated block this run writes.
+    pub(crate) fn block(self) -> Block {
+        if self.echo || self.memory || self.handshakes {
+            Block::Main
+        } else if self.broadcast || self.open_loop {
+            Block::Latency
+        } else {
+            Block::Deflate
+        }
     }
 }
 
@@ -152,6 +205,8 @@ pub(crate) struct Options {
     pub(crate) open_loop_rate: u32,
     pub(crate) markdown: Option<PathBuf>,
     pub(crate) ours: PathBuf,
+    /// When our echo binary was built (its modification time), for the report.
+    pub(crate) ours_built: Option<String>,
     pub(crate) pin: bool,
     pub(crate) ticks_per_sec: u64,
 }
@@ -168,7 +223,10 @@ commands:
                generated block (it does not replace the tables of `all`)
   broadcast    only broadcast fan-out (ours-broadcast vs warp-chat)
   open-loop    only the fixed-rate open-loop echo (ours vs warp-ws by default)
-  smoke        a few hundred messages per server, checks every echo; exit 1 on any error
+  deflate      permessage-deflate: JSON chat echo (ours --deflate, ours, warp-ws) and memory
+               per idle connection with deflate, written to their own generated block
+  smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
+               any error
                (also: --smoke)
 
 options:
@@ -176,11 +234,11 @@ options:
   --secs S            measured seconds per echo run, and publishing seconds per broadcast
                       run (default 3)
   --warmup S          seconds of load before measuring (default 0.5)
-  --idle N            idle connections for the memory figure (default 5000)
+  --idle N            idle connections for the memory figures (default 10000)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
-                      tcp-floor (default all)
-  --workloads I,J     echo workloads by index 0-3 (default all)
+                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`
+  --workloads I,J     echo workloads by index 0-4 (default all; 4 is the pipelined burst)
   --fanouts I,J       broadcast workloads by index 0-3 (default all)
   --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
@@ -196,24 +254,42 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             handshakes: true,
             broadcast: false,
             open_loop: false,
+            deflate: false,
         },
         open_loop_rate: 50_000,
         smoke: false,
         rounds: 3,
         secs: 3.0,
         warmup: 0.5,
-        idle: 5000,
+        idle: 10_000,
         handshake_count: 10_000,
         kinds: Kind::ALL.to_vec(),
         workloads: (0..WORKLOADS.len()).collect(),
         fanouts: (0..FANOUTS.len()).collect(),
         markdown: None,
         ours: default_ours(),
+        ours_built: None,
         pin: true,
         ticks_per_sec: 100,
     };
     let command = args.next().ok_or("missing command")?;
-    match command.as_str() {
+    if command_parts(&mut options, &command)? {
+        return Err(String::new());
+    }
+    parse_flags(&mut options, args)?;
+    if options.rounds == 0
+        || options.secs <= 0.0
+        || options.warmup < 0.0
+        || options.open_loop_rate == 0
+    {
+        return Err("--rounds and --secs must be positive".into());
+    }
+    Ok(options)
+}
+
+/// Applies `command` to `options`; `Ok(true)` asks for the usage text.
+fn command_parts(options: &mut Options, command: &str) -> Result<bool, String> {
+    match command {
         "all" => {}
         "echo" => (options.parts.memory, options.parts.handshakes) = (false, false),
         "memory" => (options.parts.echo, options.parts.handshakes) = (false, false),
@@ -225,14 +301,33 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 handshakes: false,
                 broadcast: command != "open-loop",
                 open_loop: command != "broadcast",
+                deflate: false,
             };
             // The open loop compares ours with raw warp::ws unless --only says otherwise.
             options.kinds = vec![Kind::Ours, Kind::Warp];
         }
+        "deflate" => {
+            options.parts = Parts {
+                echo: false,
+                memory: false,
+                handshakes: false,
+                broadcast: false,
+                open_loop: false,
+                deflate: true,
+            };
+        }
         "smoke" | "--smoke" => options.smoke = true,
-        "help" | "--help" | "-h" => return Err(String::new()),
+        "help" | "--help" | "-h" => return Ok(true),
         other => return Err(format!("unknown command {other:?}")),
     }
+    Ok(false)
+}
+
+/// Applies the options after the command.
+fn parse_flags(
+    options: &mut Options,
+    mut args: impl Iterator<Item = String>,
+) -> Result<(), String> {
     while let Some(flag) = args.next() {
         if flag == "--no-pin" {
             options.pin = false;
@@ -280,14 +375,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             _ => return Err(format!("unknown option {flag}")),
         }
     }
-    if options.rounds == 0
-        || options.secs <= 0.0
-        || options.warmup < 0.0
-        || options.open_loop_rate == 0
-    {
-        return Err("--rounds and --secs must be positive".into());
-    }
-    Ok(options)
+    Ok(())
 }
 
 /// `target/release/examples/echo` of this workspace (the bench lives in `bench/`).
@@ -321,8 +409,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let wants_ours =
-        options.kinds.contains(&Kind::Ours) || options.kinds.contains(&Kind::OursBroadcast);
+    let wants_ours = options
+        .kinds
+        .iter()
+        .any(|kind| matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate));
     if wants_ours && !options.ours.is_file() {
         eprintln!(
             "ws-bench: {} not found; build it first: cargo build --release --example echo -p ws",
@@ -330,6 +420,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // Removed (by drop) when main returns.
+    let _snapshot = if wants_ours {
+        options.ours_built = procs::modified_utc(&options.ours);
+        match procs::Snapshot::take(&options.ours) {
+            Ok(snapshot) => {
+                snapshot.path().clone_into(&mut options.ours);
+                Some(snapshot)
+            }
+            Err(err) => {
+                eprintln!("ws-bench: copying {}: {err}", options.ours.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     // Before any thread exists, so that every thread of the client inherits the mask.
     if options.pin && !(procs::have_taskset() && procs::pin_self()) {
         eprintln!("ws-bench: taskset unavailable, running unpinned");
@@ -337,7 +443,7 @@ fn main() -> ExitCode {
     }
     let nofile = procs::raise_nofile().unwrap_or(1024);
     let needed = options.idle as u64 + 256;
-    if options.parts.memory && !options.smoke && nofile < needed {
+    if (options.parts.memory || options.parts.deflate) && !options.smoke && nofile < needed {
         eprintln!("ws-bench: open-file limit {nofile} < {needed}; lowering --idle");
         options.idle = usize::try_from(nofile.saturating_sub(256))
             .unwrap_or(0)
@@ -416,52 +522,10 @@ async fn bench(options: &Options) -> Results {
             }
         }
         if options.parts.memory {
-            for &kind in &kinds {
-                match with_server(options, kind, async |s| measure_memory(options, s).await).await {
-                    Ok(sample) => {
-                        eprintln!(
-                            "[{:>4.0}s] round {} memory {:<17} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
-                            started.elapsed().as_secs_f64(),
-                            round + 1,
-                            kind.name(),
-                            sample.idle_kib,
-                            sample.used_kib
-                        );
-                        results.memory.push(MemorySample {
-                            round,
-                            kind,
-                            ..sample
-                        });
-                    }
-                    Err(err) => results.fail(round, kind, "memory", &err),
-                }
-            }
+            memory_round(options, round, &kinds, started, &mut results).await;
         }
         if options.parts.handshakes {
-            for &kind in &kinds {
-                match with_server(options, kind, async |s| {
-                    measure_handshakes(options, s).await
-                })
-                .await
-                {
-                    Ok(sample) => {
-                        eprintln!(
-                            "[{:>4.0}s] round {} handshakes {:<17} {:>8.0}/s {:>7.1} µs server CPU each",
-                            started.elapsed().as_secs_f64(),
-                            round + 1,
-                            kind.name(),
-                            sample.rate,
-                            sample.server_us
-                        );
-                        results.handshakes.push(HandshakeSample {
-                            round,
-                            kind,
-                            ..sample
-                        });
-                    }
-                    Err(err) => results.fail(round, kind, "handshakes", &err),
-                }
-            }
+            handshake_round(options, round, &kinds, started, &mut results).await;
         }
         if options.parts.open_loop {
             open_loop_round(options, round, &kinds, started, &mut results).await;
@@ -469,9 +533,80 @@ async fn bench(options: &Options) -> Results {
         if options.parts.broadcast {
             broadcast_round(options, round, started, &mut results).await;
         }
+        if options.parts.deflate {
+            deflate_round(options, round, started, &mut results).await;
+        }
     }
     results.elapsed = started.elapsed();
     results
+}
+
+/// The memory runs of one round, servers in the round's order.
+async fn memory_round(
+    options: &Options,
+    round: usize,
+    kinds: &[Kind],
+    started: Instant,
+    results: &mut Results,
+) {
+    for &kind in kinds {
+        match with_server(options, kind, async |s| {
+            measure_memory(options, s, None).await
+        })
+        .await
+        {
+            Ok(sample) => {
+                eprintln!(
+                    "[{:>4.0}s] round {} memory {:<17} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    kind.name(),
+                    sample.idle_kib,
+                    sample.used_kib
+                );
+                results.memory.push(MemorySample {
+                    round,
+                    kind,
+                    ..sample
+                });
+            }
+            Err(err) => results.fail(round, kind, "memory", &err),
+        }
+    }
+}
+
+/// The handshake runs of one round, servers in the round's order.
+async fn handshake_round(
+    options: &Options,
+    round: usize,
+    kinds: &[Kind],
+    started: Instant,
+    results: &mut Results,
+) {
+    for &kind in kinds {
+        match with_server(options, kind, async |s| {
+            measure_handshakes(options, s).await
+        })
+        .await
+        {
+            Ok(sample) => {
+                eprintln!(
+                    "[{:>4.0}s] round {} handshakes {:<17} {:>8.0}/s {:>7.1} µs server CPU each",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    kind.name(),
+                    sample.rate,
+                    sample.server_us
+                );
+                results.handshakes.push(HandshakeSample {
+                    round,
+                    kind,
+                    ..sample
+                });
+            }
+            Err(err) => results.fail(round, kind, "handshakes", &err),
+        }
+    }
 }
 
 /// The open-loop runs of one round, servers in the round's order.
@@ -545,6 +680,129 @@ async fn broadcast_round(options: &Options, round: usize, started: Instant, resu
             }
         }
     }
+}
+
+/// The permessage-deflate runs of one round: the JSON chat echo, then memory, rows in a rotated
+/// order.
+async fn deflate_round(options: &Options, round: usize, started: Instant, results: &mut Results) {
+    let mut variants = deflate_variants(options);
+    let shift = round % variants.len().max(1);
+    variants.rotate_left(shift);
+    for &v in &variants {
+        let variant = VARIANTS[v];
+        match with_server(options, variant.kind, async |s| {
+            measure_chat(options, s, &variant).await
+        })
+        .await
+        {
+            Ok(sample) => {
+                eprintln!(
+                    "[{:>4.0}s] round {} JSON chat {:<60} {:>8.0} msg/s {:>6.2} µs/msg server, ratio out {:.2} in {:.2}, {:>3.0}% server core, {:>3.0}% client core",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    variant.label.replace("**", ""),
+                    sample.rate,
+                    sample.server_us,
+                    sample.plain_out / sample.wire_out,
+                    sample.plain_in / sample.wire_in,
+                    sample.server_busy * 100.0,
+                    sample.client_busy * 100.0,
+                );
+                results.deflate.push(DeflateSample {
+                    round,
+                    variant: v,
+                    ..sample
+                });
+            }
+            Err(err) => results.fail(round, variant.kind, variant.label, &err),
+        }
+    }
+    for &v in &variants {
+        let variant = VARIANTS[v];
+        if !variant.memory {
+            continue;
+        }
+        match with_server(options, variant.kind, async |s| {
+            measure_memory(options, s, Some(&variant)).await
+        })
+        .await
+        {
+            Ok(sample) => {
+                eprintln!(
+                    "[{:>4.0}s] round {} memory {:<60} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    variant.label.replace("**", ""),
+                    sample.idle_kib,
+                    sample.used_kib
+                );
+                results.deflate_memory.push(DeflateMemorySample {
+                    round,
+                    variant: v,
+                    base_kib: sample.base_kib,
+                    idle_kib: sample.idle_kib,
+                    used_kib: sample.used_kib,
+                });
+            }
+            Err(err) => results.fail(round, variant.kind, variant.label, &err),
+        }
+    }
+}
+
+/// The rows of [`VARIANTS`] whose server `--only` selects (`ours` selects `ours-deflate` too).
+pub(crate) fn deflate_variants(options: &Options) -> Vec<usize> {
+    (0..VARIANTS.len())
+        .filter(|&v| {
+            let kind = VARIANTS[v].kind;
+            options.kinds.contains(&kind)
+                || (kind == Kind::OursDeflate && options.kinds.contains(&Kind::Ours))
+        })
+        .collect()
+}
+
+/// The JSON chat echo of one row for `options.secs` after `options.warmup`.
+async fn measure_chat(
+    options: &Options,
+    server: &Server,
+    variant: &Variant,
+) -> io::Result<DeflateSample> {
+    let run = deflate::run_chat(
+        server,
+        variant,
+        deflate::CHAT_CONNS,
+        options.warmup,
+        options.secs,
+    )
+    .await?;
+    let elapsed = run.elapsed.as_secs_f64();
+    let counts = run.counts;
+    let messages = counts.echoes.max(1) as f64;
+    let sent = counts.sent.max(1) as f64;
+    // `examples/echo --deflate` compresses every message (threshold 0).
+    if variant.deflate && counts.compressed_in != counts.echoes {
+        return Err(io::Error::other(format!(
+            "{} of {} echoes came back compressed",
+            counts.compressed_in, counts.echoes
+        )));
+    }
+    let (server_us, client_us) = (
+        ticks_to_us(options, run.server_ticks),
+        ticks_to_us(options, run.client_ticks),
+    );
+    Ok(DeflateSample {
+        round: 0,
+        variant: 0,
+        agreed: run.agreed,
+        rate: messages / elapsed,
+        server_us: server_us / messages,
+        client_us: client_us / messages,
+        server_busy: server_us / 1e6 / elapsed,
+        client_busy: client_us / 1e6 / elapsed,
+        plain_out: counts.plain_out as f64 / sent,
+        wire_out: counts.wire_out as f64 / sent,
+        plain_in: counts.plain_in as f64 / messages,
+        wire_in: counts.wire_in as f64 / messages,
+    })
 }
 
 /// The broadcast servers selected by `--only` (`ours` and `warp-ws` select their broadcast
@@ -672,10 +930,14 @@ async fn measure_echo(
     let counter = Arc::new(AtomicU64::new(0));
     let websocket = server.target.websocket;
     let mut tasks = JoinSet::new();
+    let burst = workload.burst;
     for _ in 0..workload.conns {
         let mut conn = connect(&server.target).await?;
         let (payload, counter) = (payload.clone(), counter.clone());
-        tasks.spawn(async move { conn.echo(websocket, &payload, ECHO_LIMIT, &counter).await });
+        tasks.spawn(async move {
+            conn.echo(websocket, &payload, ECHO_LIMIT, &counter, burst)
+                .await
+        });
     }
     tokio::time::sleep(Duration::from_secs_f64(options.warmup)).await;
     check_running(&mut tasks)?;
@@ -712,6 +974,15 @@ fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
 
 /// Opens `count` connections with [`CONNECTORS`] connectors at a time.
 pub(crate) async fn open_many(server: &Server, count: usize) -> io::Result<Vec<Conn>> {
+    open_many_with(server, count, None).await
+}
+
+/// [`open_many`], each connection offering the extensions in `offer`.
+pub(crate) async fn open_many_with(
+    server: &Server,
+    count: usize,
+    offer: Option<&'static str>,
+) -> io::Result<Vec<Conn>> {
     let mut tasks = JoinSet::new();
     let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
     for i in 0..connectors {
@@ -720,7 +991,7 @@ pub(crate) async fn open_many(server: &Server, count: usize) -> io::Result<Vec<C
         tasks.spawn(async move {
             let mut conns = Vec::with_capacity(share);
             for _ in 0..share {
-                conns.push(connect(&target).await?);
+                conns.push(connect_with(&target, offer).await?);
             }
             Ok::<_, io::Error>(conns)
         });
@@ -733,39 +1004,28 @@ pub(crate) async fn open_many(server: &Server, count: usize) -> io::Result<Vec<C
 }
 
 /// RSS growth per connection: after `options.idle` upgrades, and after one 1 KiB echo on each.
-async fn measure_memory(options: &Options, server: &Server) -> io::Result<MemorySample> {
+/// With a `chat` row, each connection offers permessage-deflate as the row says and its echo
+/// is one JSON chat message (compressed both ways if agreed).
+async fn measure_memory(
+    options: &Options,
+    server: &Server,
+    chat: Option<&Variant>,
+) -> io::Result<MemorySample> {
     let count = if options.smoke { 20 } else { options.idle };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = server.rss_kib()?;
-    let conns = open_many(server, count).await?;
+    let conns = open_many_with(server, count, chat.map(|v| v.offer)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = server.rss_kib()?;
-    // One echo on each connection, 32 connections at a time.
-    let payload = Arc::new(Payload::new(true, 1024, 1));
-    let counter = Arc::new(AtomicU64::new(0));
-    let websocket = server.target.websocket;
-    let mut tasks = JoinSet::new();
-    let mut chunks: Vec<Vec<Conn>> = (0..CONNECTORS).map(|_| Vec::new()).collect();
-    for (i, conn) in conns.into_iter().enumerate() {
-        let n = chunks.len();
-        chunks[i % n].push(conn);
-    }
-    for mut chunk in chunks {
-        let (payload, counter) = (payload.clone(), counter.clone());
-        tasks.spawn(async move {
-            for conn in &mut chunk {
-                conn.echo(websocket, &payload, 1, &counter).await?;
-            }
-            Ok::<_, io::Error>(chunk)
-        });
-    }
-    let mut conns = Vec::with_capacity(count);
-    while let Some(done) = tasks.join_next().await {
-        conns.extend(done.map_err(io::Error::other)??);
-    }
+    let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
+    // One echo on each connection, 32 connections at a time; the connections stay open.
+    let open: Box<dyn Send> = match chat {
+        Some(variant) => Box::new(deflate::echo_once(conns, variant, connectors).await?),
+        None => Box::new(echo_once(server, conns, connectors).await?),
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let used = server.rss_kib()?;
-    drop(conns);
+    drop(open);
     let per_conn = |after: u64| after.saturating_sub(base) as f64 / count as f64;
     Ok(MemorySample {
         round: 0,
@@ -774,6 +1034,34 @@ async fn measure_memory(options: &Options, server: &Server) -> io::Result<Memory
         idle_kib: per_conn(idle),
         used_kib: per_conn(used),
     })
+}
+
+/// One 1 KiB text echo on each connection, `connectors` connections at a time.
+async fn echo_once(server: &Server, conns: Vec<Conn>, connectors: usize) -> io::Result<Vec<Conn>> {
+    let payload = Arc::new(Payload::new(true, 1024, 1));
+    let counter = Arc::new(AtomicU64::new(0));
+    let websocket = server.target.websocket;
+    let mut tasks = JoinSet::new();
+    let mut chunks: Vec<Vec<Conn>> = (0..connectors.max(1)).map(|_| Vec::new()).collect();
+    let count = conns.len();
+    for (i, conn) in conns.into_iter().enumerate() {
+        let n = chunks.len();
+        chunks[i % n].push(conn);
+    }
+    for mut chunk in chunks {
+        let (payload, counter) = (payload.clone(), counter.clone());
+        tasks.spawn(async move {
+            for conn in &mut chunk {
+                conn.echo(websocket, &payload, 1, &counter, false).await?;
+            }
+            Ok::<_, io::Error>(chunk)
+        });
+    }
+    let mut conns = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        conns.extend(done.map_err(io::Error::other)??);
+    }
+    Ok(conns)
 }
 
 /// `options.handshake_count` upgrades by [`CONNECTORS`] concurrent connectors; each connection
@@ -821,27 +1109,33 @@ async fn smoke(options: &Options) -> ExitCode {
                 let payload = Arc::new(Payload::new(workload.text, workload.size, workload.depth));
                 let counter = Arc::new(AtomicU64::new(0));
                 let mut tasks = JoinSet::new();
+                // A burst workload sends two whole bursts.
+                let limit = if workload.burst {
+                    2 * workload.depth as u64
+                } else {
+                    SMOKE_MESSAGES
+                };
                 for _ in 0..workload.conns.min(SMOKE_CONNS) {
                     let mut conn = connect(&server.target).await?;
                     let (payload, counter) = (payload.clone(), counter.clone());
                     let websocket = server.target.websocket;
                     tasks.spawn(async move {
-                        conn.echo(websocket, &payload, SMOKE_MESSAGES, &counter)
+                        conn.echo(websocket, &payload, limit, &counter, workload.burst)
                             .await
                     });
                 }
                 while let Some(done) = tasks.join_next().await {
                     let got = done.map_err(io::Error::other)??;
-                    if got != SMOKE_MESSAGES {
+                    if got != limit {
                         return Err(io::Error::other(format!(
-                            "{}: {got} echoes of {SMOKE_MESSAGES}",
+                            "{}: {got} echoes of {limit}",
                             workload.name
                         )));
                     }
                     echoed += got;
                 }
             }
-            measure_memory(options, server).await?;
+            measure_memory(options, server, None).await?;
             measure_handshakes(options, server).await?;
             Ok(echoed)
         })
@@ -877,7 +1171,9 @@ async fn smoke(options: &Options) -> ExitCode {
             }
         }
     }
-    let passed = options.kinds.len() + broadcast.len() - failed;
+    let (deflate_runs, deflate_failed) = smoke_deflate(options).await;
+    failed += deflate_failed;
+    let passed = options.kinds.len() + broadcast.len() + deflate_runs - failed;
     eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
@@ -885,4 +1181,49 @@ async fn smoke(options: &Options) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The permessage-deflate rows of `smoke`: a few JSON chat messages per connection, every echo
+/// inflated and checked, and 20 idle connections. Returns the runs and how many failed.
+async fn smoke_deflate(options: &Options) -> (usize, usize) {
+    let variants = deflate_variants(options);
+    let mut failed = 0;
+    for &v in &variants {
+        let variant = VARIANTS[v];
+        let outcome = with_server(options, variant.kind, async |server| {
+            let counts = deflate::smoke_chat(server, &variant, SMOKE_CONNS, SMOKE_MESSAGES).await?;
+            if variant.memory {
+                measure_memory(options, server, Some(&variant)).await?;
+            }
+            Ok(counts)
+        })
+        .await;
+        match outcome {
+            Ok(counts) => eprintln!(
+                "smoke {:<17} ok: {} JSON chat messages echoed and checked ({} came back compressed; payload bytes out {} → {} on the wire, in {} → {}){}: {}",
+                variant.kind.name(),
+                counts.echoes,
+                counts.compressed_in,
+                counts.plain_out,
+                counts.wire_out,
+                counts.wire_in,
+                counts.plain_in,
+                if variant.memory {
+                    ", 20 idle connections"
+                } else {
+                    ""
+                },
+                variant.label.replace("**", ""),
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!(
+                    "smoke {:<17} FAILED: {}: {err}",
+                    variant.kind.name(),
+                    variant.label.replace("**", "")
+                );
+            }
+        }
+    }
+    (variants.len(), failed)
 }

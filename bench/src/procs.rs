@@ -1,7 +1,7 @@
 //! Child server processes, CPU pinning and the `/proc` readings: CPU time and resident memory.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -55,6 +55,54 @@ fn read_nofile(field: usize) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     let rest = line.trim_start_matches("Max open files");
     rest.split_whitespace().nth(field - 1)?.parse().ok()
+}
+
+/// A private copy of our echo binary, removed when dropped. Other work on the same tree may
+/// rebuild `target/release/examples/echo` during a run; the copy keeps one binary for the whole
+/// run instead of a mix.
+pub(crate) struct Snapshot {
+    path: PathBuf,
+}
+
+impl Snapshot {
+    /// Copies `binary`; first removes the copies of earlier runs that were killed (whose
+    /// process is gone) before they could remove their own.
+    pub(crate) fn take(binary: &Path) -> io::Result<Snapshot> {
+        let dir = std::env::temp_dir();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("ws-bench-echo-"));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let path = dir.join(format!("ws-bench-echo-{}", std::process::id()));
+        std::fs::copy(binary, &path)?;
+        Ok(Snapshot { path })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// When `path` was last modified, as `YYYY-MM-DD HH:MM UTC` (through `date`).
+pub(crate) fn modified_utc(path: &Path) -> Option<String> {
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("-r")
+        .arg(path)
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !s.is_empty()).then_some(s)
 }
 
 /// Clock ticks per second for `/proc/PID/stat` times.
@@ -112,6 +160,7 @@ impl Server {
         let (program, args): (&Path, Vec<&str>) = match kind {
             Kind::Ours => (ours, vec!["--addr", "127.0.0.1:0"]),
             Kind::OursBroadcast => (ours, vec!["--broadcast", "--addr", "127.0.0.1:0"]),
+            Kind::OursDeflate => (ours, vec!["--deflate", "--addr", "127.0.0.1:0"]),
             _ => (exe.as_path(), vec!["serve", kind.name()]),
         };
         let mut command = if pin {

@@ -5,9 +5,12 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::fanout::FANOUTS;
+use crate::deflate::{
+    CHAT_CONNS, CHAT_DEPTH, CHAT_MAX, CHAT_MESSAGES, CHAT_MIN, OURS_PLAIN, VARIANTS, WARP_PLAIN,
+};
+use crate::fanout::{FANOUTS, thousands};
 use crate::servers::Kind;
-use crate::{CONNECTORS, Options, WORKLOADS};
+use crate::{Block, CONNECTORS, Options, WORKLOADS};
 
 /// The markers between which `--markdown` replaces the generated tables.
 const BEGIN: &str = "<!-- ws-bench:begin (generated, do not edit by hand) -->";
@@ -16,6 +19,9 @@ const END: &str = "<!-- ws-bench:end -->";
 /// latency` (or `broadcast`, `open-loop`) without touching the block above.
 const LATENCY_BEGIN: &str = "<!-- ws-bench:latency:begin (generated, do not edit by hand) -->";
 const LATENCY_END: &str = "<!-- ws-bench:latency:end -->";
+/// The markers of the third block (permessage-deflate), written by `ws-bench deflate`.
+const DEFLATE_BEGIN: &str = "<!-- ws-bench:deflate:begin (generated, do not edit by hand) -->";
+const DEFLATE_END: &str = "<!-- ws-bench:deflate:end -->";
 
 /// One closed-loop echo run.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +101,37 @@ pub(crate) struct OpenLoopSample {
     pub(crate) client_busy: f64,
 }
 
+/// One JSON chat echo run of a row of [`VARIANTS`].
+#[derive(Clone, Debug)]
+pub(crate) struct DeflateSample {
+    pub(crate) round: usize,
+    /// Index into [`VARIANTS`].
+    pub(crate) variant: usize,
+    /// The server's `Sec-WebSocket-Extensions` answer, `none` if it declined.
+    pub(crate) agreed: String,
+    pub(crate) rate: f64,
+    pub(crate) server_us: f64,
+    pub(crate) client_us: f64,
+    pub(crate) server_busy: f64,
+    pub(crate) client_busy: f64,
+    /// Mean payload bytes per message: sent, before and after compression; received, on the
+    /// wire and inflated.
+    pub(crate) plain_out: f64,
+    pub(crate) wire_out: f64,
+    pub(crate) plain_in: f64,
+    pub(crate) wire_in: f64,
+}
+
+/// One memory run of a row of [`VARIANTS`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeflateMemorySample {
+    pub(crate) round: usize,
+    pub(crate) variant: usize,
+    pub(crate) base_kib: u64,
+    pub(crate) idle_kib: f64,
+    pub(crate) used_kib: f64,
+}
+
 /// Everything one `ws-bench` run measured.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
@@ -103,6 +140,8 @@ pub(crate) struct Results {
     pub(crate) handshakes: Vec<HandshakeSample>,
     pub(crate) broadcast: Vec<BroadcastSample>,
     pub(crate) open_loop: Vec<OpenLoopSample>,
+    pub(crate) deflate: Vec<DeflateSample>,
+    pub(crate) deflate_memory: Vec<DeflateMemorySample>,
     pub(crate) failures: Vec<String>,
     pub(crate) elapsed: Duration,
 }
@@ -186,7 +225,7 @@ fn kib(x: f64) -> String {
 }
 
 /// Ratios of `value(sample)` to the same figure of `base` in the same round (and workload).
-fn ratios<S: Copy>(
+fn ratios<S>(
     samples: &[S],
     mine: impl Fn(&S) -> bool,
     base: impl Fn(&S, &S) -> bool,
@@ -245,7 +284,7 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let rounds = options.rounds;
-    let (begin, end) = markers(options.parts.latency_block());
+    let (begin, end) = markers(options.parts.block());
     let _ = writeln!(out, "{begin}");
     let _ = writeln!(
         out,
@@ -259,6 +298,13 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
             "**no** (taskset missing or --no-pin)"
         },
     );
+    if let Some(built) = &options.ours_built {
+        let _ = writeln!(
+            out,
+            "`ours`: `target/release/examples/echo` as built at {built}, copied at the start \
+             so that one binary serves the whole run.\n"
+        );
+    }
     let _ = writeln!(out, "Machine: {}.\n", machine());
     let _ = writeln!(
         out,
@@ -281,6 +327,12 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     if !results.open_loop.is_empty() {
         render_open_loop(&mut out, options, results);
     }
+    if !results.deflate.is_empty() {
+        render_deflate(&mut out, options, results);
+    }
+    if !results.deflate_memory.is_empty() {
+        render_deflate_memory(&mut out, options, results);
+    }
     if !results.failures.is_empty() {
         let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
         for failure in &results.failures {
@@ -292,12 +344,12 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     out
 }
 
-/// The markers of the main block, or of the broadcast block.
-fn markers(broadcast: bool) -> (&'static str, &'static str) {
-    if broadcast {
-        (LATENCY_BEGIN, LATENCY_END)
-    } else {
-        (BEGIN, END)
+/// The markers of a generated block.
+fn markers(block: Block) -> (&'static str, &'static str) {
+    match block {
+        Block::Main => (BEGIN, END),
+        Block::Latency => (LATENCY_BEGIN, LATENCY_END),
+        Block::Deflate => (DEFLATE_BEGIN, DEFLATE_END),
     }
 }
 
@@ -375,8 +427,10 @@ fn render_echo(out: &mut String, options: &Options, results: &Results) {
         out,
         "### Echo, closed loop\n\n{:.1} s measured per run after {:.1} s of warm-up. Each \
          connection keeps a fixed number of messages in flight and sends one more for each echo \
-         it has checked byte for byte. Lower server CPU per message is better; when the client \
-         core is near 100 %, messages/s measures the client, so read server CPU per message.\n",
+         it has checked byte for byte; in the pipelined burst, each connection writes its whole \
+         burst at once (prepared bytes, one write), then reads and checks every echo of it \
+         before the next burst. Lower server CPU per message is better; when the client core is \
+         near 100 %, messages/s measures the client, so read server CPU per message.\n",
         options.secs, options.warmup
     );
     let _ = writeln!(
@@ -389,8 +443,7 @@ fn render_echo(out: &mut String, options: &Options, results: &Results) {
     );
     let echo = &results.echo;
     for &w in &options.workloads {
-        let workload = WORKLOADS[w];
-        let name = format!("{} ({} in flight each)", workload.name, workload.depth);
+        let name = WORKLOADS[w].label();
         for &kind in &options.kinds {
             let mine: Vec<&EchoSample> = echo
                 .iter()
@@ -437,7 +490,7 @@ fn render_memory(out: &mut String, options: &Options, results: &Results) {
          ({CONNECTORS} connectors at a time); growth of the server's `VmRSS` divided by the \
          count, after the upgrades and again after one 1 KiB text echo on every connection. \
          User space only: kernel socket buffers are not in RSS.\n",
-        options.idle
+        thousands(options.idle)
     );
     let _ = writeln!(
         out,
@@ -516,11 +569,18 @@ fn render_handshakes(out: &mut String, options: &Options, results: &Results) {
 }
 
 /// Replaces the generated section of `path` between the markers `generated` starts and ends
-/// with (the main block or the broadcast block; the other is kept), or creates the file. A
-/// missing broadcast block is added before `## Reading` (or at the end).
+/// with (the main, latency or deflate block; the others are kept), or creates the file. A
+/// missing latency or deflate block is added before `## Reading` (or at the end).
 pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let (begin_marker, end_marker) = markers(generated.starts_with(LATENCY_BEGIN));
+    let block = if generated.starts_with(LATENCY_BEGIN) {
+        Block::Latency
+    } else if generated.starts_with(DEFLATE_BEGIN) {
+        Block::Deflate
+    } else {
+        Block::Main
+    };
+    let (begin_marker, end_marker) = markers(block);
     let text = match (existing.find(begin_marker), existing.find(end_marker)) {
         (Some(begin), Some(end)) if begin < end => format!(
             "{}{}{}",
@@ -528,7 +588,7 @@ pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
             generated.trim_end(),
             &existing[end + end_marker.len()..]
         ),
-        _ if begin_marker == LATENCY_BEGIN && !existing.is_empty() => {
+        _ if block != Block::Main && !existing.is_empty() => {
             let at = existing
                 .find("\n## Reading")
                 .map_or(existing.len(), |at| at + 1);
@@ -598,6 +658,142 @@ fn render_open_loop(out: &mut String, options: &Options, results: &Results) {
             vs_warp(|s| s.p99_us),
             cell(spread(mine.iter().map(|s| s.server_busy)), percent, 1),
             cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
+        );
+    }
+    out.push('\n');
+}
+
+fn render_deflate(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### permessage-deflate: JSON chat echo\n\n{CHAT_CONNS} connections × {CHAT_DEPTH} \
+         messages in flight, closed loop, {:.1} s measured per run after {:.1} s of warm-up. \
+         The messages are {} distinct chat events, JSON objects of {CHAT_MIN}–{} bytes \
+         (`{{\"type\":\"message\",\"room\":…,\"user\":…,\"id\":…,\"ts\":…,\"text\":\"…\"}}`, \
+         sometimes `mentions` or `reply_to`, the text varied English words), which every \
+         connection sends in the same order. Every client offers `permessage-deflate; \
+         client_max_window_bits` (the `client_no_context_takeover` row adds that parameter). \
+         Where it is agreed, each message is compressed as a browser's context would compress \
+         it (zlib level 6, raw deflate, the context kept from one message to the next unless \
+         `client_no_context_takeover`; sync flush with the trailing `00 00 ff ff` stripped; \
+         RSV1); as every connection sends the same sequence, each frame is compressed once and \
+         shared, so the client core does not limit the run. Each echo is inflated by the \
+         connection's own context and checked byte for byte. \
+         `examples/echo --deflate` compresses every message (threshold 0). Ratio = payload \
+         bytes before compression / payload bytes on the wire (frame headers not counted), each \
+         direction. Lower server CPU per message is better.\n",
+        options.secs,
+        options.warmup,
+        thousands(CHAT_MESSAGES),
+        thousands(CHAT_MAX),
+    );
+    let _ = writeln!(
+        out,
+        "| server | server's `Sec-WebSocket-Extensions` | messages/s | server CPU µs/msg | × warp::ws | × ours, deflate off | payload B/msg | client → server B/msg on the wire | ratio | server → client B/msg on the wire | ratio | server core | client core |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let samples = &results.deflate;
+    for (v, variant) in VARIANTS.iter().enumerate() {
+        let mine: Vec<&DeflateSample> = samples.iter().filter(|s| s.variant == v).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let relative_to = |base: usize| {
+            let r = ratios(
+                samples,
+                |s| s.variant == v,
+                |s, b| b.variant == base && b.round == s.round,
+                |s| s.server_us,
+            );
+            cell(spread(r), ratio, rounds)
+        };
+        let bytes = |x: f64| format!("{x:.0}");
+        let direction = |wire: fn(&DeflateSample) -> f64, plain: fn(&DeflateSample) -> f64| {
+            format!(
+                "{} | {}",
+                cell(spread(mine.iter().map(|s| wire(s))), bytes, 1),
+                cell(
+                    spread(mine.iter().map(|s| plain(s) / wire(s))),
+                    ratio,
+                    rounds
+                )
+            )
+        };
+        let client = format!(
+            "{} ({} µs/msg)",
+            cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
+            cell(spread(mine.iter().map(|s| s.client_us)), micros, 1)
+        );
+        let agreed = if mine[0].agreed == "none" {
+            "none".to_owned()
+        } else {
+            format!("`{}`", mine[0].agreed)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {agreed} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            variant.label,
+            cell(spread(mine.iter().map(|s| s.rate)), rate, rounds),
+            cell(spread(mine.iter().map(|s| s.server_us)), micros, rounds),
+            relative_to(WARP_PLAIN),
+            relative_to(OURS_PLAIN),
+            cell(spread(mine.iter().map(|s| s.plain_in)), bytes, 1),
+            direction(|s| s.wire_out, |s| s.plain_out),
+            direction(|s| s.wire_in, |s| s.plain_in),
+            cell(spread(mine.iter().map(|s| s.server_busy)), percent, 1),
+            client,
+        );
+    }
+    out.push('\n');
+}
+
+fn render_deflate_memory(out: &mut String, options: &Options, results: &Results) {
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "### Memory per idle connection with permessage-deflate\n\n{} connections opened to \
+         a fresh server ({CONNECTORS} connectors at a time), each offering permessage-deflate \
+         as its row says; growth of the server's `VmRSS` divided by the count, after the \
+         upgrades and again after one JSON chat message ({CHAT_MIN}–{} B) echoed on every \
+         connection, compressed both ways where agreed (so the server has inflated and \
+         compressed one message on each). The connections then stay open and idle. User space \
+         only: kernel socket buffers are not in RSS.\n",
+        thousands(options.idle),
+        thousands(CHAT_MAX),
+    );
+    let _ = writeln!(
+        out,
+        "| server | RSS at start (MiB) | KiB/conn after upgrade | KiB/conn after one echo | × ours, deflate off (after echo) |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
+    let memory = &results.deflate_memory;
+    for (v, variant) in VARIANTS.iter().enumerate() {
+        let mine: Vec<&DeflateMemorySample> = memory.iter().filter(|s| s.variant == v).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let vs_plain = ratios(
+            memory,
+            |s| s.variant == v,
+            |s, b| b.variant == OURS_PLAIN && b.round == s.round,
+            |s| s.used_kib,
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            variant.label,
+            cell(
+                spread(mine.iter().map(|s| s.base_kib as f64 / 1024.0)),
+                |x| format!("{x:.1}"),
+                1
+            ),
+            cell(spread(mine.iter().map(|s| s.idle_kib)), kib, rounds),
+            cell(spread(mine.iter().map(|s| s.used_kib)), kib, rounds),
+            cell(spread(vs_plain), ratio, rounds),
         );
     }
     out.push('\n');

@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     Ours,
     /// Ours relaying to every other client: `examples/echo --broadcast`.
     OursBroadcast,
+    /// Ours with permessage-deflate on, every message compressed: `examples/echo --deflate`.
+    OursDeflate,
     /// `warp::ws` relaying to every other client the way warp's `chat` example does: a shared
     /// `HashMap<usize, mpsc::UnboundedSender<Message>>` behind a `RwLock`, one forwarding task
     /// per user.
@@ -55,6 +57,9 @@ impl Kind {
     /// The broadcast (fan-out) servers, in the order the tables list them.
     pub(crate) const BROADCAST: [Kind; 2] = [Kind::OursBroadcast, Kind::WarpChat];
 
+    /// The server that only the permessage-deflate tables run.
+    pub(crate) const DEFLATE: [Kind; 1] = [Kind::OursDeflate];
+
     /// The name used on the command line and in the tables.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -65,6 +70,7 @@ impl Kind {
             Kind::TokioWebsockets => "tokio-websockets",
             Kind::Ours => "ours",
             Kind::OursBroadcast => "ours-broadcast",
+            Kind::OursDeflate => "ours-deflate",
             Kind::WarpChat => "warp-chat",
         }
     }
@@ -79,6 +85,7 @@ impl Kind {
             Kind::TokioWebsockets => "tokio-websockets 0.13",
             Kind::Ours => "**ours** (examples/echo)",
             Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
+            Kind::OursDeflate => "**ours** (examples/echo --deflate)",
             Kind::WarpChat => "raw warp::ws 0.4.3, chat-example pattern",
         }
     }
@@ -88,6 +95,7 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .chain(Kind::BROADCAST)
+            .chain(Kind::DEFLATE)
             .find(|kind| kind.name() == name)
     }
 
@@ -110,7 +118,7 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::Tungstenite4k => accept_loop(kind, "", |s| tungstenite_echo(s, 4 * 1024)).await,
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
             Kind::WarpChat => serve_warp_chat().await,
-            Kind::Ours | Kind::OursBroadcast => {
+            Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate => {
                 Err(io::Error::other("`ours` runs target/release/examples/echo"))
             }
         }
