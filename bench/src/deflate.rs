@@ -896,7 +896,9 @@ pub(crate) async fn smoke_chat(
         }
     }
     let counts = wire.read();
-    if variant.deflate && counts.compressed_in != counts.echoes {
+    // An echo that would not shrink comes back uncompressed (RFC 7692 allows it); none at all
+    // compressed means deflate is not in use.
+    if variant.deflate && counts.compressed_in == 0 {
         return Err(invalid(format!(
             "{} of {} echoes came back compressed",
             counts.compressed_in, counts.echoes

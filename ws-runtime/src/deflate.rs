@@ -84,7 +84,10 @@ impl Deflate {
         self
     }
 
-    /// zlib compression level, 0 (none) to 9 (best). Default: 6.
+    /// zlib compression level, 0 (none) to 9 (best). Default: 6. Compression is most of the
+    /// cost of a compressed small message: echoing JSON chat messages of 200–1,000 bytes
+    /// (`ws-bench deflate`), the server spent about 16 µs per message at level 6 (ratio 1.56
+    /// server to client) and about 7 µs at level 1 (ratio 1.23), against 2 µs uncompressed.
     #[must_use]
     pub fn level(mut self, level: u32) -> Self {
         self.level = level.min(9);
