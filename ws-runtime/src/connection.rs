@@ -622,11 +622,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
     // message would cost a timer-wheel insert and removal on the hot path.
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut beat = std::pin::pin!(tokio::time::sleep_until(heartbeat.next.unwrap_or(far)));
+    // Registered once and renewed only when it fires: a fresh `notified()` per loop would take
+    // the `Notify`'s lock twice for every message written.
+    let urgent = client.urgent_notify.notified();
+    let mut urgent = std::pin::pin!(urgent);
     let close = loop {
         let control = tokio::select! {
             biased;
             // One wake for everything but data: an urgent close, the reader's end, pongs owed.
-            () = client.urgent_notify.notified() => {
+            () = urgent.as_mut() => {
+                urgent.set(client.urgent_notify.notified());
                 if let Some(close) = client.take_urgent() {
                     break Some(close);
                 }

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -40,6 +40,10 @@ pub(crate) struct Queue<T> {
     /// someone waits).
     room: Notify,
     waiting: AtomicUsize,
+    /// The number of items and whether the queue is closed, kept beside the lock so that the
+    /// consumer sees an empty queue without taking it.
+    len: AtomicUsize,
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,8 @@ impl<T: Weighted> Queue<T> {
             consumer: AtomicWaker::new(),
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +90,7 @@ impl<T: Weighted> Queue<T> {
         }
         state.weight += weight;
         state.items.push_back(item);
+        self.len.store(state.items.len(), Ordering::Release);
         drop(state);
         self.consumer.wake();
         Ok(())
@@ -118,6 +125,7 @@ impl<T: Weighted> Queue<T> {
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut state = self.lock();
         let item = state.items.pop_front()?;
+        self.len.store(state.items.len(), Ordering::Release);
         state.weight -= item.weight();
         if state.items.is_empty() && state.items.capacity() > KEEP {
             state.items = VecDeque::new();
@@ -130,15 +138,21 @@ impl<T: Weighted> Queue<T> {
     }
 
     fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if let Some(item) = self.try_pop() {
-            return Poll::Ready(Some(item));
+        if self.len.load(Ordering::Acquire) > 0 {
+            if let Some(item) = self.try_pop() {
+                return Poll::Ready(Some(item));
+            }
         }
         self.consumer.register(cx.waker());
-        if let Some(item) = self.try_pop() {
-            return Poll::Ready(Some(item));
+        // A push between the check and the registration has stored its length before waking.
+        if self.len.load(Ordering::Acquire) > 0 {
+            if let Some(item) = self.try_pop() {
+                return Poll::Ready(Some(item));
+            }
         }
-        if self.lock().closed {
-            return Poll::Ready(None);
+        if self.closed.load(Ordering::Acquire) {
+            // What is left, then `None`.
+            return Poll::Ready(self.try_pop());
         }
         Poll::Pending
     }
@@ -151,6 +165,7 @@ impl<T: Weighted> Queue<T> {
     /// Refuses further items; the consumer still gets what is queued, then `None`.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+        self.closed.store(true, Ordering::Release);
         self.consumer.wake();
         self.room.notify_waiters();
     }
