@@ -9,6 +9,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::frame::{FrameHead, OutFrame};
 
+/// A lone frame up to this size (header included) is copied and written with one plain write.
+const SMALL: usize = 1024;
+
 /// Frames past this many are written before more are gathered (Linux takes at most 1,024
 /// buffers per `writev`, two per frame).
 const MAX_FRAMES: usize = 256;
@@ -50,6 +53,18 @@ impl Gather {
 
     /// Writes what is gathered and empties it.
     pub(crate) async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
+        if self.frames.is_empty() && self.bytes <= SMALL {
+            if let Some((head, payload)) = self.one.take() {
+                // A small lone frame: one plain write of a copy is cheaper than `writev`'s
+                // two-buffer setup (a broadcast delivery, a reply).
+                let mut copy = [0u8; SMALL];
+                let (h, p) = (head.bytes().len(), payload.len());
+                copy[..h].copy_from_slice(head.bytes());
+                copy[h..h + p].copy_from_slice(&payload);
+                self.bytes = 0;
+                return writer.write_all(&copy[..h + p]).await;
+            }
+        }
         if self.frames.is_empty() && writer.is_write_vectored() {
             if let Some((head, payload)) = self.one.take() {
                 self.bytes = 0;
