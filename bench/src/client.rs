@@ -536,31 +536,14 @@ impl Checker {
         let mut done = 0;
         loop {
             let rest = &data[pos..];
-            if rest.len() < 2 {
+            let Some((fin, opcode, head, len)) = frame_head(rest)? else {
                 break;
-            }
-            let (b0, b1) = (rest[0], rest[1]);
-            if b1 & 0x80 != 0 {
-                return Err(invalid("server sent a masked frame"));
-            }
-            let (head, len) = match b1 & 0x7f {
-                126 if rest.len() >= 4 => (4, usize::from(u16::from_be_bytes([rest[2], rest[3]]))),
-                127 if rest.len() >= 10 => {
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(&rest[2..10]);
-                    let len = usize::try_from(u64::from_be_bytes(bytes))
-                        .map_err(|_| invalid("frame length overflows"))?;
-                    (10, len)
-                }
-                126 | 127 => break,
-                n => (2, usize::from(n)),
             };
             if rest.len() - head < len {
                 break;
             }
             let body = &rest[head..head + len];
-            let fin = b0 & 0x80 != 0;
-            match b0 & 0x0f {
+            match opcode {
                 opcode @ (0x0..=0x2) => {
                     if opcode == 0 && !self.in_message {
                         return Err(invalid("continuation frame without a message"));

@@ -241,22 +241,12 @@ struct Shared<'a> {
     inbox: &'a Queue<Incoming>,
 }
 
-/// Where the reader hands what it read.
-struct Inbox {
-    /// Whether the handler still takes messages (it stops when it fails).
-    open: bool,
-    /// The stream of the fragmented message being read, while the handler takes its chunks;
-    /// without it, the rest of that message is discarded.
-    stream: Option<Feed>,
-}
-
 async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_>) {
     let Shared { client, config, .. } = *shared;
     let mut phase_rx = shared.phase.subscribe();
-    let mut inbox = Inbox {
-        open: true,
-        stream: None,
-    };
+    // The stream of the fragmented message being read, while the handler takes its chunks;
+    // without it, the rest of that message is discarded.
+    let mut feeding: Option<Feed> = None;
     // Allocated when input arrives (see `fill`).
     let mut buf = BytesMut::from(&pre_read[..]);
     if R::WAITS {
@@ -289,7 +279,7 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
                 Ok(None) => break,
                 Err(close) => {
                     tracing::debug!(code = close.code, "failing the connection");
-                    if let Some(stream) = inbox.stream.take() {
+                    if let Some(stream) = feeding.take() {
                         stream.fail(close.clone());
                     }
                     shared.outcome.record(close.clone());
@@ -306,7 +296,7 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
                 throttle.consume(0, new_frames);
             }
             let pinned = event.shares_read_buffer();
-            if !on_event(event, &mut inbox, &mut phase_rx, shared).await {
+            if !on_event(event, &mut feeding, &mut phase_rx, shared).await {
                 break 'read;
             }
             if pinned {
@@ -338,7 +328,7 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
 /// Acts on one decoded event; `false` once reading is over (the peer closed).
 async fn on_event(
     event: Event,
-    inbox: &mut Inbox,
+    feeding: &mut Option<Feed>,
     phase_rx: &mut watch::Receiver<Phase>,
     shared: &Shared<'_>,
 ) -> bool {
@@ -355,7 +345,7 @@ async fn on_event(
         }
         Event::Message(message) => {
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
-            deliver(Incoming::Message(message), inbox, phase_rx, shared).await;
+            deliver(Incoming::Message(message), feeding, phase_rx, shared).await;
         }
         Event::Begin { text, chunk } => {
             let (feed, stream) = MessageStream::live(text);
@@ -363,21 +353,21 @@ async fn on_event(
                 // A new stream has room for its first chunk.
                 let _ = feed.tx.try_send(Piece::Chunk(chunk));
             }
-            inbox.stream = Some(feed);
-            deliver(Incoming::Stream(stream), inbox, phase_rx, shared).await;
+            *feeding = Some(feed);
+            deliver(Incoming::Stream(stream), feeding, phase_rx, shared).await;
         }
         Event::Chunk(chunk) => {
             if !chunk.is_empty() {
-                feed(Piece::Chunk(chunk), &mut inbox.stream, phase_rx, client).await;
+                feed(Piece::Chunk(chunk), feeding, phase_rx, client).await;
             }
         }
         Event::End(chunk) => {
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
             if !chunk.is_empty() {
-                feed(Piece::Chunk(chunk), &mut inbox.stream, phase_rx, client).await;
+                feed(Piece::Chunk(chunk), feeding, phase_rx, client).await;
             }
-            feed(Piece::End, &mut inbox.stream, phase_rx, client).await;
-            inbox.stream = None;
+            feed(Piece::End, feeding, phase_rx, client).await;
+            *feeding = None;
         }
         Event::Ping(payload) => {
             if !client.is_closing() {
@@ -386,7 +376,7 @@ async fn on_event(
         }
         Event::Pong => {}
         Event::Close(close) => {
-            if let Some(stream) = inbox.stream.take() {
+            if let Some(stream) = feeding.take() {
                 stream.fail(close.clone());
             }
             if matches!(*phase_rx.borrow(), Phase::Open) {
@@ -400,43 +390,36 @@ async fn on_event(
     true
 }
 
-/// Hands a message or a new stream to the handler, waiting while its inbox is full.
+/// Hands a message or a new stream to the handler, waiting while its inbox is full. Once the
+/// handler has stopped (it failed and asked for a close), the inbox is closed and what comes
+/// is dropped.
 async fn deliver(
     incoming: Incoming,
-    inbox: &mut Inbox,
+    feeding: &mut Option<Feed>,
     phase_rx: &mut watch::Receiver<Phase>,
     shared: &Shared<'_>,
 ) {
     let client = shared.client;
     // Once closing, further data is ignored (RFC 6455 §1.4).
-    if !inbox.open || client.is_closing() {
-        inbox.stream = None;
+    if client.is_closing() {
+        *feeding = None;
         return;
     }
     let queue = shared.inbox;
     let incoming = match queue.try_push(incoming) {
-        Ok(()) => return,
         Err(PushError::Full(incoming)) => incoming,
-        Err(PushError::Closed(_)) => {
-            // The handler has stopped (it failed and asked for a close).
-            inbox.open = false;
-            return;
-        }
+        Ok(()) | Err(PushError::Closed(_)) => return,
     };
     // Boxed: the reader's state stays small for the usual case, room in the inbox.
-    let sent = Box::pin(async {
+    Box::pin(async {
         client.reader_paused.store(true, Ordering::Relaxed);
-        let sent = tokio::select! {
-            sent = queue.push(incoming) => sent.is_ok(),
-            () = until(phase_rx, |p| *p != Phase::Open) => true,
-        };
+        tokio::select! {
+            _ = queue.push(incoming) => {}
+            () = until(phase_rx, |p| *p != Phase::Open) => {}
+        }
         client.reader_paused.store(false, Ordering::Relaxed);
-        sent
     })
     .await;
-    if !sent {
-        inbox.open = false;
-    }
 }
 
 /// Hands the next piece of a streamed message to the handler, waiting while the stream is
@@ -491,39 +474,10 @@ async fn fill<R: Source>(
         }
     }
     if R::WAITS && buf.is_empty() {
-        // Waits for input before reading, so that a connection with nothing to read holds no
-        // read buffer: a small one is given back at once (reallocating it is cheap), a large
-        // one (grown for large frames, reused from frame to frame) once the connection has been
-        // idle for a heartbeat period (the writer pings).
-        let ready = reader.readable();
-        let mut ready = std::pin::pin!(ready);
-        let mut now = false;
-        if buf.capacity() > 0 && buf.capacity() <= config.read_buffer_size {
-            now = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
-            if !now {
-                *buf = BytesMut::new();
-            }
-        }
-        let holding = buf.capacity() > 0;
-        // (A readiness that was there at once needs no wait, and its future is spent.)
-        if !now {
-            tokio::select! {
-            biased;
-            ready = &mut ready => if let Err(err) = ready {
-                tracing::debug!("read failed: {err}");
-                return false;
-            },
-            () = client.idle.notified(), if holding => {
-                *buf = BytesMut::new();
-                *read_size = config.read_buffer_size;
-                return true;
-            }
-            Ok(()) = phase_rx.changed() => return true,
-            () = sleep_until(deadline) => {
-                tracing::debug!("no close reply within the close timeout; dropping the connection");
-                return false;
-            }
-            }
+        match wait_for_input(reader, buf, read_size, phase_rx, deadline, shared).await {
+            Waited::Input => {}
+            Waited::Again => return true,
+            Waited::Over => return false,
         }
     }
     if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
@@ -536,7 +490,7 @@ async fn fill<R: Source>(
         read = reader.read_buf(buf) => read,
         Ok(()) = phase_rx.changed() => return true,
         () = sleep_until(deadline) => {
-            tracing::debug!("no close reply within the close timeout; dropping the connection");
+            no_close_reply();
             return false;
         }
     };
@@ -562,6 +516,65 @@ async fn fill<R: Source>(
             false
         }
     }
+}
+
+/// How waiting for input ended.
+enum Waited {
+    /// Input (or its end, or an error) can be read.
+    Input,
+    /// Something else needs a look first: the phase changed, or the buffer was given back.
+    Again,
+    /// Reading is over.
+    Over,
+}
+
+/// Waits for input before reading, so that a connection with nothing to read holds no read
+/// buffer: a small one is given back at once (reallocating it is cheap), a large one (grown
+/// for large frames, reused from frame to frame) once the connection has been idle for a
+/// heartbeat period (the writer pings).
+async fn wait_for_input<R: Source>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    read_size: &mut usize,
+    phase_rx: &mut watch::Receiver<Phase>,
+    deadline: Option<Instant>,
+    shared: &Shared<'_>,
+) -> Waited {
+    let Shared { client, config, .. } = *shared;
+    let ready = reader.readable();
+    let mut ready = std::pin::pin!(ready);
+    if buf.capacity() > 0 && buf.capacity() <= config.read_buffer_size {
+        let now = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
+        if now {
+            return Waited::Input;
+        }
+        *buf = BytesMut::new();
+    }
+    let holding = buf.capacity() > 0;
+    tokio::select! {
+        biased;
+        ready = &mut ready => match ready {
+            Ok(()) => Waited::Input,
+            Err(err) => {
+                tracing::debug!("read failed: {err}");
+                Waited::Over
+            }
+        },
+        () = client.idle.notified(), if holding => {
+            *buf = BytesMut::new();
+            *read_size = config.read_buffer_size;
+            Waited::Again
+        }
+        Ok(()) = phase_rx.changed() => Waited::Again,
+        () = sleep_until(deadline) => {
+            no_close_reply();
+            Waited::Over
+        }
+    }
+}
+
+fn no_close_reply() {
+    tracing::debug!("no close reply within the close timeout; dropping the connection");
 }
 
 /// Closes a queue when dropped.
@@ -656,9 +669,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
                 }
             },
             next = client.queue.pop() => match next {
-                Some(Outgoing::Message(frame, len)) => {
+                Some(Outgoing::Message(frame, _)) => {
                     // Boxed: an idle connection's task does not hold a writing future's state.
-                    let batch = Box::pin(write_batch(&mut writer, frame, len, deflater.as_mut(), shared));
+                    let batch = Box::pin(write_batch(&mut writer, frame, deflater.as_mut(), shared));
                     match write_or_give_up(batch, client, config, stall).await {
                         Ok(Ok(None)) => continue,
                         Ok(Ok(Some(close))) => break Some(close),
@@ -749,17 +762,18 @@ fn account(client: &Client, frames: u64, bytes: u64) {
 async fn put_message<W: AsyncWrite + Unpin>(
     writer: &mut W,
     gather: &mut Gather,
-    frame: &OutFrame,
+    frame: OutFrame,
     batch_limit: usize,
     shared: &Shared<'_>,
 ) -> std::io::Result<(Written, Option<Close>)> {
     let size = shared.config.send_frame_size;
     if frame.payload.len() <= size {
-        gather.push(frame);
         let written = Written {
             frames: 1,
             bytes: frame.len() as u64,
         };
+        // Moved, not cloned: cloning a payload made from a `Vec` would allocate.
+        gather.push(frame);
         return Ok((written, None));
     }
     let mut written = Written::default();
@@ -778,9 +792,9 @@ async fn put_message<W: AsyncWrite + Unpin>(
             return Ok((written, Some(close)));
         }
         for pong in shared.pong.take() {
-            gather.push(&pong);
             written.frames += 1;
             written.bytes += pong.len() as u64;
+            gather.push(pong);
         }
     }
     Ok((written, None))
@@ -800,7 +814,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let mut gather = Gather::default();
     for frame in frames {
-        gather.push(frame);
+        gather.push(frame.clone());
     }
     gather.write(writer).await?;
     writer.flush().await
@@ -811,31 +825,34 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
     first: OutFrame,
-    len: u32,
     mut deflater: Option<&mut Deflater>,
     shared: &Shared<'_>,
 ) -> std::io::Result<Option<Close>> {
     let client = shared.client;
     let batch_limit = shared.config.write_buffer_size.max(1024);
     // Counters are updated once per batch.
-    let mut pending = Some(Outgoing::Message(first, len));
+    let mut pending = Some(first);
     let (mut messages, mut frames, mut bytes) = (0u64, 0u64, 0u64);
     let mut close = None;
     let mut gather = Gather::default();
-    while let Some(item) = pending.take().or_else(|| client.queue.try_pop()) {
-        let frame = match item {
-            Outgoing::Message(frame, _) => frame,
-            Outgoing::Close(c) => {
-                close = Some(c);
-                break;
-            }
+    loop {
+        let frame = match pending.take() {
+            Some(frame) => frame,
+            None => match client.queue.try_pop() {
+                Some(Outgoing::Message(frame, _)) => frame,
+                Some(Outgoing::Close(c)) => {
+                    close = Some(c);
+                    break;
+                }
+                None => break,
+            },
         };
         let frame = match deflater.as_deref_mut() {
             Some(deflater) => frame.deflate(deflater),
             None => frame,
         };
         let (written, urgent) =
-            put_message(writer, &mut gather, &frame, batch_limit, shared).await?;
+            put_message(writer, &mut gather, frame, batch_limit, shared).await?;
         messages += 1;
         frames += written.frames;
         bytes += written.bytes;

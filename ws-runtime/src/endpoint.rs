@@ -232,60 +232,52 @@ impl Client {
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    client: Arc<Client>,
-}
-
-impl Entry {
+impl Client {
     /// Queues without waiting; a full queue makes the client a slow consumer.
     fn push(&self, frame: OutFrame, len: usize) -> Result<(), SendError> {
-        let client = &self.client;
-        if client.is_closing() {
-            return Err(SendError::Closing(client.id));
+        if self.is_closing() {
+            return Err(SendError::Closing(self.id));
         }
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        match client.queue.try_push(Outgoing::Message(frame, len)) {
+        match self.queue.try_push(Outgoing::Message(frame, len)) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(_)) => Err(client.queue_full()),
-            Err(PushError::Closed(_)) => Err(SendError::Closing(client.id)),
+            Err(PushError::Full(_)) => Err(self.queue_full()),
+            Err(PushError::Closed(_)) => Err(SendError::Closing(self.id)),
         }
     }
 
     /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
-    async fn push_wait(client: Arc<Client>, frame: OutFrame, len: usize) -> Result<(), SendError> {
-        let id = client.id;
-        if client.policy != SlowConsumer::Wait {
-            return Entry { client }.push(frame, len);
+    async fn push_wait(&self, frame: OutFrame, len: usize) -> Result<(), SendError> {
+        if self.policy != SlowConsumer::Wait {
+            return self.push(frame, len);
         }
-        if client.is_closing() {
-            return Err(SendError::Closing(id));
+        if self.is_closing() {
+            return Err(SendError::Closing(self.id));
         }
         // The queue is closed when the connection ends, which ends the wait.
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        client
-            .queue
+        self.queue
             .push(Outgoing::Message(frame, len))
             .await
-            .map_err(|_| SendError::Closing(id))
+            .map_err(|_| SendError::Closing(self.id))
     }
 
+    /// Closes after what is queued (at once when the queue is full).
     fn close(&self, close: Close) {
-        let client = &self.client;
-        if client.closing.swap(true, Ordering::AcqRel) {
+        if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Err(PushError::Full(Outgoing::Close(close))) =
-            client.queue.try_push(Outgoing::Close(close))
+            self.queue.try_push(Outgoing::Close(close))
         {
-            client.close_urgently(close);
+            self.close_urgently(close);
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct Clients {
-    map: HashMap<ClientId, Entry>,
+    map: HashMap<ClientId, Arc<Client>>,
     shutting_down: bool,
 }
 
@@ -384,12 +376,7 @@ impl Endpoint {
             idle: Notify::new(),
             queue: Queue::new(registry.queue_messages, registry.queue_bytes as usize),
         });
-        clients.map.insert(
-            id,
-            Entry {
-                client: client.clone(),
-            },
-        );
+        clients.map.insert(id, client.clone());
         Some(client)
     }
 
@@ -401,8 +388,8 @@ impl Endpoint {
     pub(crate) fn begin_shutdown(&self) {
         let mut clients = self.write();
         clients.shutting_down = true;
-        for entry in clients.map.values() {
-            entry.close(Close::new(Close::GOING_AWAY, "Server shutting down"));
+        for client in clients.map.values() {
+            client.close(Close::new(Close::GOING_AWAY, "Server shutting down"));
         }
     }
 
@@ -421,8 +408,8 @@ impl Endpoint {
         let message = message.into();
         let len = message.len();
         let clients = self.read();
-        let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        entry.push(OutFrame::message(message), len)
+        let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        client.push(OutFrame::message(message), len)
     }
 
     /// Like [`send`](Endpoint::send), but under the [`SlowConsumer::Wait`] policy it waits for
@@ -441,10 +428,13 @@ impl Endpoint {
         let len = message.len();
         let client = {
             let clients = self.read();
-            let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-            entry.client.clone()
+            clients
+                .map
+                .get(&id)
+                .ok_or(SendError::UnknownClient(id))?
+                .clone()
         };
-        Entry::push_wait(client, OutFrame::message(message), len).await
+        client.push_wait(OutFrame::message(message), len).await
     }
 
     /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
@@ -454,16 +444,11 @@ impl Endpoint {
         let message = message.into();
         let len = message.len();
         let frame = OutFrame::message(message);
-        let targets: Vec<Arc<Client>> = self
-            .read()
-            .map
-            .values()
-            .map(|entry| entry.client.clone())
-            .collect();
+        let targets: Vec<Arc<Client>> = self.read().map.values().cloned().collect();
         let mut delivery = Delivery::default();
         for client in targets {
             let id = client.id;
-            match Entry::push_wait(client, frame.clone(), len).await {
+            match client.push_wait(frame.clone(), len).await {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(id),
             }
@@ -502,7 +487,7 @@ impl Endpoint {
         ids.dedup();
         for id in ids {
             match clients.map.get(&id) {
-                Some(entry) => match entry.push(frame.clone(), len) {
+                Some(client) => match client.push(frame.clone(), len) {
                     Ok(()) => delivery.queued += 1,
                     Err(_) => delivery.failed.push(id),
                 },
@@ -517,11 +502,11 @@ impl Endpoint {
         let frame = OutFrame::message(message);
         let clients = self.read();
         let mut delivery = Delivery::default();
-        for (id, entry) in &clients.map {
+        for (id, client) in &clients.map {
             if !include(*id) {
                 continue;
             }
-            match entry.push(frame.clone(), len) {
+            match client.push(frame.clone(), len) {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(*id),
             }
@@ -542,8 +527,8 @@ impl Endpoint {
             return Err(SendError::InvalidCloseCode(code));
         }
         let clients = self.read();
-        let entry = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        entry.close(Close::new(code, truncate_reason(reason)));
+        let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        client.close(Close::new(code, truncate_reason(reason)));
         Ok(())
     }
 
@@ -572,8 +557,7 @@ impl Endpoint {
     /// The connection details and counters of an open client.
     pub fn info(&self, id: ClientId) -> Option<ClientInfo> {
         let clients = self.read();
-        let entry = clients.map.get(&id)?;
-        let c = &entry.client;
+        let c = clients.map.get(&id)?;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Some(ClientInfo {
             id,

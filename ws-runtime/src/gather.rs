@@ -29,8 +29,8 @@ pub(crate) struct Gather {
 
 impl Gather {
     /// Adds a whole frame.
-    pub(crate) fn push(&mut self, frame: &OutFrame) {
-        self.push_part(frame.frame_head(), frame.payload.clone());
+    pub(crate) fn push(&mut self, frame: OutFrame) {
+        self.push_part(frame.frame_head(), frame.payload);
     }
 
     /// Adds one frame given as its header and payload.

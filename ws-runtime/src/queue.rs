@@ -50,7 +50,6 @@ pub(crate) struct Queue<T> {
 struct State<T> {
     items: VecDeque<T>,
     weight: usize,
-    closed: bool,
 }
 
 impl<T: Weighted> Queue<T> {
@@ -61,7 +60,6 @@ impl<T: Weighted> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 weight: 0,
-                closed: false,
             }),
             capacity: capacity.max(1),
             max_weight,
@@ -80,7 +78,8 @@ impl<T: Weighted> Queue<T> {
     /// Queues an item if there is room.
     pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
         let mut state = self.lock();
-        if state.closed {
+        // Set under the lock by `close`, so that nothing is queued after it.
+        if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed(item));
         }
         let weight = item.weight();
@@ -164,8 +163,9 @@ impl<T: Weighted> Queue<T> {
 
     /// Refuses further items; the consumer still gets what is queued, then `None`.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
+        let state = self.lock();
         self.closed.store(true, Ordering::Release);
+        drop(state);
         self.consumer.wake();
         self.room.notify_waiters();
     }
