@@ -87,11 +87,16 @@ impl<T: Weighted> Queue<T> {
         if state.items.len() >= self.capacity || heavy {
             return Err(PushError::Full(item));
         }
+        let was_empty = state.items.is_empty();
         state.weight += weight;
         state.items.push_back(item);
         self.len.store(state.items.len(), Ordering::Release);
         drop(state);
-        self.consumer.wake();
+        // The consumer waits only after it saw the queue empty; onto a queue that was not
+        // empty, the push that made it non-empty has already woken it.
+        if was_empty {
+            self.consumer.wake();
+        }
         Ok(())
     }
 
@@ -134,6 +139,41 @@ impl<T: Weighted> Queue<T> {
             self.room.notify_one();
         }
         Some(item)
+    }
+
+    /// Moves queued items into `out` under one lock: at least one if any is queued, then more
+    /// while they stay within `max_items` and `max_weight` together.
+    pub(crate) fn try_pop_many(&self, out: &mut Vec<T>, max_items: usize, max_weight: usize) {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        let (mut count, mut taken) = (0, 0);
+        while count < max_items {
+            let Some(next) = state.items.front() else {
+                break;
+            };
+            let weight = next.weight();
+            if count > 0 && taken + weight > max_weight {
+                break;
+            }
+            let Some(item) = state.items.pop_front() else {
+                break;
+            };
+            out.push(item);
+            count += 1;
+            taken += weight;
+        }
+        state.weight -= taken;
+        self.len.store(state.items.len(), Ordering::Release);
+        if state.items.is_empty() && state.items.capacity() > KEEP {
+            state.items = VecDeque::new();
+        }
+        drop(state);
+        // One waiting producer per item taken, as `try_pop` would.
+        for _ in 0..count.min(self.waiting.load(Ordering::SeqCst)) {
+            self.room.notify_one();
+        }
     }
 
     fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
@@ -203,6 +243,28 @@ mod tests {
         // Heavier than the limit: in only when the queue is empty.
         assert!(queue.try_push(9).is_ok());
         assert!(matches!(queue.try_push(1), Err(PushError::Full(1))));
+    }
+
+    #[test]
+    fn pop_many_takes_in_order_within_both_limits() {
+        let queue = Queue::new(10, 100);
+        for item in [3, 4, 5, 60, 1] {
+            assert!(queue.try_push(item).is_ok());
+        }
+        let mut out = Vec::new();
+        queue.try_pop_many(&mut out, 2, 100);
+        assert_eq!(out, [3, 4]);
+        // Weight: 5 fits, 60 would pass 10.
+        queue.try_pop_many(&mut out, 10, 10);
+        assert_eq!(out, [3, 4, 5]);
+        // One item always comes, however heavy.
+        queue.try_pop_many(&mut out, 10, 10);
+        assert_eq!(out, [3, 4, 5, 60]);
+        queue.try_pop_many(&mut out, 10, 10);
+        assert_eq!(out, [3, 4, 5, 60, 1]);
+        assert_eq!((queue.len(), queue.weight()), (0, 0));
+        queue.try_pop_many(&mut out, 10, 10);
+        assert_eq!(out.len(), 5);
     }
 
     #[tokio::test]
