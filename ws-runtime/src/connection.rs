@@ -221,12 +221,13 @@ where
         inbox: &inbox,
     };
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
-    // in one batch.
-    tokio::join!(
-        read_loop(io.reader, io.pre_read, &shared),
-        handle_loop(handler, client, session, &inbox),
-        write_loop(io.writer, &shared),
-    );
+    // in one batch; a wake polls only the loops it was for.
+    {
+        let reading = std::pin::pin!(read_loop(io.reader, io.pre_read, &shared));
+        let handling = std::pin::pin!(handle_loop(handler, client, session, &inbox));
+        let writing = std::pin::pin!(write_loop(io.writer, &shared));
+        crate::join::join3(reading, handling, writing).await;
+    }
     outcome.into_close()
 }
 

@@ -15,6 +15,7 @@ mod frame;
 mod gather;
 mod handler;
 mod handshake;
+mod join;
 #[cfg(feature = "json")]
 mod json;
 mod limits;

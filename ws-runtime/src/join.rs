@@ -1,0 +1,147 @@
+//! Runs a connection's reader, handler and writer side by side in one task, polling on each
+//! wake only those that were woken. `tokio::join!` polls every branch whenever any of them is
+//! woken: a broadcast delivery, which wakes only the writer, also polled the reader's socket
+//! readiness and wake-ups (each a lock) and the handler's inbox.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+
+/// Which branches were woken since they were last polled, and the task's own waker.
+#[derive(Default)]
+struct Woken {
+    bits: AtomicU8,
+    task: AtomicWaker,
+}
+
+/// The waker handed to one branch: marks it woken, then wakes the task.
+struct Branch {
+    woken: Arc<Woken>,
+    bit: u8,
+}
+
+impl Wake for Branch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.bits.fetch_or(self.bit, Ordering::AcqRel);
+        self.woken.task.wake();
+    }
+}
+
+/// Polls `branch` if it is still running and `bit` is among `bits`; true once it has finished.
+fn poll_branch<F: Future<Output = ()>>(
+    branch: Pin<&mut F>,
+    done: &mut bool,
+    bits: u8,
+    bit: u8,
+    waker: &Waker,
+) -> bool {
+    if !*done && bits & bit != 0 {
+        *done = branch.poll(&mut Context::from_waker(waker)).is_ready();
+    }
+    *done
+}
+
+/// Runs the three futures to completion, concurrently, in this task; in each pass they are
+/// polled in order (first, second, third), each only if it was woken.
+///
+/// They come pinned by the caller: an `async fn` taking them by value would hold each twice in
+/// its state (as its argument and as its pinned local), which for a connection's task was 2.4
+/// KiB more per idle connection.
+pub(crate) async fn join3<A, B, C>(
+    mut first: Pin<&mut A>,
+    mut second: Pin<&mut B>,
+    mut third: Pin<&mut C>,
+) where
+    A: Future<Output = ()>,
+    B: Future<Output = ()>,
+    C: Future<Output = ()>,
+{
+    let woken = Arc::new(Woken {
+        bits: AtomicU8::new(0b111),
+        task: AtomicWaker::new(),
+    });
+    let waker = |bit| {
+        Waker::from(Arc::new(Branch {
+            woken: woken.clone(),
+            bit,
+        }))
+    };
+    let wakers = [waker(0b001), waker(0b010), waker(0b100)];
+    let mut done = [false; 3];
+    poll_fn(|cx| {
+        // Registered before the bits are read: a wake after this read wakes the task again.
+        woken.task.register(cx.waker());
+        let bits = woken.bits.swap(0, Ordering::AcqRel);
+        let [a, b, c] = &mut done;
+        let a = poll_branch(first.as_mut(), a, bits, 0b001, &wakers[0]);
+        let b = poll_branch(second.as_mut(), b, bits, 0b010, &wakers[1]);
+        let c = poll_branch(third.as_mut(), c, bits, 0b100, &wakers[2]);
+        if a && b && c {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls; ready once `open` is set, woken by whoever sets it.
+    struct Gate<'a> {
+        polls: &'a AtomicUsize,
+        open: &'a std::sync::atomic::AtomicBool,
+        waker: &'a AtomicWaker,
+    }
+
+    impl Future for Gate<'_> {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            self.waker.register(cx.waker());
+            if self.open.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// A branch is polled again only when it is woken, and the join ends when all have.
+    #[tokio::test]
+    async fn polls_only_the_woken_branch() {
+        let polls: [AtomicUsize; 3] = Default::default();
+        let open: [std::sync::atomic::AtomicBool; 3] = Default::default();
+        let wakers: [AtomicWaker; 3] = Default::default();
+        let gate = |i: usize| Gate {
+            polls: &polls[i],
+            open: &open[i],
+            waker: &wakers[i],
+        };
+        let opener = async {
+            for i in [2, 0, 1] {
+                tokio::task::yield_now().await;
+                open[i].store(true, Ordering::SeqCst);
+                wakers[i].wake();
+            }
+        };
+        let (a, b, c) = (gate(0), gate(1), gate(2));
+        let (a, b, c) = (std::pin::pin!(a), std::pin::pin!(b), std::pin::pin!(c));
+        tokio::join!(join3(a, b, c), opener);
+        // Each: the first poll, then the one after its own wake.
+        let counts: Vec<usize> = polls.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, [2, 2, 2]);
+    }
+}
