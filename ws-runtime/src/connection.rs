@@ -110,7 +110,7 @@ impl Pongs {
         }
         owed.push_back(payload);
         drop(owed);
-        client.urgent_notify.notify_one();
+        client.urgent_notify.notify();
     }
 
     fn take(&self) -> Vec<OutFrame> {
@@ -327,7 +327,7 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
     // The handler takes what is queued, then ends.
     shared.inbox.close();
     shared.phase.send_replace(Phase::ReaderDone);
-    client.urgent_notify.notify_one();
+    client.urgent_notify.notify();
 }
 
 /// Acts on one decoded event; `false` once reading is over (the peer closed).
@@ -565,7 +565,7 @@ async fn wait_for_input<R: Source>(
                 Waited::Over
             }
         },
-        () = client.idle.notified(), if holding => {
+        () = client.idle.wait(), if holding => {
             *buf = BytesMut::new();
             *read_size = config.read_buffer_size;
             Waited::Again
@@ -640,16 +640,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
     // message would cost a timer-wheel insert and removal on the hot path.
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut beat = std::pin::pin!(tokio::time::sleep_until(heartbeat.next.unwrap_or(far)));
-    // Registered once and renewed only when it fires: a fresh `notified()` per loop would take
-    // the `Notify`'s lock twice for every message written.
-    let urgent = client.urgent_notify.notified();
-    let mut urgent = std::pin::pin!(urgent);
     let close = loop {
         let control = tokio::select! {
             biased;
             // One wake for everything but data: an urgent close, the reader's end, pongs owed.
-            () = urgent.as_mut() => {
-                urgent.set(client.urgent_notify.notified());
+            () = client.urgent_notify.wait() => {
                 if let Some(close) = client.take_urgent() {
                     break Some(close);
                 }
@@ -665,7 +660,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
             () = &mut beat => match heartbeat.tick(client, beat.as_mut(), far) {
                 Beat::Quiet => continue,
                 Beat::Ping => {
-                    client.idle.notify_one();
+                    client.idle.notify();
                     vec![OutFrame::ping(Bytes::new())]
                 }
                 Beat::Dead => {
@@ -908,7 +903,7 @@ async fn write_or_give_up<F: Future>(
         biased;
         done = &mut batch => return Ok(done),
         () = tokio::time::sleep(stall) => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
-        () = client.close_wanted.notified() => {}
+        () = client.close_wanted.wait() => {}
     }
     match tokio::time::timeout(config.close_timeout, batch).await {
         Ok(done) => Ok(done),

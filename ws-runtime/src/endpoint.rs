@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Notify;
-
 use crate::queue::{PushError, Queue, Weighted};
+use crate::signal::Signal;
 
 use crate::config::{Config, SlowConsumer};
 use crate::frame::OutFrame;
@@ -150,12 +149,12 @@ pub(crate) struct Client {
     /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
     urgent: Mutex<Option<Close>>,
     /// Wakes the writer: an urgent close, pongs owed, or the reader's end.
-    pub(crate) urgent_notify: Notify,
+    pub(crate) urgent_notify: Signal,
     /// Wakes a writer stuck in a write: a close is wanted now.
-    pub(crate) close_wanted: Notify,
+    pub(crate) close_wanted: Signal,
     /// Tells the reader the connection has been idle for a heartbeat period: it gives back
     /// its read buffer.
-    pub(crate) idle: Notify,
+    pub(crate) idle: Signal,
     /// What the writer will send.
     pub(crate) queue: Queue<Outgoing>,
 }
@@ -196,8 +195,8 @@ impl Client {
         if slot.is_none() {
             *slot = Some(close);
             drop(slot);
-            self.urgent_notify.notify_one();
-            self.close_wanted.notify_one();
+            self.urgent_notify.notify();
+            self.close_wanted.notify();
         }
     }
 
@@ -394,9 +393,9 @@ impl Endpoint {
             throttled: AtomicBool::new(false),
             policy: registry.policy,
             urgent: Mutex::new(None),
-            urgent_notify: Notify::new(),
-            close_wanted: Notify::new(),
-            idle: Notify::new(),
+            urgent_notify: Signal::default(),
+            close_wanted: Signal::default(),
+            idle: Signal::default(),
             queue: Queue::new(registry.queue_messages, registry.queue_bytes as usize),
         });
         clients.map.insert(id, client.clone());

@@ -22,6 +22,7 @@ mod limits;
 mod message;
 mod queue;
 mod server;
+mod signal;
 mod socket;
 mod stream;
 #[cfg(feature = "test")]
