@@ -239,7 +239,8 @@ options:
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
                       tcp-floor (default all); `ours` selects ours-deflate in `deflate`
   --workloads I,J     echo workloads by index 0-4 (default all; 4 is the pipelined burst)
-  --fanouts I,J       broadcast workloads by index 0-3 (default all)
+  --fanouts I,J       broadcast workloads by index 0-5 (default all; 4 and 5 publish in bursts
+                      of 10)
   --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
   --markdown FILE     write the tables into FILE between the generated markers
@@ -834,7 +835,7 @@ async fn measure_broadcast(
         server,
         fanout.subscribers,
         fanout.size,
-        fanout.rate,
+        (fanout.rate, fanout.burst),
         messages,
     )
     .await?;
@@ -1155,15 +1156,22 @@ async fn smoke(options: &Options) -> ExitCode {
     let broadcast = broadcast_kinds(options);
     for &kind in &broadcast {
         let outcome = with_server(options, kind, async |server| {
-            for size in [64, 1024] {
-                fanout::run(server, SMOKE_SUBSCRIBERS, size, 200, SMOKE_BROADCASTS).await?;
+            for (size, burst) in [(64, 1), (1024, 1), (64, 10)] {
+                fanout::run(
+                    server,
+                    SMOKE_SUBSCRIBERS,
+                    size,
+                    (200, burst),
+                    SMOKE_BROADCASTS,
+                )
+                .await?;
             }
             Ok(())
         })
         .await;
         match outcome {
             Ok(()) => eprintln!(
-                "smoke {:<17} ok: 2 × {SMOKE_BROADCASTS} broadcasts (64 B, 1 KiB) to {SMOKE_SUBSCRIBERS} subscribers, every byte checked",
+                "smoke {:<17} ok: 3 × {SMOKE_BROADCASTS} broadcasts (64 B, 1 KiB, 64 B in bursts of 10) to {SMOKE_SUBSCRIBERS} subscribers, every byte checked",
                 kind.name()
             ),
             Err(err) => {
