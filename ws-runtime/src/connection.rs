@@ -51,10 +51,13 @@ const INBOX_BYTES: usize = 256 << 10;
 /// The read size grows to this while reads keep filling the buffer (a burst of small
 /// messages is then read, handled and answered in few system calls), and falls back to
 /// `Config::read_buffer_size` once the connection is idle.
-const MAX_READ: usize = 64 << 10;
+const MAX_READ: usize = 128 << 10;
 
 /// Queued messages the writer takes under one lock of the send queue.
 const TAKE_AT_ONCE: usize = 64;
+
+/// Bytes the reader moves to its buffer's front to make room for a full-size read.
+const CHEAP_MOVE: usize = 8 << 10;
 
 /// A read buffer grown past this for a large message is given back once it is empty.
 const KEEP_READ_BUFFER: usize = 256 << 10;
@@ -277,6 +280,8 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
     .streaming(shared.streams);
     let mut throttle = config.rate_limit.map(Throttle::new);
     'read: loop {
+        // A payload split off the read buffer is still in it.
+        let mut pinned = false;
         loop {
             let frames = decoder.frames;
             let event = match decoder.decode(&mut buf) {
@@ -300,20 +305,22 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
             if let Some(throttle) = &mut throttle {
                 throttle.consume(0, new_frames);
             }
-            let pinned = event.shares_read_buffer();
+            pinned |= event.shares_read_buffer();
             if !on_event(event, &mut feeding, &mut phase_rx, shared).await {
                 break 'read;
             }
-            if pinned {
-                // Let the handler and the writer run first: once the payload is written and
-                // dropped, the read buffer is this reader's alone again and is reused for the
-                // next frame instead of a fresh allocation (fresh pages, page faults).
-                tokio::task::yield_now().await;
-            }
+        }
+        if pinned {
+            // Let the handler and the writer run first (every message decoded from this read
+            // goes out in one write): once the payloads are written and dropped, the read
+            // buffer is this reader's alone again, and making room in it moves what is left
+            // to its front instead of allocating a fresh one (fresh pages, page faults).
+            tokio::task::yield_now().await;
         }
         if !fill(
             &mut reader,
             &mut buf,
+            decoder.wanted(),
             &mut read_size,
             &mut phase_rx,
             throttle.as_mut(),
@@ -455,6 +462,7 @@ async fn feed(
 async fn fill<R: Source>(
     reader: &mut R,
     buf: &mut BytesMut,
+    wanted: usize,
     read_size: &mut usize,
     phase_rx: &mut watch::Receiver<Phase>,
     throttle: Option<&mut Throttle>,
@@ -485,14 +493,25 @@ async fn fill<R: Source>(
             Waited::Over => return false,
         }
     }
+    // The rest of a frame whose header is in, or a read's worth.
+    let missing = wanted.saturating_sub(buf.len());
     if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
         *buf = BytesMut::with_capacity(*read_size);
-    } else if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(*read_size);
+    } else {
+        let spare = buf.capacity() - buf.len();
+        // Room is made when the frame would not fit (what is in the buffer moves to its front
+        // if it is this reader's alone, else it is copied), and, when little would move, for
+        // a full-size read.
+        if spare < missing.max(1024) || (spare < *read_size && buf.len() <= CHEAP_MOVE) {
+            buf.reserve(missing.max(*read_size));
+        }
     }
     let spare = buf.capacity() - buf.len();
+    // Within the rate limit's burst: a large read buffer must not let a limited client in
+    // faster than the limit.
+    let allowed = throttle.as_ref().map_or(usize::MAX, |t| t.allowance());
     let read = tokio::select! {
-        read = reader.read_buf(buf) => read,
+        read = read_at_most(reader, buf, allowed) => read,
         Ok(()) = phase_rx.changed() => return true,
         () = sleep_until(deadline) => {
             no_close_reply();
@@ -521,6 +540,19 @@ async fn fill<R: Source>(
             false
         }
     }
+}
+
+/// Reads into `buf`'s spare capacity, at most `limit` bytes.
+async fn read_at_most<R: Source>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<usize> {
+    if limit >= buf.capacity() - buf.len() {
+        return reader.read_buf(buf).await;
+    }
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    (&mut *reader).take(limit).read_buf(buf).await
 }
 
 /// How waiting for input ended.
@@ -1062,6 +1094,18 @@ impl Throttle {
         ahead.checked_sub(BURST).unwrap_or(ahead)
     }
 
+    /// Bytes that may be read now without going past the burst (at least 1 KiB, so that
+    /// reading goes on in steps once it may).
+    fn allowance(&self) -> usize {
+        let ahead = self.bytes_at.saturating_duration_since(Instant::now());
+        let left = BURST.saturating_sub(ahead).as_secs_f64();
+        let bytes = left * self.limit.bytes_per_second as f64;
+        // Saturating: a fraction of the limit per second, never more than it.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bytes = bytes as usize;
+        bytes.max(1024)
+    }
+
     fn consume(&mut self, bytes: u64, frames: u64) {
         let now = Instant::now();
         if bytes > 0 {
@@ -1089,6 +1133,19 @@ mod tests {
             bytes_per_second: 1000,
             frames_per_second: 10,
         });
+        let mut throttle_big = Throttle::new(RateLimit {
+            bytes_per_second: 100_000,
+            frames_per_second: 10,
+        });
+        // A fresh limit allows its one-second burst, and less once some is used.
+        let fresh = throttle_big.allowance();
+        assert_eq!(fresh, 100_000);
+        throttle_big.consume(60_000, 0);
+        // 40,000, and more by the time that passes meanwhile (a loaded test machine).
+        let left = throttle_big.allowance();
+        assert!((40_000..60_000).contains(&left), "{left}");
+        throttle_big.consume(70_000, 0);
+        assert_eq!(throttle_big.allowance(), 1024, "at least a step");
         throttle.consume(900, 5);
         assert!(
             throttle.ready_at() <= Instant::now(),

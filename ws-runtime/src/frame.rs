@@ -214,6 +214,9 @@ pub(crate) struct Decoder {
     streams: bool,
     /// Frames decoded, control frames included.
     pub(crate) frames: u64,
+    /// Bytes the buffer must hold for the frame at its front to be decoded, once its header
+    /// is there (0 before).
+    wanted: usize,
 }
 
 #[derive(Debug)]
@@ -242,6 +245,7 @@ impl Decoder {
             partial: None,
             streams: false,
             frames: 0,
+            wanted: 0,
         }
     }
 
@@ -250,6 +254,13 @@ impl Decoder {
     pub(crate) fn streaming(mut self, streams: bool) -> Self {
         self.streams = streams;
         self
+    }
+
+    /// Bytes `buf` must hold before the next [`decode`](Decoder::decode) can return the frame
+    /// at its front, when its header is known (0 otherwise). The caller makes room for them
+    /// before reading more.
+    pub(crate) fn wanted(&self) -> usize {
+        self.wanted
     }
 
     /// Decodes the next event from the front of `buf`, or `Ok(None)` until more bytes arrive.
@@ -267,9 +278,10 @@ impl Decoder {
                 return Err(too_big("Frame too big"));
             }
             if buf.len() < head.header_len + head.payload_len {
-                buf.reserve(head.header_len + head.payload_len - buf.len());
+                self.wanted = head.header_len + head.payload_len;
                 return Ok(None);
             }
+            self.wanted = 0;
             buf.advance(head.header_len);
             let payload = if head.payload_len <= COPY_OUT {
                 // Copied out, the read buffer stays this connection's own and is reused for
