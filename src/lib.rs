@@ -199,7 +199,7 @@
 //! | [`max_message_size`](Config::max_message_size) | 10 MiB | close 1009 |
 //! | [`max_frame_size`](Config::max_frame_size) | 1 MiB | close 1009 |
 //! | [`read_buffer_size`](Config::read_buffer_size) | 4 KiB | |
-//! | [`write_buffer_size`](Config::write_buffer_size) | 64 KiB | |
+//! | [`write_buffer_size`](Config::write_buffer_size) | 256 KiB | |
 //! | [`send_frame_size`](Config::send_frame_size) | 64 KiB | larger messages go out fragmented, pings answered between the frames |
 //! | [`send_queue`](Config::send_queue) | 1024 messages per client | slow consumer policy |
 //! | [`send_queue_bytes`](Config::send_queue_bytes) | 4 MiB per client | slow consumer policy |

@@ -103,7 +103,7 @@ impl Default for Config {
             max_message_size: 10 << 20,
             max_frame_size: 1 << 20,
             read_buffer_size: 4 << 10,
-            write_buffer_size: 64 << 10,
+            write_buffer_size: 256 << 10,
             send_frame_size: 64 << 10,
             send_queue: 1024,
             send_queue_bytes: 4 << 20,
@@ -145,7 +145,7 @@ impl Config {
     }
 
     /// Size of each connection's read buffer. Default: 4 KiB. While reads keep filling it,
-    /// the read size doubles up to 64 KiB (a burst is read in few system calls); a frame
+    /// the read size doubles up to 128 KiB (a burst is read in few system calls); a frame
     /// larger than the buffer grows it to fit (up to the frame limit), and payloads over 8 KiB
     /// are taken from it without a copy. On plain TCP a connection with nothing to read holds
     /// no read buffer: a small one is given back as soon as a read would wait, a grown one
@@ -158,9 +158,11 @@ impl Config {
         self
     }
 
-    /// How many bytes of outgoing frames are gathered for one vectored write (`writev`: headers
-    /// and payloads by reference, no copy) before more are gathered. Default: 64 KiB. What is
-    /// gathered is always written once the send queue is empty.
+    /// How many bytes of outgoing frames are gathered for one write before more are gathered.
+    /// Headers and payloads up to 2 KiB are copied into one buffer, larger payloads are
+    /// written by reference (`writev`, no copy). Default: 256 KiB, so that a few large
+    /// messages go out in one system call (at 64 KiB, each 64 KiB message was a write of its
+    /// own). What is gathered is always written once the send queue is empty.
     #[must_use]
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
