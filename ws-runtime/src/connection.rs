@@ -53,6 +53,14 @@ const INBOX_BYTES: usize = 256 << 10;
 /// `Config::read_buffer_size` once the connection is idle.
 const MAX_READ: usize = 128 << 10;
 
+/// Whole messages the reader collects before handing them to the handler under one lock
+/// (and the handler takes at once).
+const HAND_OVER: usize = 64;
+
+/// Bytes of messages the handler takes from its inbox at once (besides the first): they are
+/// outside the inbox's limit while they wait their turn.
+const TAKE_BYTES: usize = 64 << 10;
+
 /// Queued messages the writer takes under one lock of the send queue.
 const TAKE_AT_ONCE: usize = 64;
 
@@ -279,6 +287,8 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
     )
     .streaming(shared.streams);
     let mut throttle = config.rate_limit.map(Throttle::new);
+    // Whole messages decoded from this read, handed to the handler together.
+    let mut batch: Vec<Incoming> = Vec::new();
     'read: loop {
         // A payload split off the read buffer is still in it.
         let mut pinned = false;
@@ -289,6 +299,8 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
                 Ok(None) => break,
                 Err(close) => {
                     tracing::debug!(code = close.code, "failing the connection");
+                    // What came before the failure is handled.
+                    hand_over(&mut batch, &mut feeding, &mut phase_rx, shared).await;
                     if let Some(stream) = feeding.take() {
                         stream.fail(close.clone());
                     }
@@ -306,10 +318,27 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
                 throttle.consume(0, new_frames);
             }
             pinned |= event.shares_read_buffer();
-            if !on_event(event, &mut feeding, &mut phase_rx, shared).await {
+            // The usual case inline: a whole message joins the batch (building `on_event`'s
+            // future for it would move that future's whole state per message).
+            let event = match event {
+                Event::Message(message) if accepts(&message, shared) => {
+                    client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
+                    if batch.capacity() == 0 {
+                        batch.reserve(HAND_OVER);
+                    }
+                    batch.push(Incoming::Message(message));
+                    if batch.len() >= HAND_OVER {
+                        hand_over(&mut batch, &mut feeding, &mut phase_rx, shared).await;
+                    }
+                    continue;
+                }
+                event => event,
+            };
+            if !on_event(event, &mut batch, &mut feeding, &mut phase_rx, shared).await {
                 break 'read;
             }
         }
+        hand_over(&mut batch, &mut feeding, &mut phase_rx, shared).await;
         if pinned {
             // Let the handler and the writer run first (every message decoded from this read
             // goes out in one write): once the payloads are written and dropped, the read
@@ -332,19 +361,24 @@ async fn read_loop<R: Source>(mut reader: R, pre_read: Bytes, shared: &Shared<'_
         }
     }
     // The handler takes what is queued, then ends.
+    hand_over(&mut batch, &mut feeding, &mut phase_rx, shared).await;
     shared.inbox.close();
     shared.phase.send_replace(Phase::ReaderDone);
     client.urgent_notify.notify();
 }
 
-/// Acts on one decoded event; `false` once reading is over (the peer closed).
+/// Acts on one decoded event other than an accepted whole message (the reader batches
+/// those); `false` once reading is over (the peer closed). The batch is handed over first, so
+/// that the handler sees messages and streams in the order they came.
 async fn on_event(
     event: Event,
+    batch: &mut Vec<Incoming>,
     feeding: &mut Option<Feed>,
     phase_rx: &mut watch::Receiver<Phase>,
     shared: &Shared<'_>,
 ) -> bool {
     let client = shared.client;
+    hand_over(batch, feeding, phase_rx, shared).await;
     match event {
         Event::Message(Message::Binary(_)) | Event::Begin { text: false, .. }
             if shared.config.text_only =>
@@ -356,6 +390,8 @@ async fn on_event(
             ));
         }
         Event::Message(message) => {
+            // Whole messages are batched by the reader; one comes here only when refused
+            // above, so this is not reached, and delivering it would still be right.
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
             deliver(Incoming::Message(message), feeding, phase_rx, shared).await;
         }
@@ -400,6 +436,30 @@ async fn on_event(
         }
     }
     true
+}
+
+/// Whether a whole message is accepted (a binary one is not under `text_only`).
+fn accepts(message: &Message, shared: &Shared<'_>) -> bool {
+    !(shared.config.text_only && matches!(message, Message::Binary(_)))
+}
+
+/// Hands the batched messages to the handler: as many as its inbox has room for under one
+/// lock, the rest one by one as room comes. Leaves `batch` empty, without its memory.
+async fn hand_over(
+    batch: &mut Vec<Incoming>,
+    feeding: &mut Option<Feed>,
+    phase_rx: &mut watch::Receiver<Phase>,
+    shared: &Shared<'_>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    if !shared.client.is_closing() && shared.inbox.try_push_many(batch).is_ok() {
+        for incoming in std::mem::take(batch) {
+            deliver(incoming, feeding, phase_rx, shared).await;
+        }
+    }
+    *batch = Vec::new();
 }
 
 /// Hands a message or a new stream to the handler, waiting while its inbox is full. Once the
@@ -600,6 +660,7 @@ async fn wait_for_input<R: Source>(
         () = client.idle.wait(), if holding => {
             *buf = BytesMut::new();
             *read_size = config.read_buffer_size;
+            shared.inbox.release();
             Waited::Again
         }
         Ok(()) = phase_rx.changed() => Waited::Again,
@@ -692,7 +753,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
             () = &mut beat => match heartbeat.tick(client, beat.as_mut(), far) {
                 Beat::Quiet => continue,
                 Beat::Ping => {
+                    // Idle for a heartbeat period: the reader gives back its buffers, and the
+                    // send queue its own.
                     client.idle.notify();
+                    client.queue.release();
                     vec![OutFrame::ping(Bytes::new())]
                 }
                 Beat::Dead => {
@@ -1014,7 +1078,20 @@ async fn handle_loop<H: Handler>(
         client.close_urgently(internal_error());
         return;
     }
-    while let Some(incoming) = inbox.pop().await {
+    // Taken from the inbox a few at a time, under one lock.
+    let mut taken = Vec::new().into_iter();
+    loop {
+        let incoming = if let Some(next) = taken.next() {
+            next
+        } else {
+            let Some(first) = inbox.pop().await else {
+                break;
+            };
+            let mut more = Vec::new();
+            inbox.try_pop_many(&mut more, HAND_OVER, TAKE_BYTES);
+            taken = more.into_iter();
+            first
+        };
         // The conversion runs user code too (`FromMessage`): inside the panic guard.
         let result = AssertUnwindSafe(async {
             let message = from_incoming::<H::Message>(incoming)

@@ -23,6 +23,11 @@ const STAGE: usize = 2048;
 /// The staging buffer's first allocation.
 const STAGED_FIRST: usize = 16 << 10;
 
+/// Staged bytes written before more are staged: the buffer stays a heap allocation that is
+/// reused (past 128 KiB, glibc maps fresh pages for each, and page faults cost more than the
+/// extra write).
+const STAGED_MAX: usize = 64 << 10;
+
 /// Buffers past this many are written before more are gathered (Linux takes at most 1,024
 /// buffers per `writev`; each large payload adds at most two).
 const MAX_PARTS: usize = 512;
@@ -94,7 +99,7 @@ impl Gather {
 
     /// Whether enough is gathered to write it before gathering more.
     pub(crate) fn is_full(&self, limit: usize) -> bool {
-        self.bytes >= limit || self.parts.len() >= MAX_PARTS
+        self.bytes >= limit || self.parts.len() >= MAX_PARTS || self.staged.len() >= STAGED_MAX
     }
 
     /// Writes what is gathered and empties it.
