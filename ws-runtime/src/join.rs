@@ -35,20 +35,6 @@ impl Wake for Branch {
     }
 }
 
-/// Polls `branch` if it is still running and `bit` is among `bits`; true once it has finished.
-fn poll_branch<F: Future<Output = ()>>(
-    branch: Pin<&mut F>,
-    done: &mut bool,
-    bits: u8,
-    bit: u8,
-    waker: &Waker,
-) -> bool {
-    if !*done && bits & bit != 0 {
-        *done = branch.poll(&mut Context::from_waker(waker)).is_ready();
-    }
-    *done
-}
-
 /// Runs the three futures to completion, concurrently, in this task; in each pass they are
 /// polled in order (first, second, third), each only if it was woken.
 ///
@@ -79,12 +65,36 @@ pub(crate) async fn join3<A, B, C>(
     poll_fn(|cx| {
         // Registered before the bits are read: a wake after this read wakes the task again.
         woken.task.register(cx.waker());
-        let bits = woken.bits.swap(0, Ordering::AcqRel);
-        let [a, b, c] = &mut done;
-        let a = poll_branch(first.as_mut(), a, bits, 0b001, &wakers[0]);
-        let b = poll_branch(second.as_mut(), b, bits, 0b010, &wakers[1]);
-        let c = poll_branch(third.as_mut(), c, bits, 0b100, &wakers[2]);
-        if a && b && c {
+        let mut pending = 0;
+        for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
+            // Wakes made by the branches polled before in this pass count at once: what the
+            // reader hands to the handler, and the handler to the writer, goes on in the same
+            // pass instead of after a trip through the runtime's queue (behind every other
+            // ready connection, by which time the data has left the cache).
+            pending |= woken.bits.swap(0, Ordering::AcqRel);
+            if pending & bit == 0 || done[i] {
+                continue;
+            }
+            pending &= !bit;
+            done[i] = match i {
+                0 => first.as_mut().poll(&mut Context::from_waker(&wakers[0])),
+                1 => second.as_mut().poll(&mut Context::from_waker(&wakers[1])),
+                _ => third.as_mut().poll(&mut Context::from_waker(&wakers[2])),
+            }
+            .is_ready();
+        }
+        // A branch woken after its turn (by itself or a later one) is polled in the next pass;
+        // its wake has already woken the task.
+        pending |= woken.bits.swap(0, Ordering::AcqRel);
+        for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
+            if done[i] {
+                pending &= !bit;
+            }
+        }
+        if pending != 0 {
+            woken.bits.fetch_or(pending, Ordering::AcqRel);
+        }
+        if done.iter().all(|&d| d) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -117,6 +127,45 @@ mod tests {
                 Poll::Pending
             }
         }
+    }
+
+    /// What a branch wakes in a later branch during a pass is polled in that same pass.
+    #[test]
+    fn a_later_branch_woken_in_a_pass_runs_in_it() {
+        use std::sync::atomic::AtomicBool;
+        let (gate, handed) = (AtomicBool::new(false), AtomicBool::new(false));
+        let (gate_waker, handed_waker) = (AtomicWaker::new(), AtomicWaker::new());
+        // The first waits for the gate, then hands over to the second and ends.
+        let first = poll_fn(|cx| {
+            gate_waker.register(cx.waker());
+            if !gate.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+            handed.store(true, Ordering::SeqCst);
+            handed_waker.wake();
+            Poll::Ready(())
+        });
+        let second = poll_fn(|cx| {
+            handed_waker.register(cx.waker());
+            if handed.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let third = std::future::ready(());
+        let (first, second, third) = (
+            std::pin::pin!(first),
+            std::pin::pin!(second),
+            std::pin::pin!(third),
+        );
+        let joined = join3(first, second, third);
+        let mut joined = std::pin::pin!(joined);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        gate.store(true, Ordering::SeqCst);
+        gate_waker.wake();
+        assert!(joined.as_mut().poll(&mut cx).is_ready(), "one pass");
     }
 
     /// A branch is polled again only when it is woken, and the join ends when all have.
