@@ -993,8 +993,12 @@ async fn write_or_give_up<F: Future>(
     stall: Duration,
 ) -> Result<F::Output, Close> {
     let mut batch = std::pin::pin!(batch);
-    // Biased, the write first: when it completes at once (the usual case) neither the timer
-    // nor the close wake is armed.
+    // The usual case first: a write that completes at once needs no timer (building one
+    // reads the clock and the runtime's handle, for every write).
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await
+    {
+        return Ok(done);
+    }
     tokio::select! {
         biased;
         done = &mut batch => return Ok(done),
