@@ -309,6 +309,8 @@ pub(crate) struct Registry {
     next_id: AtomicU64,
     queue_messages: usize,
     queue_bytes: u32,
+    /// Slots an emptied send queue keeps (see [`burst_keep`](crate::queue::burst_keep)).
+    queue_keep: usize,
     policy: SlowConsumer,
 }
 
@@ -350,6 +352,7 @@ impl Endpoint {
                 queue_bytes: u32::try_from(config.send_queue_bytes)
                     .unwrap_or(u32::MAX)
                     .max(1),
+                queue_keep: crate::queue::burst_keep(config),
                 policy: config.slow_consumer,
             }),
         }
@@ -396,7 +399,8 @@ impl Endpoint {
             urgent_notify: Signal::default(),
             close_wanted: Signal::default(),
             idle: Signal::default(),
-            queue: Queue::new(registry.queue_messages, registry.queue_bytes as usize),
+            queue: Queue::new(registry.queue_messages, registry.queue_bytes as usize)
+                .keeping(registry.queue_keep),
         });
         clients.map.insert(id, client.clone());
         Some(client)

@@ -104,7 +104,7 @@ impl Gather {
 
     /// Writes what is gathered and empties it.
     pub(crate) async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.bytes = 0;
+        let bytes = std::mem::take(&mut self.bytes);
         if let Some((head, payload)) = self.one.take() {
             return write_one(writer, head, &payload).await;
         }
@@ -128,7 +128,7 @@ impl Gather {
             }
             parts => {
                 // A stream that would write one buffer per call: one copy, one write.
-                let mut buf = Vec::new();
+                let mut buf = Vec::with_capacity(bytes);
                 let mut start = 0;
                 for part in parts {
                     match part {

@@ -6,7 +6,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
@@ -15,6 +15,9 @@ use futures_util::task::AtomicWaker;
 #[derive(Default)]
 struct Woken {
     bits: AtomicU8,
+    /// A pass is under way: it sees the bits set meanwhile, so a wake need not wake the task
+    /// (which would send it through the runtime's queue once more for an empty pass).
+    polling: AtomicBool,
     task: AtomicWaker,
 }
 
@@ -30,8 +33,12 @@ impl Wake for Branch {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.bits.fetch_or(self.bit, Ordering::AcqRel);
-        self.woken.task.wake();
+        // SeqCst with the pass's end (store `polling`, then read `bits`): either the pass sees
+        // this bit, or this wake sees that the pass is over and wakes the task.
+        self.woken.bits.fetch_or(self.bit, Ordering::SeqCst);
+        if !self.woken.polling.load(Ordering::SeqCst) {
+            self.woken.task.wake();
+        }
     }
 }
 
@@ -52,6 +59,7 @@ pub(crate) async fn join3<A, B, C>(
 {
     let woken = Arc::new(Woken {
         bits: AtomicU8::new(0b111),
+        polling: AtomicBool::new(false),
         task: AtomicWaker::new(),
     });
     let waker = |bit| {
@@ -65,13 +73,14 @@ pub(crate) async fn join3<A, B, C>(
     poll_fn(|cx| {
         // Registered before the bits are read: a wake after this read wakes the task again.
         woken.task.register(cx.waker());
+        woken.polling.store(true, Ordering::SeqCst);
         let mut pending = 0;
         for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
             // Wakes made by the branches polled before in this pass count at once: what the
             // reader hands to the handler, and the handler to the writer, goes on in the same
             // pass instead of after a trip through the runtime's queue (behind every other
             // ready connection, by which time the data has left the cache).
-            pending |= woken.bits.swap(0, Ordering::AcqRel);
+            pending |= woken.bits.swap(0, Ordering::SeqCst);
             if pending & bit == 0 || done[i] {
                 continue;
             }
@@ -83,16 +92,18 @@ pub(crate) async fn join3<A, B, C>(
             }
             .is_ready();
         }
-        // A branch woken after its turn (by itself or a later one) is polled in the next pass;
-        // its wake has already woken the task.
-        pending |= woken.bits.swap(0, Ordering::AcqRel);
+        // A branch woken after its turn (by itself or a later one) is polled in the next pass,
+        // for which the task wakes itself: wakes during the pass did not.
+        woken.polling.store(false, Ordering::SeqCst);
+        pending |= woken.bits.swap(0, Ordering::SeqCst);
         for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
             if done[i] {
                 pending &= !bit;
             }
         }
         if pending != 0 {
-            woken.bits.fetch_or(pending, Ordering::AcqRel);
+            woken.bits.fetch_or(pending, Ordering::SeqCst);
+            cx.waker().wake_by_ref();
         }
         if done.iter().all(|&d| d) {
             Poll::Ready(())
@@ -166,6 +177,74 @@ mod tests {
         gate.store(true, Ordering::SeqCst);
         gate_waker.wake();
         assert!(joined.as_mut().poll(&mut cx).is_ready(), "one pass");
+    }
+
+    /// A wake that a pass sees (a hand-over to a later branch) does not wake the task again;
+    /// one the pass leaves for the next (a branch waking itself) does.
+    #[test]
+    fn the_task_is_woken_only_for_a_pass_still_to_come() {
+        use std::sync::atomic::AtomicBool;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let go = AtomicBool::new(false);
+        let (first_waker, handed) = (AtomicWaker::new(), AtomicWaker::new());
+        let second_polls = AtomicUsize::new(0);
+        let mut turns = 0;
+        // Once told to go, hands over to the second; never ends.
+        let first = poll_fn(|cx| {
+            first_waker.register(cx.waker());
+            if go.load(Ordering::SeqCst) {
+                handed.wake();
+            }
+            Poll::<()>::Pending
+        });
+        let second = poll_fn(|cx| {
+            second_polls.fetch_add(1, Ordering::SeqCst);
+            handed.register(cx.waker());
+            Poll::<()>::Pending
+        });
+        // Wakes itself once, then is done.
+        let third = poll_fn(|cx| {
+            turns += 1;
+            if turns == 2 {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        let (first, second, third) = (
+            std::pin::pin!(first),
+            std::pin::pin!(second),
+            std::pin::pin!(third),
+        );
+        let joined = join3(first, second, third);
+        let mut joined = std::pin::pin!(joined);
+        let mut cx = Context::from_waker(&task);
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "for the third's own wake"
+        );
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "nothing left to wake for"
+        );
+        // A wake from outside wakes the task; the hand-over it leads to does not.
+        go.store(true, Ordering::SeqCst);
+        first_waker.wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(second_polls.load(Ordering::SeqCst), 2, "in the same pass");
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 
     /// A branch is polled again only when it is woken, and the join ends when all have.

@@ -13,11 +13,19 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
-/// An emptied queue keeps its buffer up to this many slots, so that a connection busy with
-/// bursts does not grow it again for each (growing it from nothing to 1,024 slots was a tenth
-/// of the CPU of a pipelined burst); [`release`](Queue::release) gives it back once the
-/// connection is idle.
-const KEEP: usize = 1024;
+/// An emptied queue keeps its buffer up to this many slots unless told otherwise
+/// ([`Queue::keeping`]).
+const KEEP: usize = 16;
+
+/// Slots a connection's emptied queues keep: enough for a burst when the heartbeat (whose
+/// every tick gives them back once empty) bounds how long, the default otherwise.
+pub(crate) fn burst_keep(config: &crate::config::Config) -> usize {
+    if config.heartbeat.is_some() {
+        1024
+    } else {
+        KEEP
+    }
+}
 
 /// What an item weighs against the queue's weight limit.
 pub(crate) trait Weighted {
@@ -38,6 +46,8 @@ pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     max_weight: usize,
+    /// Slots an emptied queue keeps.
+    keep: usize,
     consumer: AtomicWaker,
     /// Producers waiting for room, and how many there are (so that a pop wakes only when
     /// someone waits).
@@ -66,12 +76,21 @@ impl<T: Weighted> Queue<T> {
             }),
             capacity: capacity.max(1),
             max_weight,
+            keep: KEEP,
             consumer: AtomicWaker::new(),
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps up to `slots` when emptied, so that a connection busy with bursts does not grow
+    /// its buffer again for each (growing it from nothing to 1,024 slots was a tenth of the CPU
+    /// of a pipelined burst); its owner then calls [`release`](Queue::release) once idle.
+    pub(crate) fn keeping(mut self, slots: usize) -> Self {
+        self.keep = slots;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -163,7 +182,7 @@ impl<T: Weighted> Queue<T> {
         let item = state.items.pop_front()?;
         self.len.store(state.items.len(), Ordering::Release);
         state.weight -= item.weight();
-        if state.items.is_empty() && state.items.capacity() > KEEP {
+        if state.items.is_empty() && state.items.capacity() > self.keep {
             state.items = VecDeque::new();
         }
         drop(state);
@@ -173,9 +192,15 @@ impl<T: Weighted> Queue<T> {
         Some(item)
     }
 
-    /// Moves queued items into `out` under one lock: at least one if any is queued, then more
-    /// while they stay within `max_items` and `max_weight` together.
-    pub(crate) fn try_pop_many(&self, out: &mut Vec<T>, max_items: usize, max_weight: usize) {
+    /// Moves queued items into `out` under one lock while they stay within `max_items` and
+    /// `max_weight` together; with `at_least_one`, the first comes whatever it weighs.
+    pub(crate) fn try_pop_many(
+        &self,
+        out: &mut Vec<T>,
+        max_items: usize,
+        max_weight: usize,
+        at_least_one: bool,
+    ) {
         if self.len.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -186,7 +211,7 @@ impl<T: Weighted> Queue<T> {
                 break;
             };
             let weight = next.weight();
-            if count > 0 && taken + weight > max_weight {
+            if (count > 0 || !at_least_one) && taken + weight > max_weight {
                 break;
             }
             let Some(item) = state.items.pop_front() else {
@@ -198,7 +223,7 @@ impl<T: Weighted> Queue<T> {
         }
         state.weight -= taken;
         self.len.store(state.items.len(), Ordering::Release);
-        if state.items.is_empty() && state.items.capacity() > KEEP {
+        if state.items.is_empty() && state.items.capacity() > self.keep {
             state.items = VecDeque::new();
         }
         drop(state);
@@ -250,6 +275,11 @@ impl<T: Weighted> Queue<T> {
         }
     }
 
+    #[cfg(test)]
+    fn slots(&self) -> usize {
+        self.lock().items.capacity()
+    }
+
     /// Items queued.
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
@@ -285,6 +315,27 @@ mod tests {
         assert!(matches!(queue.try_push(1), Err(PushError::Full(1))));
     }
 
+    /// An emptied queue keeps what it is told to keep, and gives it back when released.
+    #[test]
+    fn emptied_queues_keep_their_slots_until_released() {
+        for (keep, kept) in [(KEEP, false), (1024, true)] {
+            let queue = Queue::new(1024, usize::MAX).keeping(keep);
+            let mut items: Vec<u32> = (0..500).collect();
+            assert!(queue.try_push_many(&mut items).is_ok());
+            let mut out = Vec::new();
+            queue.try_pop_many(&mut out, 1024, usize::MAX, true);
+            assert_eq!(out.len(), 500);
+            assert_eq!(queue.slots() >= 500, kept, "keep {keep}");
+            queue.release();
+            assert_eq!(queue.slots(), 0);
+        }
+        // Not while it holds items.
+        let queue = Queue::new(10, 100).keeping(1024);
+        assert!(queue.try_push(1).is_ok());
+        queue.release();
+        assert!(queue.slots() > 0);
+    }
+
     #[test]
     fn push_many_queues_what_fits_in_order() {
         let queue = Queue::new(4, 10);
@@ -312,18 +363,21 @@ mod tests {
             assert!(queue.try_push(item).is_ok());
         }
         let mut out = Vec::new();
-        queue.try_pop_many(&mut out, 2, 100);
+        queue.try_pop_many(&mut out, 2, 100, true);
         assert_eq!(out, [3, 4]);
         // Weight: 5 fits, 60 would pass 10.
-        queue.try_pop_many(&mut out, 10, 10);
+        queue.try_pop_many(&mut out, 10, 10, true);
         assert_eq!(out, [3, 4, 5]);
-        // One item always comes, however heavy.
-        queue.try_pop_many(&mut out, 10, 10);
+        // Strict: nothing over the weight, not even a first item.
+        queue.try_pop_many(&mut out, 10, 10, false);
+        assert_eq!(out, [3, 4, 5]);
+        // Otherwise one item always comes, however heavy.
+        queue.try_pop_many(&mut out, 10, 10, true);
         assert_eq!(out, [3, 4, 5, 60]);
-        queue.try_pop_many(&mut out, 10, 10);
+        queue.try_pop_many(&mut out, 10, 10, false);
         assert_eq!(out, [3, 4, 5, 60, 1]);
         assert_eq!((queue.len(), queue.weight()), (0, 0));
-        queue.try_pop_many(&mut out, 10, 10);
+        queue.try_pop_many(&mut out, 10, 10, true);
         assert_eq!(out.len(), 5);
     }
 
