@@ -45,7 +45,9 @@ const INBOX: usize = 1024;
 
 /// Bytes of messages read ahead of `on_data`. A message larger than this waits until the
 /// handler has taken every earlier one, so a connection never holds more than this much read
-/// ahead besides the message being handled.
+/// ahead, besides the message being handled, up to `TAKE_BYTES` the handler has taken out to
+/// handle next, and the messages decoded from one read that wait for room (at most the read
+/// buffer's worth).
 const INBOX_BYTES: usize = 256 << 10;
 
 /// The read size grows to this while reads keep filling the buffer (a burst of small
