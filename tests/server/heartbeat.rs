@@ -103,3 +103,46 @@ async fn a_slow_handler_does_not_cause_a_heartbeat_close() {
         assert_eq!(recv_text(&mut client).await, i.to_string());
     }
 }
+
+/// While a busy handler holds reading back (its inbox is full), the peer's pongs cannot be
+/// read: that is not the peer's silence, and the heartbeat counts no miss. Six 100 KiB
+/// messages at 400 ms each keep the reader paused for well over the 150 ms the heartbeat
+/// allows (the inbox takes 256 KiB), while the client reads and answers every ping.
+#[tokio::test]
+async fn a_reader_held_back_by_a_busy_handler_counts_no_miss() {
+    let socket = Socket::with_config(SlowEcho::default(), fast_heartbeat());
+    let server = serve(&socket).await;
+    let mut client = connect(&server.url("")).await;
+    let messages: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 100 << 10]).collect();
+    for message in &messages {
+        futures_util::SinkExt::send(&mut client, WsMessage::Binary(message.clone().into()))
+            .await
+            .expect("sent");
+    }
+    for message in &messages {
+        match recv(&mut client).await {
+            WsMessage::Binary(echo) => assert!(echo[..] == message[..], "echo in order"),
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+}
+
+/// Like [`Slow`], with its endpoint its own (tests run side by side).
+#[derive(Default)]
+struct SlowEcho {
+    endpoint: std::sync::OnceLock<ws::Endpoint>,
+}
+
+#[websocket]
+impl SlowEcho {
+    fn on_start(&self, endpoint: ws::Endpoint) {
+        let _ = self.endpoint.set(endpoint);
+    }
+
+    async fn on_data(&self, id: ws::ClientId, msg: Message) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if let Some(endpoint) = self.endpoint.get() {
+            let _ = endpoint.send(id, msg);
+        }
+    }
+}
