@@ -344,6 +344,18 @@ class TsungRun:
 
 # ---------------------------------------------------------------- measurements
 
+def run_problems(clear, overlapped, alive):
+    """What flags any run: another benchmark before or during it, or the server dying."""
+    problems = []
+    if not clear:
+        problems.append("measured while another benchmark was running")
+    elif overlapped:
+        problems.append("another benchmark started during the run")
+    if not alive:
+        problems.append("server died")
+    return problems
+
+
 def measure_echo(name, w, rnd, pin, quiet, own, scratch):
     clear = quiet.wait(own)
     server = Server(name, pin)
@@ -371,13 +383,7 @@ def measure_echo(name, w, rnd, pin, quiet, own, scratch):
     # What Tsung received beyond the echo frames, per connection: the 101 reply and the close.
     extra = (st.get("size_rcv", 0) - messages * w.frame_len) / max(1.0, connects)
     expected = w.users * w.count
-    problems = []
-    if not clear:
-        problems.append("measured while another benchmark was running")
-    elif overlapped:
-        problems.append("another benchmark started during the run")
-    if not alive:
-        problems.append("server died")
+    problems = run_problems(clear, overlapped, alive)
     if messages != expected:
         problems.append(f"tsung counted {messages} echoes, expected {expected}")
     if not 0 <= extra <= 1024:
@@ -441,13 +447,7 @@ def measure_idle(name, n, rnd, pin, quiet, own, scratch):
             time.sleep(0.1)
             run.end()
     st = run.wait(timeout=5, quiet=True)
-    problems = []
-    if not clear:
-        problems.append("measured while another benchmark was running")
-    elif overlapped:
-        problems.append("another benchmark started during the run")
-    if not alive:
-        problems.append("server died")
+    problems = run_problems(clear, overlapped, alive)
     if open_conns < n:
         problems.append(f"only {open_conns} connections open")
     if st.get("websocket_succ", 0) < n:

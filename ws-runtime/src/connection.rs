@@ -772,7 +772,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
                 }
             }},
             next = client.queue.pop() => match next {
-                Some(Outgoing::Message(frame, _)) => {
+                Some(Outgoing::Message(frame)) => {
                     // Boxed: an idle connection's task does not hold a writing future's state.
                     let batch = Box::pin(write_batch(&mut writer, frame, deflater.as_mut(), shared));
                     match write_or_give_up(batch, client, config, stall).await {
@@ -942,7 +942,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let mut taken = Vec::new().into_iter();
     loop {
         let next = if let Some(frame) = pending.take() {
-            Outgoing::Message(frame, 0)
+            Outgoing::Message(frame)
         } else if let Some(next) = taken.next() {
             next
         } else {
@@ -957,7 +957,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             }
         };
         let frame = match next {
-            Outgoing::Message(frame, _) => frame,
+            Outgoing::Message(frame) => frame,
             Outgoing::Close(c) => {
                 close = Some(c);
                 break;

@@ -101,15 +101,15 @@ pub struct ClientInfo {
 /// What the connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A frame, with its payload's size, which counts against the queue's byte limit.
-    Message(OutFrame, u32),
+    /// A frame; its payload's size counts against the queue's byte limit.
+    Message(OutFrame),
     Close(Close),
 }
 
 impl Weighted for Outgoing {
     fn weight(&self) -> usize {
         match self {
-            Outgoing::Message(_, len) => *len as usize,
+            Outgoing::Message(frame) => frame.payload.len(),
             Outgoing::Close(_) => 0,
         }
     }
@@ -234,12 +234,11 @@ impl Client {
 
 impl Client {
     /// Queues without waiting; a full queue makes the client a slow consumer.
-    fn push(&self, frame: OutFrame, len: usize) -> Result<(), SendError> {
+    fn push(&self, frame: OutFrame) -> Result<(), SendError> {
         if self.is_closing() {
             return Err(SendError::Closing(self.id));
         }
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        match self.queue.try_push(Outgoing::Message(frame, len)) {
+        match self.queue.try_push(Outgoing::Message(frame)) {
             Ok(()) => Ok(()),
             Err(PushError::Full(_)) => Err(self.queue_full()),
             Err(PushError::Closed(_)) => Err(SendError::Closing(self.id)),
@@ -247,17 +246,16 @@ impl Client {
     }
 
     /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
-    async fn push_wait(&self, frame: OutFrame, len: usize) -> Result<(), SendError> {
+    async fn push_wait(&self, frame: OutFrame) -> Result<(), SendError> {
         if self.policy != SlowConsumer::Wait {
-            return self.push(frame, len);
+            return self.push(frame);
         }
         if self.is_closing() {
             return Err(SendError::Closing(self.id));
         }
         // The queue is closed when the connection ends, which ends the wait.
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
         self.queue
-            .push(Outgoing::Message(frame, len))
+            .push(Outgoing::Message(frame))
             .await
             .map_err(|_| SendError::Closing(self.id))
     }
@@ -432,10 +430,9 @@ impl Endpoint {
     /// 1008).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
         let message = message.into();
-        let len = message.len();
         let clients = self.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        client.push(OutFrame::message(message), len)
+        client.push(OutFrame::message(message))
     }
 
     /// Like [`send`](Endpoint::send), but under the [`SlowConsumer::Wait`] policy it waits for
@@ -451,7 +448,6 @@ impl Endpoint {
         message: impl Into<Message>,
     ) -> Result<(), SendError> {
         let message = message.into();
-        let len = message.len();
         let client = {
             let clients = self.read();
             clients
@@ -460,7 +456,7 @@ impl Endpoint {
                 .ok_or(SendError::UnknownClient(id))?
                 .clone()
         };
-        client.push_wait(OutFrame::message(message), len).await
+        client.push_wait(OutFrame::message(message)).await
     }
 
     /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
@@ -468,13 +464,12 @@ impl Endpoint {
     /// Under the other policies it is the same as `broadcast`.
     pub async fn broadcast_wait(&self, message: impl Into<Message>) -> Delivery {
         let message = message.into();
-        let len = message.len();
         let frame = OutFrame::message(message);
         let targets: Vec<Arc<Client>> = self.read().map.values().cloned().collect();
         let mut delivery = Delivery::default();
         for client in targets {
             let id = client.id;
-            match client.push_wait(frame.clone(), len).await {
+            match client.push_wait(frame.clone()).await {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(id),
             }
@@ -504,7 +499,6 @@ impl Endpoint {
         ids: impl IntoIterator<Item = ClientId>,
     ) -> Delivery {
         let message = message.into();
-        let len = message.len();
         let frame = OutFrame::message(message);
         let clients = self.read();
         let mut delivery = Delivery::default();
@@ -513,7 +507,7 @@ impl Endpoint {
         ids.dedup();
         for id in ids {
             match clients.map.get(&id) {
-                Some(client) => match client.push(frame.clone(), len) {
+                Some(client) => match client.push(frame.clone()) {
                     Ok(()) => delivery.queued += 1,
                     Err(_) => delivery.failed.push(id),
                 },
@@ -524,7 +518,6 @@ impl Endpoint {
     }
 
     fn deliver(&self, message: Message, include: impl Fn(ClientId) -> bool) -> Delivery {
-        let len = message.len();
         let frame = OutFrame::message(message);
         let clients = self.read();
         let mut delivery = Delivery::default();
@@ -532,7 +525,7 @@ impl Endpoint {
             if !include(*id) {
                 continue;
             }
-            match client.push(frame.clone(), len) {
+            match client.push(frame.clone()) {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.failed.push(*id),
             }
@@ -637,7 +630,7 @@ mod tests {
         let b = endpoint.register(addr, None).unwrap();
         assert_eq!(endpoint.clients(), vec![a.id, b.id]);
         assert_eq!(endpoint.broadcast("x").queued, 2);
-        assert!(matches!(a.queue.try_pop(), Some(Outgoing::Message(_, 1))));
+        assert!(matches!(a.queue.try_pop(), Some(Outgoing::Message(f)) if f.payload.len() == 1));
         endpoint.send(b.id, "y").unwrap();
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::QueueFull(b.id)));
         assert!(b.is_closing());

@@ -112,7 +112,7 @@ impl Gather {
         let written = match self.parts.as_slice() {
             [] => Ok(()),
             [Part::Staged(_)] => writer.write_all(&self.staged).await,
-            parts if writer.is_write_vectored() => {
+            parts => {
                 let mut slices = Vec::with_capacity(parts.len());
                 let mut start = 0;
                 for part in parts {
@@ -124,22 +124,7 @@ impl Gather {
                         Part::Shared(payload) => slices.push(IoSlice::new(payload)),
                     }
                 }
-                write_all_vectored(writer, &mut slices).await
-            }
-            parts => {
-                // A stream that would write one buffer per call: one copy, one write.
-                let mut buf = Vec::with_capacity(bytes);
-                let mut start = 0;
-                for part in parts {
-                    match part {
-                        Part::Staged(end) => {
-                            buf.extend_from_slice(&self.staged[start..*end]);
-                            start = *end;
-                        }
-                        Part::Shared(payload) => buf.extend_from_slice(payload),
-                    }
-                }
-                writer.write_all(&buf).await
+                write_slices(writer, &mut slices, bytes).await
             }
         };
         self.staged.clear();
@@ -163,14 +148,24 @@ async fn write_one<W: AsyncWrite + Unpin>(
         copy[h..h + p].copy_from_slice(payload);
         return writer.write_all(&copy[..h + p]).await;
     }
+    let mut slices = [IoSlice::new(head.bytes()), IoSlice::new(payload)];
+    write_slices(writer, &mut slices, h + p).await
+}
+
+/// Writes the slices (`bytes` in all): vectored, or, to a stream that would write one buffer
+/// per call, as one copy in one write.
+async fn write_slices<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    slices: &mut [IoSlice<'_>],
+    bytes: usize,
+) -> io::Result<()> {
     if writer.is_write_vectored() {
-        let mut slices = [IoSlice::new(head.bytes()), IoSlice::new(payload)];
-        return write_all_vectored(writer, &mut slices).await;
+        return write_all_vectored(writer, slices).await;
     }
-    // A stream that would write one buffer per call: one copy, one write.
-    let mut buf = Vec::with_capacity(h + p);
-    buf.extend_from_slice(head.bytes());
-    buf.extend_from_slice(payload);
+    let mut buf = Vec::with_capacity(bytes);
+    for slice in slices.iter() {
+        buf.extend_from_slice(slice);
+    }
     writer.write_all(&buf).await
 }
 

@@ -11,6 +11,9 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
+/// Each branch's bit, in polling order.
+const BITS: [u8; 3] = [0b001, 0b010, 0b100];
+
 /// Which branches were woken since they were last polled, and the task's own waker.
 #[derive(Default)]
 struct Woken {
@@ -68,14 +71,14 @@ pub(crate) async fn join3<A, B, C>(
             bit,
         }))
     };
-    let wakers = [waker(0b001), waker(0b010), waker(0b100)];
+    let wakers = BITS.map(waker);
     let mut done = [false; 3];
     poll_fn(|cx| {
         // Registered before the bits are read: a wake after this read wakes the task again.
         woken.task.register(cx.waker());
         woken.polling.store(true, Ordering::SeqCst);
         let mut pending = 0;
-        for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
+        for (i, bit) in BITS.into_iter().enumerate() {
             // Wakes made by the branches polled before in this pass count at once: what the
             // reader hands to the handler, and the handler to the writer, goes on in the same
             // pass instead of after a trip through the runtime's queue (behind every other
@@ -96,7 +99,7 @@ pub(crate) async fn join3<A, B, C>(
         // for which the task wakes itself: wakes during the pass did not.
         woken.polling.store(false, Ordering::SeqCst);
         pending |= woken.bits.swap(0, Ordering::SeqCst);
-        for (i, bit) in [0b001u8, 0b010, 0b100].into_iter().enumerate() {
+        for (i, bit) in BITS.into_iter().enumerate() {
             if done[i] {
                 pending &= !bit;
             }
