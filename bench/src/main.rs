@@ -500,7 +500,7 @@ async fn bench(options: &Options) -> Results {
                     {
                         Ok(sample) => {
                             eprintln!(
-                                "[{:>4.0}s] round {} {:<34} {:<17} {:>10.0} msg/s {:>7.2} µs/msg server, {:>3.0}% server core, {:>3.0}% client core",
+                                "[{:>4.0}s] round {} {:<34} {:<17} {:>10.0} msg/s {:>7.3} µs/msg server, {:>3.0}% server core, {:>3.0}% client core",
                                 started.elapsed().as_secs_f64(),
                                 round + 1,
                                 workload.name,

@@ -1,6 +1,8 @@
 //! Every `Endpoint` method, and the order of sends relative to broadcasts.
 
-use ws::{ClientId, SendError, Socket};
+use std::sync::OnceLock;
+
+use ws::{ClientId, Endpoint, Message, SendError, Socket, websocket};
 
 use crate::probe::Probe;
 use crate::support::*;
@@ -116,4 +118,46 @@ async fn sends_keep_their_order_relative_to_broadcasts() {
             assert_eq!(recv_text(client).await, i.to_string());
         }
     }
+}
+
+/// Sends from a hook: to its own client (found without the registry), and to the same id
+/// through another socket's endpoint, which is that socket's client. Ids are per socket, so
+/// the first client of each is 1; the second send must not be mistaken for the first.
+#[tokio::test]
+async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
+    struct Relay {
+        to: Endpoint,
+        own: OnceLock<Endpoint>,
+    }
+
+    #[websocket]
+    impl Relay {
+        fn on_start(&self, endpoint: Endpoint) {
+            let _ = self.own.set(endpoint);
+        }
+
+        fn on_data(&self, id: ClientId, msg: Message) {
+            let own = self.own.get().expect("on_start ran");
+            own.send(id, "before").unwrap();
+            self.to.send(id, msg).unwrap();
+            own.send(id, "after").unwrap();
+        }
+    }
+
+    let (events, mut log) = events();
+    let other = Socket::new(Probe::new(events));
+    let other_server = serve(&other).await;
+    let mut b = connect(&other_server.url("?name=b")).await;
+    log.until("open b").await;
+    let relay = Socket::new(Relay {
+        to: other.endpoint(),
+        own: OnceLock::new(),
+    });
+    let server = serve(&relay).await;
+    let mut a = connect(&server.url("")).await;
+    send_text(&mut a, "for b").await;
+    assert_eq!(recv_text(&mut a).await, "before");
+    assert_eq!(recv_text(&mut a).await, "after");
+    assert_eq!(recv_text(&mut b).await, "for b");
+    assert_eq!(relay.endpoint().clients(), other.endpoint().clients());
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::frame::{FrameHead, OutFrame};
+use crate::lend::Lend;
 
 /// A lone frame up to this size (header included) is copied into a buffer on the stack and
 /// written with one plain write.
@@ -47,6 +48,12 @@ pub(crate) struct Gather {
     bytes: usize,
 }
 
+impl Drop for Gather {
+    fn drop(&mut self) {
+        Lend::give_back(&mut self.staged);
+    }
+}
+
 /// One buffer of the write.
 enum Part {
     /// `staged` up to this offset, from the end of the previous run.
@@ -77,6 +84,7 @@ impl Gather {
 
     fn stage(&mut self, head: FrameHead, payload: Bytes) {
         if self.staged.capacity() == 0 {
+            self.staged = Lend::take();
             // Most batches fit, without growing (and copying) it several times on the way.
             self.staged.reserve(STAGED_FIRST);
         }

@@ -18,6 +18,7 @@ mod handshake;
 mod join;
 #[cfg(feature = "json")]
 mod json;
+mod lend;
 mod limits;
 mod message;
 mod queue;

@@ -196,7 +196,7 @@ impl<T: Weighted> Queue<T> {
     /// `max_weight` together; with `at_least_one`, the first comes whatever it weighs.
     pub(crate) fn try_pop_many(
         &self,
-        out: &mut Vec<T>,
+        out: &mut VecDeque<T>,
         max_items: usize,
         max_weight: usize,
         at_least_one: bool,
@@ -205,6 +205,8 @@ impl<T: Weighted> Queue<T> {
             return;
         }
         let mut state = self.lock();
+        // Room at once: grown one by one, a batch reallocated up to six times per take.
+        out.reserve(max_items.min(state.items.len()));
         let (mut count, mut taken) = (0, 0);
         while count < max_items {
             let Some(next) = state.items.front() else {
@@ -217,7 +219,7 @@ impl<T: Weighted> Queue<T> {
             let Some(item) = state.items.pop_front() else {
                 break;
             };
-            out.push(item);
+            out.push_back(item);
             count += 1;
             taken += weight;
         }
@@ -280,9 +282,9 @@ impl<T: Weighted> Queue<T> {
         self.lock().items.capacity()
     }
 
-    /// Items queued.
+    /// Items queued (stored after every change, read without the lock).
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Their weight.
@@ -322,7 +324,7 @@ mod tests {
             let queue = Queue::new(1024, usize::MAX).keeping(keep);
             let mut items: Vec<u32> = (0..500).collect();
             assert!(queue.try_push_many(&mut items).is_ok());
-            let mut out = Vec::new();
+            let mut out = VecDeque::new();
             queue.try_pop_many(&mut out, 1024, usize::MAX, true);
             assert_eq!(out.len(), 500);
             assert_eq!(queue.slots() >= 500, kept, "keep {keep}");
@@ -362,7 +364,7 @@ mod tests {
         for item in [3, 4, 5, 60, 1] {
             assert!(queue.try_push(item).is_ok());
         }
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         queue.try_pop_many(&mut out, 2, 100, true);
         assert_eq!(out, [3, 4]);
         // Weight: 5 fits, 60 would pass 10.

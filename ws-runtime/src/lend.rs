@@ -1,0 +1,119 @@
+//! Scratch buffers lent by the worker thread for one burst of work: the batches moved between
+//! a connection's reader, handler and writer, and the writer's staging buffer. A connection
+//! takes one when a burst needs it and gives it back when the burst is done, so a busy server
+//! reuses a few buffers per thread instead of allocating and freeing them per batch, and an
+//! idle connection holds none.
+//!
+//! Allocating them per batch cost more than their size suggests: in a burst of small messages,
+//! glibc keeps the freed payloads in its fast bins, and every allocation of a kilobyte or more
+//! first merges all of them (`malloc_consolidate`), 3 % of the server's time in the pipelined
+//! burst of `ws-bench`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::thread::LocalKey;
+
+use crate::endpoint::Outgoing;
+use crate::stream::Incoming;
+
+/// Buffers of one kind kept per thread.
+const KEPT: usize = 4;
+
+/// A buffer whose capacity takes more bytes than this is freed, not kept.
+const KEPT_BYTES: usize = 128 << 10;
+
+/// A buffer that can be lent: emptied when given back.
+pub(crate) trait Lend: Default + Sized + 'static {
+    /// This kind's buffers kept by the current thread.
+    fn kept() -> &'static LocalKey<RefCell<Vec<Self>>>;
+
+    /// Bytes its capacity takes.
+    fn capacity_bytes(&self) -> usize;
+
+    /// Empties it, keeping its capacity.
+    fn clear(&mut self);
+
+    /// A kept buffer of this kind, or a new empty one.
+    fn take() -> Self {
+        Self::kept()
+            .try_with(|kept| kept.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives a buffer back for later bursts on this thread (or frees it: too large, or enough
+    /// are kept). Leaves an empty one without memory in its place.
+    fn give_back(buffer: &mut Self) {
+        let mut buffer = std::mem::take(buffer);
+        let bytes = buffer.capacity_bytes();
+        if bytes == 0 || bytes > KEPT_BYTES {
+            return;
+        }
+        buffer.clear();
+        // During the thread's teardown the buffer is simply freed.
+        let _ = Self::kept().try_with(|kept| {
+            let mut kept = kept.borrow_mut();
+            if kept.len() < KEPT {
+                kept.push(buffer);
+            }
+        });
+    }
+}
+
+macro_rules! lend {
+    ($container:ident < $item:ty >) => {
+        impl Lend for $container<$item> {
+            fn kept() -> &'static LocalKey<RefCell<Vec<Self>>> {
+                thread_local! {
+                    static KEPT_HERE: RefCell<Vec<$container<$item>>> =
+                        const { RefCell::new(Vec::new()) };
+                }
+                &KEPT_HERE
+            }
+
+            fn capacity_bytes(&self) -> usize {
+                self.capacity() * size_of::<$item>()
+            }
+
+            fn clear(&mut self) {
+                $container::clear(self);
+            }
+        }
+    };
+}
+
+lend!(Vec<u8>);
+lend!(Vec<Incoming>);
+lend!(VecDeque<Incoming>);
+lend!(VecDeque<Outgoing>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_given_back_is_lent_again_empty() {
+        let mut buffer = Vec::<u8>::take();
+        buffer.extend_from_slice(&[1; 100]);
+        let capacity = buffer.capacity();
+        Lend::give_back(&mut buffer);
+        assert_eq!(buffer.capacity(), 0, "nothing left in its place");
+        let again = Vec::<u8>::take();
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), capacity, "the same allocation");
+    }
+
+    #[test]
+    fn large_or_surplus_buffers_are_freed() {
+        let mut large = Vec::<u8>::with_capacity(KEPT_BYTES + 1);
+        Lend::give_back(&mut large);
+        assert_eq!(Vec::<u8>::take().capacity(), 0, "too large to keep");
+        for _ in 0..KEPT + 2 {
+            let mut buffer = Vec::<u8>::with_capacity(64);
+            Lend::give_back(&mut buffer);
+        }
+        let kept = <Vec<u8> as Lend>::kept().with(|kept| kept.borrow().len());
+        assert_eq!(kept, KEPT);
+    }
+}
