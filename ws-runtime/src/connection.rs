@@ -239,7 +239,7 @@ where
     // in one batch; a wake polls only the loops it was for.
     {
         let reading = std::pin::pin!(read_loop(io.reader, io.pre_read, &shared));
-        let handling = handle_loop(&socket.handler, client, session, &inbox);
+        let handling = std::pin::pin!(handle_loop(&socket.handler, client, session, &inbox));
         // Its hooks' sends to this client skip the registry.
         let handling = std::pin::pin!(socket.endpoint.as_current(client.clone(), handling));
         let writing = std::pin::pin!(write_loop(io.writer, &shared));

@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
@@ -473,8 +473,13 @@ impl Endpoint {
     /// registry's lock (a read lock and a lookup were a tenth of the server's time echoing a
     /// burst of small messages). The client is moved in and out of the thread-local slot, not
     /// cloned, per poll; the slot's previous content is put back after each poll, even if the
-    /// poll panics.
-    pub(crate) async fn as_current<F: Future>(&self, client: Arc<Client>, hooks: F) -> F::Output {
+    /// poll panics. The hooks' future is pinned by the caller: taken by value, it would be
+    /// held twice in the connection's task.
+    pub(crate) async fn as_current<F: Future>(
+        &self,
+        client: Arc<Client>,
+        mut hooks: Pin<&mut F>,
+    ) -> F::Output {
         /// Puts the previous current client back.
         struct Restore<'a> {
             ours: &'a mut Option<Current>,
@@ -488,7 +493,6 @@ impl Endpoint {
                 }
             }
         }
-        let mut hooks = pin!(hooks);
         let mut ours = Some(Current {
             registry: self.registry.clone(),
             client,
