@@ -206,8 +206,9 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     limits: Limits,
-    /// When permessage-deflate was negotiated.
-    inflater: Option<Inflater>,
+    /// When permessage-deflate was negotiated. Boxed: inline, its 160 bytes were part of every
+    /// connection's reader, compressed or not.
+    inflater: Option<Box<Inflater>>,
     /// A fragmented message in progress: its kind and its fragments so far.
     partial: Option<Partial>,
     /// Fragmented messages are given frame by frame instead of collected.
@@ -241,7 +242,7 @@ impl Decoder {
     pub(crate) fn with_inflater(limits: Limits, inflater: Option<Inflater>) -> Self {
         Decoder {
             limits,
-            inflater,
+            inflater: inflater.map(Box::new),
             partial: None,
             streams: false,
             frames: 0,

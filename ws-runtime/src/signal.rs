@@ -22,16 +22,21 @@ impl Signal {
         self.waiter.wake();
     }
 
+    /// Takes the signal if it was given; whether it was.
+    pub(crate) fn take(&self) -> bool {
+        self.given.swap(false, Ordering::AcqRel)
+    }
+
     /// Waits until the signal is given (at once if it was given since the last wait), and
     /// takes it. Cancel-safe: a signal is only taken by a wait that completes.
     pub(crate) async fn wait(&self) {
         poll_fn(|cx| {
-            if self.given.swap(false, Ordering::AcqRel) {
+            if self.take() {
                 return Poll::Ready(());
             }
             self.waiter.register(cx.waker());
             // Given between the check and the registration: its wake may have missed us.
-            if self.given.swap(false, Ordering::AcqRel) {
+            if self.take() {
                 Poll::Ready(())
             } else {
                 Poll::Pending
