@@ -312,7 +312,13 @@ where
     // Polled in this order, one pass reads what arrived, handles it, and writes every answer
     // in one batch; a wake polls only the loops it was for.
     {
-        let reading = std::pin::pin!(read_loop(reader, buf, &shared));
+        let mut input = Input {
+            reader,
+            buf,
+            read_size: config.read_buffer_size,
+            throttle: config.rate_limit.map(Throttle::new),
+        };
+        let reading = std::pin::pin!(read_loop(&mut input, &shared));
         let handling = std::pin::pin!(handle_loop(&socket.handler, client, session, &inbox));
         // Its hooks' sends to this client skip the registry.
         let handling = std::pin::pin!(socket.endpoint.as_current(client.clone(), handling));
@@ -337,15 +343,24 @@ struct Shared<'a> {
     inbox: &'a Queue<Incoming>,
 }
 
-/// Reads, decodes and hands messages to the handler; `buf` holds the bytes to decode first
-/// (without any, it has no memory: the read buffer is allocated when input arrives, see
-/// `fill`).
-async fn read_loop<R: Source>(mut reader: R, mut buf: BytesMut, shared: &Shared<'_>) {
+/// The reader's socket, its buffer and what paces reading.
+struct Input<R> {
+    reader: R,
+    /// The bytes to decode next (without any, it has no memory: the read buffer is allocated
+    /// when input arrives, see `fill`).
+    buf: BytesMut,
+    /// How much the next read asks for.
+    read_size: usize,
+    throttle: Option<Throttle>,
+}
+
+/// Reads, decodes and hands messages to the handler. The input is the caller's: passed by
+/// value, it would be held twice in the task, as this function's argument and as its local.
+async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'_>) {
     let Shared { client, config, .. } = *shared;
     // The stream of the fragmented message being read, while the handler takes its chunks;
     // without it, the rest of that message is discarded.
     let mut feeding: Option<Feed> = None;
-    let mut read_size = config.read_buffer_size;
     let mut decoder = Decoder::with_inflater(
         Limits {
             max_frame: config.max_frame_size,
@@ -354,7 +369,6 @@ async fn read_loop<R: Source>(mut reader: R, mut buf: BytesMut, shared: &Shared<
         shared.deflate.map(Inflater::new),
     )
     .streaming(shared.streams);
-    let mut throttle = config.rate_limit.map(Throttle::new);
     // Whole messages decoded from this read, handed to the handler together.
     let mut batch = Batch::default();
     'read: loop {
@@ -362,7 +376,7 @@ async fn read_loop<R: Source>(mut reader: R, mut buf: BytesMut, shared: &Shared<
         let mut pinned = false;
         loop {
             let frames = decoder.frames;
-            let event = match decoder.decode(&mut buf) {
+            let event = match decoder.decode(&mut input.buf) {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
                 Err(close) => {
@@ -379,7 +393,7 @@ async fn read_loop<R: Source>(mut reader: R, mut buf: BytesMut, shared: &Shared<
             };
             let new_frames = decoder.frames - frames;
             batch.frames += new_frames;
-            if let Some(throttle) = &mut throttle {
+            if let Some(throttle) = &mut input.throttle {
                 throttle.consume(0, new_frames);
             }
             pinned |= event.shares_read_buffer();
@@ -414,16 +428,7 @@ async fn read_loop<R: Source>(mut reader: R, mut buf: BytesMut, shared: &Shared<
             // to its front instead of allocating a fresh one (fresh pages, page faults).
             tokio::task::yield_now().await;
         }
-        if !fill(
-            &mut reader,
-            &mut buf,
-            decoder.wanted(),
-            &mut read_size,
-            throttle.as_mut(),
-            shared,
-        )
-        .await
-        {
+        if !fill(input, decoder.wanted(), shared).await {
             break;
         }
     }
@@ -527,20 +532,34 @@ async fn hand_over(batch: &mut Batch, feeding: &mut Option<Feed>, shared: &Share
         stats.frames_read.fetch_add(batch.frames, Ordering::Relaxed);
         batch.frames = 0;
     }
-    let batch = &mut batch.messages;
-    if batch.is_empty() {
+    let messages = &mut batch.messages;
+    if messages.is_empty() {
         return;
     }
     stats
         .messages_read
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    if !shared.client.is_closing() && shared.inbox.try_push_many(batch).is_ok() {
-        batch.reverse();
-        while let Some(incoming) = batch.pop() {
-            deliver(incoming, feeding, shared).await;
-        }
+        .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    if !shared.client.is_closing()
+        && shared.inbox.try_push_many(messages).is_ok()
+        && !messages.is_empty()
+    {
+        // The inbox is full: the rest wait for room. Boxed: it is rare, and its state would
+        // be part of every connection's reader.
+        Box::pin(deliver_all(messages, feeding, shared)).await;
     }
-    Lend::give_back(batch);
+    Lend::give_back(messages);
+}
+
+/// Hands messages to the handler one by one, in order, waiting for room in its inbox.
+async fn deliver_all(
+    messages: &mut Vec<Incoming>,
+    feeding: &mut Option<Feed>,
+    shared: &Shared<'_>,
+) {
+    messages.reverse();
+    while let Some(incoming) = messages.pop() {
+        deliver(incoming, feeding, shared).await;
+    }
 }
 
 /// Hands a message or a new stream to the handler, waiting while its inbox is full. Once the
@@ -591,21 +610,19 @@ async fn feed(piece: Piece, stream: &mut Option<Feed>, shared: &Shared<'_>) {
 
 /// Reads more bytes, within the rate limit and the close timeout; `false` once reading is
 /// over (end of stream, error, abort, or no close reply in time).
-async fn fill<R: Source>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    wanted: usize,
-    read_size: &mut usize,
-    throttle: Option<&mut Throttle>,
-    shared: &Shared<'_>,
-) -> bool {
+///
+/// A connection with nothing to read holds no read buffer: before reading, it waits for input
+/// without one. A small buffer is given back at once (reallocating it is cheap), a large one
+/// (grown for large frames, reused from frame to frame) once the connection has been idle for
+/// a heartbeat period (the writer pings).
+async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_>) -> bool {
     let Shared { client, config, .. } = *shared;
     let deadline = match shared.phase.seen() {
         Phase::CloseSent(at) => Some(at + config.close_timeout),
         Phase::Abort => return false,
         Phase::Open | Phase::ReaderDone => None,
     };
-    if let Some(throttle) = &throttle {
+    if let Some(throttle) = &input.throttle {
         let ready_at = throttle.ready_at();
         if ready_at > Instant::now() {
             client.throttled.store(true, Ordering::Relaxed);
@@ -617,11 +634,43 @@ async fn fill<R: Source>(
             return true;
         }
     }
+    let Input {
+        reader,
+        buf,
+        read_size,
+        throttle,
+    } = input;
     if R::WAITS && buf.is_empty() {
-        match wait_for_input(reader, buf, read_size, deadline, shared).await {
-            Waited::Input => {}
-            Waited::Again => return true,
-            Waited::Over => return false,
+        // Moved in as `&mut`: a shared reference held across the wait would need `R: Sync`.
+        let ready = {
+            let reader = &mut *reader;
+            std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
+        };
+        if !ready {
+            if buf.capacity() <= config.read_buffer_size {
+                *buf = BytesMut::new();
+            }
+            let holding = buf.capacity() > 0;
+            let reader = &mut *reader;
+            tokio::select! {
+                biased;
+                ready = std::future::poll_fn(move |cx| reader.poll_ready(cx)) => {
+                    if let Err(err) = ready {
+                        tracing::debug!("read failed: {err}");
+                        return false;
+                    }
+                }
+                () = client.idle.wait(), if holding => {
+                    *buf = BytesMut::new();
+                    *read_size = config.read_buffer_size;
+                    return true;
+                }
+                () = shared.phase.changed() => return true,
+                () = sleep_until(deadline) => {
+                    no_close_reply();
+                    return false;
+                }
+            }
         }
     }
     // The rest of a frame whose header is in, or a read's worth.
@@ -644,7 +693,7 @@ async fn fill<R: Source>(
     let spare = buf.capacity() - buf.len();
     // Within the rate limit's burst: a large read buffer must not let a limited client in
     // faster than the limit.
-    let allowed = throttle.as_ref().map_or(usize::MAX, |t| t.allowance());
+    let allowed = throttle.as_ref().map_or(usize::MAX, Throttle::allowance);
     let read = tokio::select! {
         read = read_at_most(reader, buf, allowed) => read,
         () = shared.phase.changed() => return true,
@@ -688,62 +737,6 @@ async fn read_at_most<R: Source>(
     }
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
     (&mut *reader).take(limit).read_buf(buf).await
-}
-
-/// How waiting for input ended.
-enum Waited {
-    /// Input (or its end, or an error) can be read.
-    Input,
-    /// Something else needs a look first: the phase changed, or the buffer was given back.
-    Again,
-    /// Reading is over.
-    Over,
-}
-
-/// Waits for input before reading, so that a connection with nothing to read holds no read
-/// buffer: a small one is given back at once (reallocating it is cheap), a large one (grown
-/// for large frames, reused from frame to frame) once the connection has been idle for a
-/// heartbeat period (the writer pings).
-async fn wait_for_input<R: Source>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    read_size: &mut usize,
-    deadline: Option<Instant>,
-    shared: &Shared<'_>,
-) -> Waited {
-    let Shared { client, config, .. } = *shared;
-    if buf.capacity() > 0 && buf.capacity() <= config.read_buffer_size {
-        // Moved in as `&mut`: a shared reference held across the wait would need `R: Sync`.
-        let now = {
-            let reader = &mut *reader;
-            std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
-        };
-        if now {
-            return Waited::Input;
-        }
-        *buf = BytesMut::new();
-    }
-    let holding = buf.capacity() > 0;
-    tokio::select! {
-        biased;
-        ready = std::future::poll_fn(move |cx| reader.poll_ready(cx)) => match ready {
-            Ok(()) => Waited::Input,
-            Err(err) => {
-                tracing::debug!("read failed: {err}");
-                Waited::Over
-            }
-        },
-        () = client.idle.wait(), if holding => {
-            *buf = BytesMut::new();
-            *read_size = config.read_buffer_size;
-            Waited::Again
-        }
-        () = shared.phase.changed() => Waited::Again,
-        () = sleep_until(deadline) => {
-            no_close_reply();
-            Waited::Over
-        }
-    }
 }
 
 fn no_close_reply() {

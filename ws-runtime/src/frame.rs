@@ -209,8 +209,9 @@ pub(crate) struct Decoder {
     /// When permessage-deflate was negotiated. Boxed: inline, its 160 bytes were part of every
     /// connection's reader, compressed or not.
     inflater: Option<Box<Inflater>>,
-    /// A fragmented message in progress: its kind and its fragments so far.
-    partial: Option<Partial>,
+    /// A fragmented message in progress: its kind and its fragments so far. Boxed: most
+    /// messages come whole, and inline it was half the decoder.
+    partial: Option<Box<Partial>>,
     /// Fragmented messages are given frame by frame instead of collected.
     streams: bool,
     /// Frames decoded, control frames included.
@@ -357,13 +358,13 @@ impl Decoder {
                 } else {
                     (payload, None)
                 };
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text,
                     compressed,
                     data,
                     len,
                     utf8,
-                });
+                }));
                 Ok(event)
             }
             OP_CONTINUATION => {

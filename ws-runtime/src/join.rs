@@ -14,7 +14,9 @@ use futures_util::task::AtomicWaker;
 /// Each branch's bit, in polling order.
 const BITS: [u8; 3] = [0b001, 0b010, 0b100];
 
-/// Which branches were woken since they were last polled, and the task's own waker.
+/// Which branches were woken since they were last polled, and the task's own waker. It is
+/// also the first branch's waker (one allocation less per connection than a `Branch` of its
+/// own).
 #[derive(Default)]
 struct Woken {
     bits: AtomicU8,
@@ -24,7 +26,30 @@ struct Woken {
     task: AtomicWaker,
 }
 
-/// The waker handed to one branch: marks it woken, then wakes the task.
+impl Woken {
+    /// Marks a branch woken, then wakes the task unless a pass will see the mark.
+    fn mark(&self, bit: u8) {
+        // SeqCst with the pass's end (store `polling`, then read `bits`): either the pass sees
+        // this bit, or this wake sees that the pass is over and wakes the task.
+        self.bits.fetch_or(bit, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+/// The first branch's waker.
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.mark(BITS[0]);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.mark(BITS[0]);
+    }
+}
+
+/// The waker handed to another branch: marks it woken, then wakes the task.
 struct Branch {
     woken: Arc<Woken>,
     bit: u8,
@@ -32,16 +57,11 @@ struct Branch {
 
 impl Wake for Branch {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+        self.woken.mark(self.bit);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // SeqCst with the pass's end (store `polling`, then read `bits`): either the pass sees
-        // this bit, or this wake sees that the pass is over and wakes the task.
-        self.woken.bits.fetch_or(self.bit, Ordering::SeqCst);
-        if !self.woken.polling.load(Ordering::SeqCst) {
-            self.woken.task.wake();
-        }
+        self.woken.mark(self.bit);
     }
 }
 
@@ -65,13 +85,13 @@ pub(crate) async fn join3<A, B, C>(
         polling: AtomicBool::new(false),
         task: AtomicWaker::new(),
     });
-    let waker = |bit| {
+    let branch = |bit| {
         Waker::from(Arc::new(Branch {
             woken: woken.clone(),
             bit,
         }))
     };
-    let wakers = BITS.map(waker);
+    let wakers = [Waker::from(woken.clone()), branch(BITS[1]), branch(BITS[2])];
     let mut done = [false; 3];
     poll_fn(|cx| {
         // Registered before the bits are read: a wake after this read wakes the task again.
