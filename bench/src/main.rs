@@ -558,7 +558,7 @@ async fn memory_round(
         {
             Ok(sample) => {
                 eprintln!(
-                    "[{:>4.0}s] round {} memory {:<17} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
+                    "[{:>4.0}s] round {} memory {:<17} {:>7.2} KiB/conn idle, {:>7.2} KiB/conn after one echo",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     kind.name(),

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::{OnUpgrade, Upgraded};
 
-use crate::__private::{DataParam, from_incoming};
+use crate::__private::DataParam;
 use crate::config::{Config, RateLimit};
 use crate::deflate::{Deflater, Inflater, Negotiated};
 use crate::endpoint::{Client, Outgoing};
@@ -796,14 +796,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
     let _done = CloseOnDrop(&client.queue);
     // Boxed: inline, its state made every connection's writer 176 bytes larger.
     let mut deflater = shared.deflate.cloned().map(|d| Box::new(Deflater::new(d)));
-    let mut heartbeat = Heartbeat::new(config, client);
-    // A peer whose socket accepts no bytes for this long is not reading at all.
-    let stall =
-        config.heartbeat.unwrap_or(Duration::from_secs(10)) * config.heartbeat_misses.max(1);
+    let mut heartbeat = Heartbeat::new(client);
     // One timer for the heartbeat, reset only when its deadline moves: creating a timer per
     // message would cost a timer-wheel insert and removal on the hot path.
-    let far = Instant::now() + Duration::from_secs(86_400 * 365);
-    let mut beat = std::pin::pin!(tokio::time::sleep_until(heartbeat.next.unwrap_or(far)));
+    let mut beat = std::pin::pin!(tokio::time::sleep_until(Heartbeat::next(config)));
     let close = loop {
         let control = tokio::select! {
             biased;
@@ -825,7 +821,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
                 // Every tick, busy or not: queues emptied after a burst give their buffers back.
                 client.queue.release();
                 shared.inbox.release();
-                match heartbeat.tick(client, beat.as_mut(), far) {
+                match heartbeat.tick(client, config, beat.as_mut()) {
                 Beat::Quiet => continue,
                 Beat::Ping => {
                     // Idle for a heartbeat period: the reader gives back its read buffer.
@@ -843,7 +839,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
                     // future's state.
                     let written = Box::pin(async {
                         let batch = std::pin::pin!(write_batch(&mut writer, frame, deflater.as_deref_mut(), shared));
-                        write_or_give_up(batch, client, config, stall).await
+                        write_or_give_up(batch, client, config).await
                     });
                     match written.await {
                         Ok(Ok(None)) => continue,
@@ -867,7 +863,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Shared<'_>) {
         };
         let sent = Box::pin(async {
             let frames = std::pin::pin!(write_frames(&mut writer, &control));
-            write_or_give_up(frames, client, config, stall).await
+            write_or_give_up(frames, client, config).await
         })
         .await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -1063,7 +1059,8 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     Ok(close)
 }
 
-/// Runs a write, giving up on a peer that reads nothing: after `stall` without completing, or
+/// Runs a write, giving up on a peer that reads nothing: after the heartbeat's whole allowance
+/// (its interval times its misses, 10 s times them without a heartbeat) without completing, or
 /// within the close timeout once a close is wanted urgently (a slow consumer, say) while the
 /// write is stuck. Gives the close to record when it gives up. The write is pinned by the
 /// caller: taken by value, it would be held twice.
@@ -1071,7 +1068,6 @@ async fn write_or_give_up<F: Future>(
     mut batch: Pin<&mut F>,
     client: &Client,
     config: &Config,
-    stall: Duration,
 ) -> Result<F::Output, Close> {
     // The usual case first: a write that completes at once needs no timer (building one
     // reads the clock and the runtime's handle, for every write).
@@ -1082,7 +1078,7 @@ async fn write_or_give_up<F: Future>(
     tokio::select! {
         biased;
         done = &mut batch => return Ok(done),
-        () = tokio::time::sleep(stall) => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
+        () = tokio::time::sleep(stall(config)) => return Err(Close::new(Close::POLICY_VIOLATION, "Send timeout")),
         () = client.close_wanted.wait() => {}
     }
     match tokio::time::timeout(config.close_timeout, batch).await {
@@ -1103,37 +1099,49 @@ enum Beat {
     Dead,
 }
 
+/// How long a write may stall before the peer counts as not reading at all.
+fn stall(config: &Config) -> Duration {
+    config.heartbeat.unwrap_or(Duration::from_secs(10)) * config.heartbeat_misses.max(1)
+}
+
 /// Pings a peer that has been silent for a whole interval; gives up after the configured
-/// number of unanswered pings.
+/// number of unanswered pings. The interval and the misses allowed are read from the config.
 struct Heartbeat {
-    interval: Option<Duration>,
-    misses: u32,
     missed: u32,
+    /// The input stamp at the last tick.
     seen: u64,
-    next: Option<Instant>,
 }
 
 impl Heartbeat {
-    fn new(config: &Config, client: &Client) -> Self {
+    fn new(client: &Client) -> Self {
         Heartbeat {
-            interval: config.heartbeat,
-            misses: config.heartbeat_misses,
             missed: 0,
             seen: client.input_stamp(),
-            next: config.heartbeat.map(|i| Instant::now() + i),
         }
     }
 
-    /// Decides what this tick does, and sets the timer for the next one (or `far` when off).
-    fn tick(&mut self, client: &Client, timer: Pin<&mut tokio::time::Sleep>, far: Instant) -> Beat {
-        self.next = self.interval.map(|i| Instant::now() + i);
-        timer.reset(self.next.unwrap_or(far));
+    /// When the next tick is due: an interval from now, or in a year without a heartbeat.
+    fn next(config: &Config) -> Instant {
+        Instant::now()
+            + config
+                .heartbeat
+                .unwrap_or(Duration::from_secs(86_400 * 365))
+    }
+
+    /// Decides what this tick does, and sets the timer for the next one.
+    fn tick(
+        &mut self,
+        client: &Client,
+        config: &Config,
+        timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Beat {
+        timer.reset(Heartbeat::next(config));
         let stamp = client.input_stamp();
         if stamp != self.seen || client.reading_held_back() {
             self.seen = stamp;
             self.missed = 0;
             Beat::Quiet
-        } else if self.missed >= self.misses {
+        } else if self.missed >= config.heartbeat_misses {
             Beat::Dead
         } else {
             self.missed += 1;
@@ -1181,9 +1189,12 @@ async fn handle_loop<H: Handler>(
         };
         // The conversion runs user code too (`FromMessage`): inside the panic guard.
         let result = AssertUnwindSafe(async {
-            let message = from_incoming::<H::Message>(incoming)
-                .await
-                .map_err(DataError::Refused)?;
+            let message = match incoming {
+                Incoming::Message(message) => H::Message::from_whole(message),
+                // Boxed: rare, and inline its state would be part of every connection's task.
+                Incoming::Stream(stream) => Box::pin(H::Message::from_stream(stream)).await,
+            };
+            let message = message.map_err(DataError::Refused)?;
             handler.on_data(id, session, message).await
         })
         .catch_unwind()

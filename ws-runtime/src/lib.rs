@@ -54,7 +54,6 @@ pub mod __private {
     pub use crate::handler::{BoxError, DataError, Handler};
     use std::future::Future;
 
-    use crate::stream::Incoming;
     use crate::{Close, FromMessage, Message, MessageStream, Reject};
 
     /// Turns what `on_data` returned into the runtime's result.
@@ -134,16 +133,6 @@ pub mod __private {
 
         async fn from_stream(stream: MessageStream) -> Result<Self, Close> {
             Ok(stream)
-        }
-    }
-
-    /// Converts what the reader received into the type `on_data` takes.
-    pub(crate) async fn from_incoming<T: DataParam>(incoming: Incoming) -> Result<T, Close> {
-        match incoming {
-            Incoming::Message(message) => T::from_whole(message),
-            // Boxed: a handler's loop holds this future per message, and inline the stream's
-            // conversion (collecting it) made it 352 bytes for every handler.
-            Incoming::Stream(stream) => Box::pin(T::from_stream(stream)).await,
         }
     }
 
