@@ -1304,6 +1304,41 @@ fn cost(units: u64, per_second: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+
+    #[test]
+    fn the_reader_is_woken_by_phase_changes_made_after_it_looked() {
+        let phase = PhaseCell::new();
+        assert_eq!(phase.seen(), Phase::Open);
+        assert!(phase.changed().now_or_never().is_none(), "no change yet");
+        assert!(phase.closing().now_or_never().is_none(), "still open");
+        phase.close_sent();
+        let Phase::CloseSent(at) = phase.get() else {
+            panic!("our close went out: {:?}", phase.get());
+        };
+        assert!(
+            phase.changed().now_or_never().is_some(),
+            "a change after `seen`"
+        );
+        phase.close_sent();
+        assert_eq!(
+            phase.get(),
+            Phase::CloseSent(at),
+            "the first close's instant stays"
+        );
+        phase.set(Phase::Abort);
+        phase.close_sent();
+        assert_eq!(
+            phase.seen(),
+            Phase::Abort,
+            "past the open phase, no close is recorded"
+        );
+        assert!(
+            phase.changed().now_or_never().is_none(),
+            "a change seen already does not wake again"
+        );
+        assert!(phase.closing().now_or_never().is_some());
+    }
 
     #[test]
     fn throttle_allows_a_burst_then_paces() {
