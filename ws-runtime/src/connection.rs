@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -93,6 +93,9 @@ enum Phase {
 #[derive(Debug)]
 struct PhaseCell {
     phase: Mutex<Phase>,
+    /// Whether the phase is still `Open`, readable without the lock (the reader looks before
+    /// every read). A connection never goes back to `Open`.
+    open: AtomicBool,
     /// Given on every change; only the reader waits for it.
     changed: Signal,
 }
@@ -101,11 +104,15 @@ impl PhaseCell {
     fn new() -> Self {
         PhaseCell {
             phase: Mutex::new(Phase::Open),
+            open: AtomicBool::new(true),
             changed: Signal::default(),
         }
     }
 
     fn get(&self) -> Phase {
+        if self.open.load(Ordering::Acquire) {
+            return Phase::Open;
+        }
         *self.phase.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -117,7 +124,10 @@ impl PhaseCell {
     }
 
     fn set(&self, phase: Phase) {
-        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+        let mut current = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = phase;
+        self.open.store(phase == Phase::Open, Ordering::Release);
+        drop(current);
         self.changed.notify();
     }
 
@@ -127,6 +137,7 @@ impl PhaseCell {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         if *phase == Phase::Open {
             *phase = Phase::CloseSent(Instant::now());
+            self.open.store(false, Ordering::Release);
             drop(phase);
             self.changed.notify();
         }

@@ -22,9 +22,10 @@ impl Signal {
         self.waiter.wake();
     }
 
-    /// Takes the signal if it was given; whether it was.
+    /// Takes the signal if it was given; whether it was. A plain load when it was not (the
+    /// reader takes its phase signal before every read).
     pub(crate) fn take(&self) -> bool {
-        self.given.swap(false, Ordering::AcqRel)
+        self.given.load(Ordering::Acquire) && self.given.swap(false, Ordering::AcqRel)
     }
 
     /// Waits until the signal is given (at once if it was given since the last wait), and
