@@ -524,8 +524,33 @@ fn parse_head(buf: &[u8]) -> Option<Result<Head, Close>> {
     }))
 }
 
-/// XORs the payload with the masking key, eight bytes at a time.
+/// XORs the payload with the masking key: with AVX2 where the CPU has it (detected once, at
+/// run time), otherwise with the baseline SSE2 the portable loop compiles to.
 fn unmask(payload: &mut [u8], key: [u8; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    if payload.len() >= 256 && std::arch::is_x86_feature_detected!("avx2") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            unmask_avx2(payload, key);
+        }
+        return;
+    }
+    unmask_words(payload, key);
+}
+
+/// [`unmask_words`] compiled for AVX2: the same loop, vectorised 32 bytes wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn unmask_avx2(payload: &mut [u8], key: [u8; 4]) {
+    unmask_words(payload, key);
+}
+
+/// XORs eight bytes at a time, which the compiler vectorises for the target's widest unit.
+// Always inlined: only a copy inside `unmask_avx2` is compiled with AVX2.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+fn unmask_words(payload: &mut [u8], key: [u8; 4]) {
     let wide = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
@@ -877,7 +902,7 @@ mod tests {
     #[test]
     fn unmask_matches_bytewise() {
         let key = [1, 2, 3, 4];
-        for len in [0, 1, 7, 8, 9, 31, 100] {
+        for len in [0, 1, 7, 8, 9, 31, 100, 255, 256, 257, 1000, 4099] {
             let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
             let mut fast = data.clone();
             unmask(&mut fast, key);
