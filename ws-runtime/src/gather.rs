@@ -12,10 +12,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::frame::{FrameHead, OutFrame};
 use crate::lend::Lend;
 
-/// A lone frame up to this size (header included) is copied into a buffer on the stack and
-/// written with one plain write.
-const SMALL: usize = 1024;
-
 /// Payloads up to this size are copied into the staging buffer: copying them costs less than
 /// a buffer of their own in a vectored write (the kernel walks each buffer separately; for a
 /// batch of small frames that was most of the write's cost).
@@ -142,22 +138,25 @@ impl Gather {
     }
 }
 
-/// Writes a lone frame: a small one as one plain write of a copy (cheaper than `writev`'s
-/// two-buffer setup; a broadcast delivery, a reply), a larger one as header and payload.
+/// Writes a lone frame: one with a payload small enough to stage as one plain write of a copy
+/// (in a lent buffer; `writev`'s setup of two buffers costs the kernel more than the copy, for
+/// a broadcast delivery or a reply), a larger one as header and payload.
 async fn write_one<W: AsyncWrite + Unpin>(
     writer: &mut W,
     head: FrameHead,
     payload: &[u8],
 ) -> io::Result<()> {
-    let (h, p) = (head.bytes().len(), payload.len());
-    if h + p <= SMALL {
-        let mut copy = [0u8; SMALL];
-        copy[..h].copy_from_slice(head.bytes());
-        copy[h..h + p].copy_from_slice(payload);
-        return writer.write_all(&copy[..h + p]).await;
+    if payload.len() <= STAGE {
+        let mut copy: Vec<u8> = Lend::take();
+        copy.extend_from_slice(head.bytes());
+        copy.extend_from_slice(payload);
+        let written = writer.write_all(&copy).await;
+        Lend::give_back(&mut copy);
+        return written;
     }
+    let h = head.bytes().len();
     let mut slices = [IoSlice::new(head.bytes()), IoSlice::new(payload)];
-    write_slices(writer, &mut slices, h + p).await
+    write_slices(writer, &mut slices, h + payload.len()).await
 }
 
 /// Writes the slices (`bytes` in all): vectored, or, to a stream that would write one buffer
@@ -245,7 +244,7 @@ mod tests {
     /// A lone frame, small or large.
     #[tokio::test]
     async fn a_lone_frame_is_written_whole() {
-        for len in [0, 100, SMALL, 100_000] {
+        for len in [0, 100, STAGE, STAGE + 1, 100_000] {
             for vectored in [true, false] {
                 let mut gather = Gather::default();
                 gather.push(frame(len, 9));
