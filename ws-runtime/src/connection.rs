@@ -1086,6 +1086,18 @@ async fn write_or_give_up<F: Future>(
     {
         return Ok(done);
     }
+    // Boxed: the timers' state would make every write's future larger, and the writer boxes
+    // each write; kept under glibc's per-thread cache limit (1 KiB), that box costs a few
+    // instructions instead of a trip through the general allocator.
+    Box::pin(stalled(batch, client, config)).await
+}
+
+/// The rest of a write that did not complete at once: see [`write_or_give_up`].
+async fn stalled<F: Future>(
+    mut batch: Pin<&mut F>,
+    client: &Client,
+    config: &Config,
+) -> Result<F::Output, Close> {
     tokio::select! {
         biased;
         done = &mut batch => return Ok(done),
