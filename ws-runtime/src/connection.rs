@@ -436,8 +436,17 @@ async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'_>) {
             // Let the handler and the writer run first (every message decoded from this read
             // goes out in one write): once the payloads are written and dropped, the read
             // buffer is this reader's alone again, and making room in it moves what is left
-            // to its front instead of allocating a fresh one (fresh pages, page faults).
-            tokio::task::yield_now().await;
+            // to its front instead of allocating a fresh one (fresh pages, page faults). Only
+            // when more input is waiting: otherwise the reader waits for it, and they run
+            // meanwhile. The yield is to the other loops of this task, not to the runtime,
+            // whose `yield_now` polls its I/O driver (one more `epoll_wait`) first.
+            let more = {
+                let reader = &mut input.reader;
+                std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
+            };
+            if more {
+                crate::join::yield_to_others().await;
+            }
         }
         if !fill(input, decoder.wanted(), shared).await {
             break;

@@ -65,6 +65,22 @@ impl Wake for Branch {
     }
 }
 
+/// Pending once, then ready: the branch awaiting it wakes itself and lets the branches after
+/// it run in this pass of [`join3`]; it is polled again in the next pass, which the task
+/// schedules like any self-wake (at the back of the worker's queue, without the I/O driver
+/// poll that `tokio::task::yield_now` waits for).
+pub(crate) fn yield_to_others() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+}
+
 /// Runs the three futures to completion, concurrently, in this task; in each pass they are
 /// polled in order (first, second, third), each only if it was woken.
 ///
