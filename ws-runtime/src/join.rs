@@ -219,6 +219,44 @@ mod tests {
         assert!(joined.as_mut().poll(&mut cx).is_ready(), "one pass");
     }
 
+    /// A branch that yields lets the later ones run in the same pass, wakes the task, and
+    /// goes on in the next pass.
+    #[test]
+    fn a_branch_yielding_to_the_others_goes_on_after_them() {
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let order = std::sync::Mutex::new(Vec::new());
+        let log = |step| order.lock().expect("not poisoned").push(step);
+        let first = async {
+            log("first, before");
+            yield_to_others().await;
+            log("first, after");
+        };
+        let second = async { log("second") };
+        let third = async { log("third") };
+        let (first, second, third) = (
+            std::pin::pin!(first),
+            std::pin::pin!(second),
+            std::pin::pin!(third),
+        );
+        let joined = join3(first, second, third);
+        let mut joined = std::pin::pin!(joined);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task woke itself");
+        assert!(joined.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(
+            *order.lock().expect("not poisoned"),
+            ["first, before", "second", "third", "first, after"]
+        );
+    }
+
     /// A wake that a pass sees (a hand-over to a later branch) does not wake the task again;
     /// one the pass leaves for the next (a branch waking itself) does.
     #[test]
