@@ -284,15 +284,17 @@ impl Decoder {
                 return Ok(None);
             }
             self.wanted = 0;
-            buf.advance(head.header_len);
+            let end = head.header_len + head.payload_len;
             let payload = if head.payload_len <= COPY_OUT {
                 // Copied out, the read buffer stays this connection's own and is reused for
                 // the next reads instead of being reallocated for every frame.
-                unmask(&mut buf[..head.payload_len], head.mask);
-                let payload = BytesMut::from(&buf[..head.payload_len]);
-                buf.advance(head.payload_len);
+                let body = &mut buf[head.header_len..end];
+                unmask(body, head.mask);
+                let payload = BytesMut::from(&*body);
+                buf.advance(end);
                 payload
             } else {
+                buf.advance(head.header_len);
                 let mut payload = buf.split_to(head.payload_len);
                 unmask(&mut payload, head.mask);
                 payload
@@ -551,9 +553,9 @@ fn unmask_avx2(payload: &mut [u8], key: [u8; 4]) {
 #[allow(clippy::inline_always)]
 #[inline(always)]
 fn unmask_words(payload: &mut [u8], key: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    // The key twice, in memory order: the same on either endianness.
+    let key32 = u64::from(u32::from_ne_bytes(key));
+    let wide = key32 | (key32 << 32);
     let mut chunks = payload.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];

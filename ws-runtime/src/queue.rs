@@ -205,23 +205,29 @@ impl<T: Weighted> Queue<T> {
             return;
         }
         let mut state = self.lock();
-        // Room at once: grown one by one, a batch reallocated up to six times per take.
-        out.reserve(max_items.min(state.items.len()));
-        let (mut count, mut taken) = (0, 0);
-        while count < max_items {
-            let Some(next) = state.items.front() else {
-                break;
+        let all = state.items.len();
+        let (count, taken) =
+            if all <= max_items && (state.weight <= max_weight || (at_least_one && all == 1)) {
+                // Everything fits, the usual case: no item needs to be looked at.
+                (all, state.weight)
+            } else {
+                let (mut count, mut taken) = (0, 0);
+                for item in state.items.iter().take(max_items) {
+                    let weight = item.weight();
+                    if (count > 0 || !at_least_one) && taken + weight > max_weight {
+                        break;
+                    }
+                    count += 1;
+                    taken += weight;
+                }
+                (count, taken)
             };
-            let weight = next.weight();
-            if (count > 0 || !at_least_one) && taken + weight > max_weight {
-                break;
-            }
-            let Some(item) = state.items.pop_front() else {
-                break;
-            };
-            out.push_back(item);
-            count += 1;
-            taken += weight;
+        // Moved in bulk (slice copies), not popped and pushed one by one: that was about 70
+        // instructions per item in callgrind, on a burst of small messages.
+        if count == all {
+            out.append(&mut state.items);
+        } else {
+            out.extend(state.items.drain(..count));
         }
         state.weight -= taken;
         self.len.store(state.items.len(), Ordering::Release);
@@ -381,6 +387,28 @@ mod tests {
         assert_eq!((queue.len(), queue.weight()), (0, 0));
         queue.try_pop_many(&mut out, 10, 10, true);
         assert_eq!(out.len(), 5);
+    }
+
+    /// Everything fits: taken at once, in order, also when the queue's ring has wrapped
+    /// around and `out` already holds items.
+    #[test]
+    fn pop_many_takes_all_that_fits_in_order() {
+        let queue = Queue::new(8, 10_000);
+        let mut out = VecDeque::new();
+        for round in 0..5u32 {
+            for item in 0..6 {
+                assert!(queue.try_push(round * 10 + item).is_ok());
+            }
+            // Leaves the ring's start elsewhere for the next round.
+            let first = queue.try_pop();
+            assert_eq!(first, Some(round * 10));
+            queue.try_pop_many(&mut out, 8, 1000, true);
+            assert_eq!((queue.len(), queue.weight()), (0, 0));
+        }
+        let expected: Vec<u32> = (0..5u32)
+            .flat_map(|round| (1..6).map(move |item| round * 10 + item))
+            .collect();
+        assert_eq!(out, expected);
     }
 
     #[tokio::test]
