@@ -444,28 +444,26 @@ impl Endpoint {
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
     /// 1008).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
-        let frame = OutFrame::message(message.into());
-        if self.is_current(id) {
-            // The usual reply, from the client's own hooks: no lock, no lookup.
-            return CURRENT.with_borrow(|current| match current {
-                Some(current) => current.client.push(frame),
-                None => Err(SendError::UnknownClient(id)),
-            });
+        let mut frame = Some(OutFrame::message(message.into()));
+        // The usual reply, from the client's own hooks: no lock, no lookup, one look at the
+        // thread-local slot.
+        let pushed = CURRENT.try_with(|current| {
+            let current = current.borrow();
+            let current = current.as_ref().filter(|current| {
+                current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
+            })?;
+            frame.take().map(|frame| current.client.push(frame))
+        });
+        if let Ok(Some(sent)) = pushed {
+            return sent;
         }
+        // Still here: it was not pushed above.
+        let Some(frame) = frame else {
+            return Err(SendError::UnknownClient(id));
+        };
         let clients = self.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
         client.push(frame)
-    }
-
-    /// Whether `id` is the client of this endpoint whose hooks this thread is running.
-    fn is_current(&self, id: ClientId) -> bool {
-        CURRENT
-            .try_with(|current| {
-                current.borrow().as_ref().is_some_and(|current| {
-                    current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
-                })
-            })
-            .unwrap_or(false)
     }
 
     /// Runs `hooks` with `client` as this thread's current client during each of its polls,
