@@ -37,7 +37,8 @@ pub(crate) struct Gather {
     one: Option<(FrameHead, Bytes)>,
     /// Headers and small payloads, in order.
     staged: Vec<u8>,
-    /// The write, in order: runs of `staged` and large payloads.
+    /// The write, in order: runs of `staged` and large payloads; empty while only small
+    /// frames are gathered, `staged` then being the whole write.
     parts: Vec<Part>,
     /// Where the current run of `staged` begins.
     run_start: usize,
@@ -112,11 +113,13 @@ impl Gather {
         if let Some((head, payload)) = self.one.take() {
             return write_one(writer, head, &payload).await;
         }
-        self.end_run();
         let written = match self.parts.as_slice() {
-            [] => Ok(()),
-            [Part::Staged(_)] => writer.write_all(&self.staged).await,
-            parts => {
+            // Small frames only: one plain write, and no list of buffers allocated for it.
+            [] if self.staged.is_empty() => Ok(()),
+            [] => writer.write_all(&self.staged).await,
+            _ => {
+                self.end_run();
+                let parts = self.parts.as_slice();
                 let mut slices = Vec::with_capacity(parts.len());
                 let mut start = 0;
                 for part in parts {
