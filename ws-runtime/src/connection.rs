@@ -31,7 +31,7 @@ use crate::endpoint::{Client, Outgoing};
 use crate::frame::{Decoder, Event, Limits, OutFrame};
 use crate::gather::Gather;
 use crate::handler::{DataError, Handler};
-use crate::lend::Lend;
+use crate::lend::{Lend, ReadMemory};
 use crate::limits::Slot;
 use crate::message::{Close, Message};
 use crate::queue::{PushError, Queue, Weighted};
@@ -667,8 +667,10 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
             std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
         };
         if !ready {
+            // Given to the thread's pool while waiting: an idle connection holds no buffer,
+            // and a busy thread reuses a few instead of allocating one per read.
             if buf.capacity() <= config.read_buffer_size {
-                *buf = BytesMut::new();
+                lend_back(buf);
             }
             let holding = buf.capacity() > 0;
             let reader = &mut *reader;
@@ -693,23 +695,7 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
             }
         }
     }
-    // The rest of a frame whose header is in, or a read's worth.
-    let missing = wanted.saturating_sub(buf.len());
-    if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
-        *buf = BytesMut::with_capacity(*read_size);
-    } else {
-        let spare = buf.capacity() - buf.len();
-        // Room is made when the frame would not fit (what is in the buffer moves to its front
-        // if it is this reader's alone, else it is copied), and, when little would move, for
-        // a full-size read.
-        if spare < missing.max(1024) {
-            buf.reserve(missing.max(*read_size));
-        } else if spare < *read_size && buf.len() <= CHEAP_MOVE {
-            // Never allocates: a buffer still shared with payloads (queued behind a slow
-            // `on_data`, or for slow receivers) is left as it is.
-            let _: bool = buf.try_reclaim(*read_size);
-        }
-    }
+    make_room(buf, wanted, *read_size);
     let spare = buf.capacity() - buf.len();
     // Within the rate limit's burst: a large read buffer must not let a limited client in
     // faster than the limit.
@@ -744,6 +730,49 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
             false
         }
     }
+}
+
+/// Makes room in the read buffer for the rest of a frame whose header is in (`wanted` bytes
+/// in all), or for a read's worth.
+fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
+    if buf.capacity() == 0 {
+        *buf = lent_buffer();
+    }
+    // The rest of a frame whose header is in, or a read's worth.
+    let missing = wanted.saturating_sub(buf.len());
+    if buf.is_empty() && buf.capacity() > KEEP_READ_BUFFER {
+        *buf = BytesMut::with_capacity(read_size);
+    } else {
+        let spare = buf.capacity() - buf.len();
+        // Room is made when the frame would not fit (what is in the buffer moves to its front
+        // if it is this reader's alone, else it is copied), and, when little would move, for
+        // a full-size read.
+        if spare < missing.max(1024) {
+            buf.reserve(missing.max(read_size));
+        } else if spare < read_size && buf.len() <= CHEAP_MOVE {
+            // Never allocates: a buffer still shared with payloads (queued behind a slow
+            // `on_data`, or for slow receivers) is left as it is.
+            let _: bool = buf.try_reclaim(read_size);
+        }
+    }
+}
+
+/// A read buffer from the thread's pool ([`ReadMemory`]; empty when the pool is). Through `Bytes`,
+/// as `bytes` builds a `BytesMut` from a `Vec` no other way without copying; that costs a
+/// small bookkeeping allocation, where a read buffer of its own would cost a large one.
+fn lent_buffer() -> BytesMut {
+    let ReadMemory(memory) = ReadMemory::take();
+    if memory.capacity() == 0 {
+        return BytesMut::new();
+    }
+    BytesMut::from(Bytes::from(memory))
+}
+
+/// Gives an empty read buffer to the thread's pool ([`ReadMemory`]) if it is this reader's alone; one still
+/// shared with payloads split off it is dropped, its memory going with the last of them.
+fn lend_back(buf: &mut BytesMut) {
+    let mut memory = ReadMemory(Vec::from(std::mem::take(buf)));
+    Lend::give_back(&mut memory);
 }
 
 /// Reads into `buf`'s spare capacity, at most `limit` bytes.
@@ -1337,6 +1366,28 @@ fn cost(units: u64, per_second: u64) -> Duration {
 mod tests {
     use super::*;
     use futures_util::FutureExt;
+
+    /// A read buffer that is the reader's alone goes to the thread's pool and is lent again;
+    /// one still shared with a payload split off it is not pooled.
+    #[test]
+    fn read_buffers_are_pooled_only_when_the_readers_alone() {
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.extend_from_slice(b"frame");
+        buf.clear();
+        let memory = buf.as_ptr();
+        lend_back(&mut buf);
+        assert_eq!(buf.capacity(), 0, "nothing left in its place");
+        let again = lent_buffer();
+        assert_eq!(again.as_ptr(), memory, "the same allocation");
+        assert!(again.capacity() >= 1024);
+
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.extend_from_slice(&[7; 100]);
+        let payload = buf.split_to(100);
+        lend_back(&mut buf);
+        assert_eq!(lent_buffer().capacity(), 0, "the pool is empty");
+        assert_eq!(payload[..], [7; 100]);
+    }
 
     #[test]
     fn the_reader_is_woken_by_phase_changes_made_after_it_looked() {

@@ -88,6 +88,29 @@ lend!(Vec<Incoming>);
 lend!(VecDeque<Incoming>);
 lend!(VecDeque<Outgoing>);
 
+/// A read buffer's memory, kept apart from the staging buffers: only buffers of a read
+/// buffer's usual size are given back to it, so that one lent never holds more than that
+/// while its connection waits for input.
+#[derive(Default)]
+pub(crate) struct ReadMemory(pub(crate) Vec<u8>);
+
+impl Lend for ReadMemory {
+    fn kept() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        thread_local! {
+            static KEPT_HERE: RefCell<Vec<ReadMemory>> = const { RefCell::new(Vec::new()) };
+        }
+        &KEPT_HERE
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.0.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
