@@ -1,5 +1,6 @@
 //! Scratch buffers lent by the worker thread for one burst of work: the batches moved between
-//! a connection's reader, handler and writer, and the writer's staging buffer. A connection
+//! a connection's reader, handler and writer, the writer's staging buffer, and the reader's
+//! buffer while it waits for input ([`ReadMemory`]). A connection
 //! takes one when a burst needs it and gives it back when the burst is done, so a busy server
 //! reuses a few buffers per thread instead of allocating and freeing them per batch, and an
 //! idle connection holds none.
