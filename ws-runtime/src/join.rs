@@ -159,6 +159,28 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    /// A task waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Pins three futures and their join in the calling scope, as a connection's task does.
+    macro_rules! pinned_join {
+        ($joined:ident = $first:expr, $second:expr, $third:expr) => {
+            let (first, second, third) = (
+                std::pin::pin!($first),
+                std::pin::pin!($second),
+                std::pin::pin!($third),
+            );
+            let $joined = join3(first, second, third);
+            let mut $joined = std::pin::pin!($joined);
+        };
+    }
+
     /// Counts its polls; ready once `open` is set, woken by whoever sets it.
     struct Gate<'a> {
         polls: &'a AtomicUsize,
@@ -205,13 +227,7 @@ mod tests {
             }
         });
         let third = std::future::ready(());
-        let (first, second, third) = (
-            std::pin::pin!(first),
-            std::pin::pin!(second),
-            std::pin::pin!(third),
-        );
-        let joined = join3(first, second, third);
-        let mut joined = std::pin::pin!(joined);
+        pinned_join!(joined = first, second, third);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(joined.as_mut().poll(&mut cx).is_pending());
         gate.store(true, Ordering::SeqCst);
@@ -223,12 +239,6 @@ mod tests {
     /// goes on in the next pass.
     #[test]
     fn a_branch_yielding_to_the_others_goes_on_after_them() {
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let order = std::sync::Mutex::new(Vec::new());
         let log = |step| order.lock().expect("not poisoned").push(step);
         let first = async {
@@ -238,13 +248,7 @@ mod tests {
         };
         let second = async { log("second") };
         let third = async { log("third") };
-        let (first, second, third) = (
-            std::pin::pin!(first),
-            std::pin::pin!(second),
-            std::pin::pin!(third),
-        );
-        let joined = join3(first, second, third);
-        let mut joined = std::pin::pin!(joined);
+        pinned_join!(joined = first, second, third);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let task = Waker::from(count.clone());
         let mut cx = Context::from_waker(&task);
@@ -262,12 +266,6 @@ mod tests {
     #[test]
     fn the_task_is_woken_only_for_a_pass_still_to_come() {
         use std::sync::atomic::AtomicBool;
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let task = Waker::from(count.clone());
         let go = AtomicBool::new(false);
@@ -296,13 +294,7 @@ mod tests {
             cx.waker().wake_by_ref();
             Poll::Pending
         });
-        let (first, second, third) = (
-            std::pin::pin!(first),
-            std::pin::pin!(second),
-            std::pin::pin!(third),
-        );
-        let joined = join3(first, second, third);
-        let mut joined = std::pin::pin!(joined);
+        pinned_join!(joined = first, second, third);
         let mut cx = Context::from_waker(&task);
         assert!(joined.as_mut().poll(&mut cx).is_pending());
         assert_eq!(
