@@ -440,11 +440,7 @@ async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'_>) {
             // when more input is waiting: otherwise the reader waits for it, and they run
             // meanwhile. The yield is to the other loops of this task, not to the runtime,
             // whose `yield_now` polls its I/O driver (one more `epoll_wait`) first.
-            let more = {
-                let reader = &mut input.reader;
-                std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
-            };
-            if more {
+            if has_input(&mut input.reader).await {
                 crate::join::yield_to_others().await;
             }
         }
@@ -660,38 +656,31 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
         read_size,
         throttle,
     } = input;
-    if R::WAITS && buf.is_empty() {
-        // Moved in as `&mut`: a shared reference held across the wait would need `R: Sync`.
-        let ready = {
-            let reader = &mut *reader;
-            std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready())).await
-        };
-        if !ready {
-            // Given to the thread's pool while waiting: an idle connection holds no buffer,
-            // and a busy thread reuses a few instead of allocating one per read.
-            if buf.capacity() <= config.read_buffer_size {
-                lend_back(buf);
-            }
-            let holding = buf.capacity() > 0;
-            let reader = &mut *reader;
-            tokio::select! {
-                biased;
-                ready = std::future::poll_fn(move |cx| reader.poll_ready(cx)) => {
-                    if let Err(err) = ready {
-                        tracing::debug!("read failed: {err}");
-                        return false;
-                    }
-                }
-                () = client.idle.wait(), if holding => {
-                    *buf = BytesMut::new();
-                    *read_size = config.read_buffer_size;
-                    return true;
-                }
-                () = shared.phase.changed() => return true,
-                () = sleep_until(deadline) => {
-                    no_close_reply();
+    if R::WAITS && buf.is_empty() && !has_input(reader).await {
+        // Given to the thread's pool while waiting: an idle connection holds no buffer,
+        // and a busy thread reuses a few instead of allocating one per read.
+        if buf.capacity() <= config.read_buffer_size {
+            lend_back(buf);
+        }
+        let holding = buf.capacity() > 0;
+        let reader = &mut *reader;
+        tokio::select! {
+            biased;
+            ready = std::future::poll_fn(move |cx| reader.poll_ready(cx)) => {
+                if let Err(err) = ready {
+                    tracing::debug!("read failed: {err}");
                     return false;
                 }
+            }
+            () = client.idle.wait(), if holding => {
+                *buf = BytesMut::new();
+                *read_size = config.read_buffer_size;
+                return true;
+            }
+            () = shared.phase.changed() => return true,
+            () = sleep_until(deadline) => {
+                no_close_reply();
+                return false;
             }
         }
     }
@@ -732,6 +721,13 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
     }
 }
 
+/// Whether input (or the end of the stream, or an error) can be read now, without waiting;
+/// the reader's waker is registered otherwise. Takes the reader as `&mut`: a shared reference
+/// held across the await would need `R: Sync`.
+fn has_input<R: Source>(reader: &mut R) -> impl Future<Output = bool> + '_ {
+    std::future::poll_fn(move |cx| Poll::Ready(reader.poll_ready(cx).is_ready()))
+}
+
 /// Makes room in the read buffer for the rest of a frame whose header is in (`wanted` bytes
 /// in all), or for a read's worth.
 fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
@@ -757,9 +753,10 @@ fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
     }
 }
 
-/// A read buffer from the thread's pool ([`ReadMemory`]; empty when the pool is). Through `Bytes`,
-/// as `bytes` builds a `BytesMut` from a `Vec` no other way without copying; that costs a
-/// small bookkeeping allocation, where a read buffer of its own would cost a large one.
+/// A read buffer from the thread's pool ([`ReadMemory`]; empty when the pool is). Through
+/// `Bytes`, as `bytes` builds a `BytesMut` from a `Vec` no other way without copying; that
+/// costs a small bookkeeping allocation, where a read buffer of its own would cost a large
+/// one.
 fn lent_buffer() -> BytesMut {
     let ReadMemory(memory) = ReadMemory::take();
     if memory.capacity() == 0 {
@@ -768,8 +765,9 @@ fn lent_buffer() -> BytesMut {
     BytesMut::from(Bytes::from(memory))
 }
 
-/// Gives an empty read buffer to the thread's pool ([`ReadMemory`]) if it is this reader's alone; one still
-/// shared with payloads split off it is dropped, its memory going with the last of them.
+/// Gives an empty read buffer to the thread's pool ([`ReadMemory`]) if it is this reader's
+/// alone; one still shared with payloads split off it is dropped, its memory going with the
+/// last of them.
 fn lend_back(buf: &mut BytesMut) {
     let mut memory = ReadMemory(Vec::from(std::mem::take(buf)));
     Lend::give_back(&mut memory);

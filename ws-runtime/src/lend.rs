@@ -64,21 +64,29 @@ pub(crate) trait Lend: Default + Sized + 'static {
 
 macro_rules! lend {
     ($container:ident < $item:ty >) => {
-        impl Lend for $container<$item> {
+        lend!(
+            $container<$item>,
+            |buffer| buffer.capacity() * size_of::<$item>(),
+            |buffer| { $container::clear(buffer) }
+        );
+    };
+    ($kind:ty, |$c:ident| $capacity:expr, |$b:ident| $clear:expr) => {
+        impl Lend for $kind {
             fn kept() -> &'static LocalKey<RefCell<Vec<Self>>> {
                 thread_local! {
-                    static KEPT_HERE: RefCell<Vec<$container<$item>>> =
-                        const { RefCell::new(Vec::new()) };
+                    static KEPT_HERE: RefCell<Vec<$kind>> = const { RefCell::new(Vec::new()) };
                 }
                 &KEPT_HERE
             }
 
             fn capacity_bytes(&self) -> usize {
-                self.capacity() * size_of::<$item>()
+                let $c = self;
+                $capacity
             }
 
             fn clear(&mut self) {
-                $container::clear(self);
+                let $b = self;
+                $clear;
             }
         }
     };
@@ -95,22 +103,9 @@ lend!(VecDeque<Outgoing>);
 #[derive(Default)]
 pub(crate) struct ReadMemory(pub(crate) Vec<u8>);
 
-impl Lend for ReadMemory {
-    fn kept() -> &'static LocalKey<RefCell<Vec<Self>>> {
-        thread_local! {
-            static KEPT_HERE: RefCell<Vec<ReadMemory>> = const { RefCell::new(Vec::new()) };
-        }
-        &KEPT_HERE
-    }
-
-    fn capacity_bytes(&self) -> usize {
-        self.0.capacity()
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-}
+lend!(ReadMemory, |memory| memory.0.capacity(), |memory| memory
+    .0
+    .clear());
 
 #[cfg(test)]
 mod tests {
