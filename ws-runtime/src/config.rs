@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::deflate::Deflate;
+use crate::proto::deflate::Deflate;
 
 /// Which browser origins may open a connection.
 ///
@@ -123,6 +123,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Slots a connection's emptied queues keep: enough for a burst when the heartbeat (whose
+    /// every tick gives them back once empty) bounds how long, the queue's default otherwise.
+    pub(crate) fn queue_keep(&self) -> usize {
+        if self.heartbeat.is_some() {
+            1024
+        } else {
+            crate::rt::queue::KEEP
+        }
+    }
+
     /// The defaults, as listed on each setter.
     pub fn new() -> Self {
         Config::default()

@@ -1,9 +1,12 @@
-//! The `Handler` trait: the six hooks the runtime drives, implemented by `#[websocket]`.
+//! The `Handler` trait: the six hooks the runtime drives, implemented by `#[websocket]`; and
+//! the hidden traits its expansion names (re-exported from `__private`).
 
 use std::future::Future;
 
-use crate::__private::DataParam;
-use crate::{Accept, ClientId, Close, Endpoint, Reject, Request};
+use crate::endpoint::{ClientId, Endpoint};
+use crate::handshake::{Accept, Reject, Request};
+use crate::message::{Close, FromMessage, Message};
+use crate::stream::MessageStream;
 
 /// The error type `on_data` may return: anything that converts into a boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -87,4 +90,89 @@ pub trait Handler: Send + Sync + Sized + 'static {
     fn on_stop(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// Turns what `on_data` returned into the runtime's result.
+#[diagnostic::on_unimplemented(
+    message = "`on_data` must return `()` or `Result<(), E>`, not `{Self}`",
+    label = "this return type is not accepted",
+    note = "with `Result<(), E>`, `E` must convert into `Box<dyn std::error::Error + Send + Sync>`; an `Err` is logged and closes the client with 1011"
+)]
+pub trait IntoDataResult {
+    /// Converts the hook's return value.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, boxed.
+    fn into_data_result(self) -> Result<(), DataError>;
+}
+
+impl IntoDataResult for () {
+    fn into_data_result(self) -> Result<(), DataError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> IntoDataResult for Result<(), E> {
+    fn into_data_result(self) -> Result<(), DataError> {
+        self.map_err(|err| DataError::Handler(err.into()))
+    }
+}
+
+/// What `on_data` may take as its message parameter
+/// ([`Handler::Message`](crate::Handler::Message)): any [`FromMessage`] type (whole
+/// messages), or a [`MessageStream`] (fragmented messages as they arrive).
+#[diagnostic::on_unimplemented(
+    message = "`on_data` cannot take a `{Self}` as its message",
+    label = "this type does not implement `ws::FromMessage`",
+    note = "the message parameter of `on_data` may be `ws::Message`, `String`, `ws::Text`, `Vec<u8>`, `bytes::Bytes`, `ws::MessageStream`, or a type that implements `ws::FromMessage`"
+)]
+pub trait DataParam: Sized {
+    /// Whether the handler receives fragmented messages as streams.
+    const STREAMS: bool;
+
+    /// Converts a whole message.
+    ///
+    /// # Errors
+    ///
+    /// The close the conversion asked for.
+    fn from_whole(message: Message) -> Result<Self, Close>;
+
+    /// Converts a message still arriving.
+    ///
+    /// # Errors
+    ///
+    /// The close the conversion asked for, or the one that ended the connection inside
+    /// the message.
+    fn from_stream(stream: MessageStream) -> impl Future<Output = Result<Self, Close>> + Send;
+}
+
+impl<T: FromMessage> DataParam for T {
+    const STREAMS: bool = false;
+
+    fn from_whole(message: Message) -> Result<Self, Close> {
+        T::from_message(message)
+    }
+
+    /// Collects the stream first (a handler without `STREAMS` gets none from the runtime).
+    async fn from_stream(stream: MessageStream) -> Result<Self, Close> {
+        T::from_message(stream.into_message().await?)
+    }
+}
+
+impl DataParam for MessageStream {
+    const STREAMS: bool = true;
+
+    fn from_whole(message: Message) -> Result<Self, Close> {
+        Ok(MessageStream::from(message))
+    }
+
+    async fn from_stream(stream: MessageStream) -> Result<Self, Close> {
+        Ok(stream)
+    }
+}
+
+/// Converts the error of an `on_handshake` that returns `Result<S, E>`.
+pub fn into_reject<E: Into<Reject>>(error: E) -> Reject {
+    error.into()
 }

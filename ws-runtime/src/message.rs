@@ -140,8 +140,14 @@ impl Text {
         self.0.as_str()
     }
 
-    pub(crate) fn from_utf8_bytes(bytes: Utf8Bytes) -> Self {
-        Text(bytes)
+    /// Text of these bytes, or `None` when they are not UTF-8. Validated with SIMD
+    /// (simdutf8): std's validator, which `Utf8Bytes::try_from` runs, was the largest
+    /// user-space cost of echoing non-ASCII text.
+    #[allow(unsafe_code)]
+    pub(crate) fn from_utf8(payload: Bytes) -> Option<Self> {
+        simdutf8::basic::from_utf8(&payload).ok()?;
+        // SAFETY: `payload` was validated as UTF-8 just above, and `Bytes` is immutable.
+        Some(Text(unsafe { Utf8Bytes::from_bytes_unchecked(payload) }))
     }
 
     /// The UTF-8 bytes, without copying.
@@ -267,6 +273,18 @@ impl fmt::Display for Close {
 
 impl std::error::Error for Close {}
 
+/// A close reason is at most 123 bytes (125 minus the code); cut at a character boundary.
+pub(crate) fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= 123 {
+        return reason;
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// What `on_data` may take as its message parameter.
 ///
 /// The runtime receives a [`Message`] and converts it with this trait before calling
@@ -343,6 +361,15 @@ impl FromMessage for Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_is_truncated_on_a_char_boundary() {
+        let long = "é".repeat(100);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= 123);
+        assert_eq!(cut.len() % 2, 0);
+        assert_eq!(truncate_reason("short"), "short");
+    }
 
     #[test]
     fn conversions() {

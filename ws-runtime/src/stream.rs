@@ -174,9 +174,10 @@ impl MessageStream {
         }
         let bytes = first.unwrap_or_else(|| rest.freeze());
         if self.text {
-            Ok(Message::Text(Text::from_utf8_bytes(
-                crate::frame::validated(bytes)?,
-            )))
+            // The reader validated every chunk as it came; this only makes it a `Text`.
+            Text::from_utf8(bytes)
+                .map(Message::Text)
+                .ok_or_else(|| Close::new(Close::INVALID_DATA, "Invalid UTF-8"))
         } else {
             Ok(Message::Binary(bytes))
         }
@@ -193,7 +194,7 @@ pub(crate) enum Incoming {
     Stream(MessageStream),
 }
 
-impl crate::queue::Weighted for Incoming {
+impl crate::rt::queue::Weighted for Incoming {
     /// A message weighs its bytes; a stream nothing, its chunks being bounded by the stream.
     fn weight(&self) -> usize {
         match self {

@@ -97,7 +97,7 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::message::{Close, Message, Text};
 use crate::server::Server;
-use crate::socket::Socket;
+use crate::server::Socket;
 
 /// How long a connect, a receive or a close waits by default before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! Scratch buffers lent by the worker thread for one burst of work: the batches moved between
 //! a connection's reader, handler and writer, the writer's staging buffer, and the reader's
-//! buffer while it waits for input ([`ReadMemory`]). A connection
-//! takes one when a burst needs it and gives it back when the burst is done, so a busy server
+//! buffer while it waits for input (the pools are declared with [`lend!`] beside the types they
+//! hold). A connection takes one when a burst needs it and gives it back when the burst is done, so a busy server
 //! reuses a few buffers per thread instead of allocating and freeing them per batch, and an
 //! idle connection holds none.
 //!
@@ -11,11 +11,7 @@
 //! burst of `ws-bench`.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::thread::LocalKey;
-
-use crate::endpoint::Outgoing;
-use crate::stream::Incoming;
 
 /// Buffers of one kind kept per thread.
 const KEPT: usize = 4;
@@ -62,19 +58,23 @@ pub(crate) trait Lend: Default + Sized + 'static {
     }
 }
 
+/// Implements [`Lend`] for a buffer type: `lend!(Vec<T>)` or `lend!(VecDeque<T>)` for a
+/// container, or `lend!(Type, |b| capacity_bytes, |b| clear)`. Each type gets a pool of its
+/// own per thread.
 macro_rules! lend {
     ($container:ident < $item:ty >) => {
-        lend!(
+        $crate::rt::lend::lend!(
             $container<$item>,
             |buffer| buffer.capacity() * size_of::<$item>(),
             |buffer| { $container::clear(buffer) }
         );
     };
     ($kind:ty, |$c:ident| $capacity:expr, |$b:ident| $clear:expr) => {
-        impl Lend for $kind {
-            fn kept() -> &'static LocalKey<RefCell<Vec<Self>>> {
-                thread_local! {
-                    static KEPT_HERE: RefCell<Vec<$kind>> = const { RefCell::new(Vec::new()) };
+        impl $crate::rt::lend::Lend for $kind {
+            fn kept() -> &'static ::std::thread::LocalKey<::std::cell::RefCell<Vec<Self>>> {
+                ::std::thread_local! {
+                    static KEPT_HERE: ::std::cell::RefCell<Vec<$kind>> =
+                        const { ::std::cell::RefCell::new(Vec::new()) };
                 }
                 &KEPT_HERE
             }
@@ -92,20 +92,9 @@ macro_rules! lend {
     };
 }
 
+pub(crate) use lend;
+
 lend!(Vec<u8>);
-lend!(Vec<Incoming>);
-lend!(VecDeque<Incoming>);
-lend!(VecDeque<Outgoing>);
-
-/// A read buffer's memory, kept apart from the staging buffers: only buffers of a read
-/// buffer's usual size are given back to it, so that one lent never holds more than that
-/// while its connection waits for input.
-#[derive(Default)]
-pub(crate) struct ReadMemory(pub(crate) Vec<u8>);
-
-lend!(ReadMemory, |memory| memory.0.capacity(), |memory| memory
-    .0
-    .clear());
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,13 @@
 //! Serving: the accept loop around warp's service (plain TCP or TLS, with the handshake
 //! timeout), `on_start` before the first accept, and the graceful shutdown on SIGINT, SIGTERM
-//! or a future of the user's.
+//! or a future of the user's. [`Socket`] (`socket.rs`) answers the handshakes of one handler
+//! and spawns its connections; `admission.rs` holds the connection limits; `tls.rs` the
+//! `wss://` acceptor.
+
+mod admission;
+mod socket;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -17,9 +24,10 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::socket::{Lifecycle, PeerAddr, Socket};
+pub use socket::Socket;
+use socket::{Lifecycle, PeerAddr};
 #[cfg(feature = "tls")]
-use crate::tls::{self, Tls};
+pub use tls::Tls;
 
 type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 

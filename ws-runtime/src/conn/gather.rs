@@ -9,8 +9,8 @@ use std::io::{self, IoSlice};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::frame::{FrameHead, OutFrame};
-use crate::lend::Lend;
+use crate::proto::{FrameHead, OutFrame};
+use crate::rt::lend::Lend;
 
 /// Payloads up to this size are copied into the staging buffer: copying them costs less than
 /// a buffer of their own in a vectored write (the kernel walks each buffer separately; for a
@@ -203,7 +203,7 @@ mod tests {
     use crate::message::Message;
 
     fn frame(len: usize, fill: u8) -> OutFrame {
-        OutFrame::message(Message::Binary(Bytes::from(vec![fill; len])))
+        OutFrame::message(Message::Binary(Bytes::from(vec![fill; len])), usize::MAX)
     }
 
     fn encoded(frame: &OutFrame) -> Vec<u8> {

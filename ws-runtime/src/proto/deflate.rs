@@ -7,13 +7,12 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use http::HeaderMap;
 
-use crate::message::Close;
+use super::ProtocolError;
 
 /// permessage-deflate (RFC 7692) settings of a [`Config`](crate::Config): off unless set with
 /// [`Config::deflate`](crate::Config::deflate).
@@ -135,21 +134,6 @@ impl Deflate {
     pub fn get_threshold(&self) -> usize {
         self.threshold
     }
-}
-
-/// Smallest threshold of any socket with deflate on: only data messages at least this large
-/// carry the cell that shares their compressed bytes between receivers (so nothing is
-/// allocated per message when deflate is off everywhere).
-static SHARE_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-/// Called for each socket created with deflate on.
-pub(crate) fn enable_sharing(config: &Deflate) {
-    SHARE_FROM.fetch_min(config.threshold.max(1), Ordering::Relaxed);
-}
-
-/// Whether a message of this size may be compressed by some socket.
-pub(crate) fn may_share(len: usize) -> bool {
-    len >= SHARE_FROM.load(Ordering::Relaxed)
 }
 
 /// What was agreed with one client.
@@ -431,7 +415,7 @@ impl Inflater {
         last: bool,
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), Close> {
+    ) -> Result<(), ProtocolError> {
         let bits = self.window_bits;
         let context = self
             .context
@@ -453,7 +437,7 @@ fn feed(
     mut input: &[u8],
     out: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), Close> {
+) -> Result<(), ProtocolError> {
     let mut chunk = [0u8; CHUNK];
     loop {
         // One byte past the limit is enough to know it is passed.
@@ -463,14 +447,14 @@ fn feed(
             .decompress(input, &mut chunk[..room], FlushDecompress::Sync)
             .map_err(|err| {
                 tracing::debug!("inflate failed: {err}");
-                Close::new(Close::INVALID_DATA, "Invalid compressed data")
+                ProtocolError::InvalidCompressedData
             })?;
         let read = usize::try_from(context.total_in() - before_in).unwrap_or(usize::MAX);
         let written = usize::try_from(context.total_out() - before_out).unwrap_or(usize::MAX);
         input = &input[read.min(input.len())..];
         if out.len() + written > limit {
             tracing::debug!("Inflated message too big");
-            return Err(Close::new(Close::TOO_BIG, "Message too big"));
+            return Err(ProtocolError::MessageTooBig);
         }
         out.extend_from_slice(&chunk[..written]);
         if status == Status::StreamEnd {
@@ -478,14 +462,14 @@ fn feed(
             return if input.is_empty() {
                 Ok(())
             } else {
-                Err(Close::new(Close::INVALID_DATA, "Invalid compressed data"))
+                Err(ProtocolError::InvalidCompressedData)
             };
         }
         if input.is_empty() && written < room {
             return Ok(());
         }
         if read == 0 && written == 0 {
-            return Err(Close::new(Close::INVALID_DATA, "Invalid compressed data"));
+            return Err(ProtocolError::InvalidCompressedData);
         }
     }
 }
@@ -563,7 +547,7 @@ mod tests {
         let err = inflater
             .inflate(&bomb, true, &mut out, 64 << 10)
             .unwrap_err();
-        assert_eq!(err.code, 1009);
+        assert_eq!(err, ProtocolError::MessageTooBig);
         assert!(out.capacity() <= 128 << 10);
     }
 }

@@ -3,11 +3,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
@@ -15,12 +13,12 @@ use warp::Filter;
 use warp::hyper::upgrade::OnUpgrade;
 use warp::reply::Response;
 
+use super::admission::Admission;
 use crate::config::Config;
-use crate::connection::{self, panic_message};
+use crate::conn::{self, Hook, Service, guard};
 use crate::endpoint::Endpoint;
 use crate::handler::Handler;
 use crate::handshake::{self, Accept, Reject, Request};
-use crate::limits::Admission;
 
 /// The peer address our own accept loop attaches to each request (warp keeps its own private).
 #[derive(Clone, Copy, Debug)]
@@ -53,10 +51,9 @@ pub struct Socket<H: Handler> {
     inner: Arc<SocketInner<H>>,
 }
 
-pub(crate) struct SocketInner<H: Handler> {
-    pub(crate) handler: H,
-    pub(crate) config: Config,
-    pub(crate) endpoint: Endpoint,
+struct SocketInner<H: Handler> {
+    /// What the socket's connections share.
+    service: Arc<Service<H>>,
     admission: Arc<Admission>,
     tracker: TaskTracker,
     started: OnceCell<()>,
@@ -75,8 +72,8 @@ impl<H: Handler> std::fmt::Debug for Socket<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
             .field("handler", &std::any::type_name::<H>())
-            .field("clients", &self.inner.endpoint.len())
-            .field("config", &self.inner.config)
+            .field("clients", &self.inner.service.endpoint.len())
+            .field("config", &self.inner.service.config)
             .finish()
     }
 }
@@ -89,15 +86,14 @@ impl<H: Handler> Socket<H> {
 
     /// A socket with this configuration.
     pub fn with_config(handler: H, config: Config) -> Self {
-        if let Some(deflate) = &config.deflate {
-            crate::deflate::enable_sharing(deflate);
-        }
         let endpoint = Endpoint::new(&config);
         Socket {
             inner: Arc::new(SocketInner {
-                handler,
-                config,
-                endpoint,
+                service: Arc::new(Service {
+                    handler,
+                    config,
+                    endpoint,
+                }),
                 admission: Arc::default(),
                 tracker: TaskTracker::new(),
                 started: OnceCell::new(),
@@ -108,17 +104,17 @@ impl<H: Handler> Socket<H> {
 
     /// The handler.
     pub fn handler(&self) -> &H {
-        &self.inner.handler
+        &self.inner.service.handler
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.service.config
     }
 
     /// A handle to send to this socket's clients.
     pub fn endpoint(&self) -> Endpoint {
-        self.inner.endpoint.clone()
+        self.inner.service.endpoint.clone()
     }
 
     /// The warp filter that answers WebSocket handshakes for this socket.
@@ -185,10 +181,12 @@ impl<H: Handler> SocketInner<H> {
     async fn start(&self) {
         self.started
             .get_or_init(|| async {
-                let on_start = AssertUnwindSafe(self.handler.on_start(self.endpoint.clone()));
-                if let Err(panic) = on_start.catch_unwind().await {
-                    tracing::error!(panic = panic_message(&*panic), "on_start panicked");
-                }
+                let service = &self.service;
+                let _ = guard(
+                    Hook::Start,
+                    service.handler.on_start(service.endpoint.clone()),
+                )
+                .await;
             })
             .await;
     }
@@ -196,11 +194,8 @@ impl<H: Handler> SocketInner<H> {
     async fn shutdown(&self) {
         self.stopped
             .get_or_init(|| async {
-                let on_stop = AssertUnwindSafe(self.handler.on_stop());
-                if let Err(panic) = on_stop.catch_unwind().await {
-                    tracing::error!(panic = panic_message(&*panic), "on_stop panicked");
-                }
-                self.endpoint.begin_shutdown();
+                let _ = guard(Hook::Stop, self.service.handler.on_stop()).await;
+                self.service.endpoint.begin_shutdown();
                 self.tracker.close();
                 self.tracker.wait().await;
             })
@@ -213,24 +208,29 @@ impl<H: Handler> SocketInner<H> {
         on_upgrade: Option<OnUpgrade>,
     ) -> Response {
         self.start().await;
+        let Service {
+            handler,
+            config,
+            endpoint,
+        } = &*self.service;
         let headers = request.headers();
         let key = match handshake::check_protocol(request.method(), headers) {
             Ok(key) => key,
             Err(reject) => return refuse(&request, reject, "not a valid WebSocket handshake"),
         };
-        if !handshake::origin_allowed(&self.config.origins, headers) {
+        if !handshake::origin_allowed(&config.origins, headers) {
             let reject = Reject::forbidden("Origin not allowed.");
             return refuse(&request, reject, "origin not allowed");
         }
-        if self.endpoint.is_shutting_down() {
+        if endpoint.is_shutting_down() {
             let reject =
                 Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
             return refuse(&request, reject, "shutting down");
         }
         let slot = match self.admission.admit(
             request.remote_addr().ip(),
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
+            config.max_connections,
+            config.max_connections_per_ip,
         ) {
             Ok(slot) => slot,
             Err(reject) => return refuse(&request, reject, "connection limit reached"),
@@ -242,26 +242,17 @@ impl<H: Handler> SocketInner<H> {
             return Reject::internal_error("Internal Server Error").into_response();
         };
         let mut accept = Accept::new(&request);
-        let outcome = AssertUnwindSafe(self.handler.on_handshake(&request, &mut accept))
-            .catch_unwind()
-            .await;
-        let session = match outcome {
-            Ok(Ok(session)) => session,
-            Ok(Err(reject)) => return refuse(&request, reject, "refused by on_handshake"),
-            Err(panic) => {
-                tracing::error!(
-                    panic = panic_message(&*panic),
-                    "on_handshake panicked; answering 500"
-                );
-                return Reject::internal_error("Internal Server Error").into_response();
-            }
-        };
-        let protocol = handshake::choose_protocol(&self.config, &request, &accept);
-        let deflate = self
-            .config
+        let session =
+            match guard(Hook::Handshake, handler.on_handshake(&request, &mut accept)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(reject)) => return refuse(&request, reject, "refused by on_handshake"),
+                Err(_) => return Reject::internal_error("Internal Server Error").into_response(),
+            };
+        let protocol = handshake::choose_protocol(config, &request, &accept);
+        let deflate = config
             .deflate
             .as_ref()
-            .and_then(|d| crate::deflate::negotiate(d, request.headers()));
+            .and_then(|d| crate::proto::deflate::negotiate(d, request.headers()));
         let extensions = deflate.as_ref().map(|d| d.header.as_str());
         let response =
             match handshake::switching_protocols(&key, accept, protocol.as_deref(), extensions) {
@@ -269,8 +260,8 @@ impl<H: Handler> SocketInner<H> {
                 Err(reject) => return reject.into_response(),
             };
         let remote = request.remote_addr();
-        self.tracker.spawn(connection::run(
-            self.clone(),
+        self.tracker.spawn(conn::run(
+            self.service.clone(),
             on_upgrade,
             session,
             remote,

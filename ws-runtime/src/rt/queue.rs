@@ -15,17 +15,7 @@ use tokio::sync::Notify;
 
 /// An emptied queue keeps its buffer up to this many slots unless told otherwise
 /// ([`Queue::keeping`]).
-const KEEP: usize = 16;
-
-/// Slots a connection's emptied queues keep: enough for a burst when the heartbeat (whose
-/// every tick gives them back once empty) bounds how long, the default otherwise.
-pub(crate) fn burst_keep(config: &crate::config::Config) -> usize {
-    if config.heartbeat.is_some() {
-        1024
-    } else {
-        KEEP
-    }
-}
+pub(crate) const KEEP: usize = 16;
 
 /// What an item weighs against the queue's weight limit.
 pub(crate) trait Weighted {

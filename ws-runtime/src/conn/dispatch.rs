@@ -1,0 +1,205 @@
+//! Where the hooks of one connection are called: `on_open`, then `on_data` for each message in
+//! order, one at a time; and the one guard around every hook call of the crate (a panic or an
+//! `Err` is logged with the hook's name, and the caller answers it: 1011 for a connection's
+//! hooks, 500 for `on_handshake`).
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+
+use super::CloseOnDrop;
+use crate::endpoint::Client;
+use crate::handler::{DataError, DataParam, Handler};
+use crate::handshake::Reject;
+use crate::message::Close;
+use crate::rt::lend::{Lend, lend};
+use crate::rt::queue::Queue;
+use crate::stream::Incoming;
+
+/// Bytes of messages the handler takes from its inbox at once (besides the first): they are
+/// outside the inbox's limit while they wait their turn.
+const TAKE_BYTES: usize = 64 << 10;
+
+/// Whole messages the handler takes from its inbox at once, under one lock (and the reader
+/// collects before handing them over).
+pub(super) const HAND_OVER: usize = 64;
+
+/// Runs `on_open`, then `on_data` for each message of the inbox in order, until the inbox is
+/// closed and empty or a hook fails (the client is then closed with 1011, or with the close a
+/// refused message asked for).
+pub(super) async fn handle_loop<H: Handler>(
+    handler: &H,
+    client: &Client,
+    session: &mut H::Session,
+    inbox: &Queue<Incoming>,
+) {
+    // However it ends, the reader learns that nothing more is taken.
+    let _stopped = CloseOnDrop(inbox);
+    let id = client.id;
+    if guard(Hook::Open, handler.on_open(id, session))
+        .await
+        .is_err()
+    {
+        client.close_urgently(internal_error());
+        return;
+    }
+    // Taken from the inbox a few at a time, under one lock.
+    let mut taken = VecDeque::new();
+    loop {
+        let incoming = if let Some(next) = taken.pop_front() {
+            next
+        } else {
+            Lend::give_back(&mut taken);
+            let Some(first) = inbox.pop().await else {
+                break;
+            };
+            if inbox.len() > 0 {
+                taken = Lend::take();
+                // Strict: a heavy message waits in the inbox, within its limit.
+                inbox.try_pop_many(&mut taken, HAND_OVER, TAKE_BYTES, false);
+            }
+            first
+        };
+        // The conversion runs user code too (`FromMessage`): inside the guard.
+        let call = async {
+            let message = match incoming {
+                Incoming::Message(message) => H::Message::from_whole(message),
+                // Boxed: rare, and inline its state would be part of every connection's task.
+                Incoming::Stream(stream) => Box::pin(H::Message::from_stream(stream)).await,
+            };
+            let message = message.map_err(DataError::Refused)?;
+            handler.on_data(id, session, message).await
+        };
+        match guard(Hook::Data, call).await {
+            Ok(None) => {}
+            Ok(Some(refused)) => {
+                tracing::debug!(code = refused.code, reason = %refused.reason, "message refused");
+                client.close_urgently(refused);
+                return;
+            }
+            Err(Failed) => {
+                client.close_urgently(internal_error());
+                return;
+            }
+        }
+    }
+}
+
+/// The close a connection gets when one of its hooks failed.
+pub(super) fn internal_error() -> Close {
+    Close::new(Close::INTERNAL_ERROR, "Internal error")
+}
+
+/// A hook, as logs name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Start,
+    Handshake,
+    Open,
+    Data,
+    Close,
+    Stop,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Start => "on_start",
+            Hook::Handshake => "on_handshake",
+            Hook::Open => "on_open",
+            Hook::Data => "on_data",
+            Hook::Close => "on_close",
+            Hook::Stop => "on_stop",
+        }
+    }
+
+    /// What the caller does about a failure, for the log line.
+    fn consequence(self) -> &'static str {
+        match self {
+            Hook::Handshake => "; answering 500",
+            Hook::Open | Hook::Data => "; closing with 1011",
+            Hook::Start | Hook::Close | Hook::Stop => "",
+        }
+    }
+}
+
+/// A hook call failed (it panicked, or `on_data` returned `Err`); it has been logged.
+#[derive(Debug)]
+pub(crate) struct Failed;
+
+/// What a hook returns, as the caller goes on with it: the value, or a failure to log.
+pub(crate) trait HookOutput {
+    /// What the caller goes on with.
+    type Value;
+
+    /// Splits off a failure (logged here).
+    fn into_value(self, hook: Hook) -> Result<Self::Value, Failed>;
+}
+
+impl HookOutput for () {
+    type Value = ();
+
+    fn into_value(self, _: Hook) -> Result<(), Failed> {
+        Ok(())
+    }
+}
+
+/// `on_handshake`: a refusal is an answer, not a failure.
+impl<S> HookOutput for Result<S, Reject> {
+    type Value = Self;
+
+    fn into_value(self, _: Hook) -> Result<Self, Failed> {
+        Ok(self)
+    }
+}
+
+/// `on_data`: the handler's `Err` is a failure; a message the conversion refused is the close
+/// it asked for.
+impl HookOutput for Result<(), DataError> {
+    type Value = Option<Close>;
+
+    fn into_value(self, hook: Hook) -> Result<Option<Close>, Failed> {
+        match self {
+            Ok(()) => Ok(None),
+            Err(DataError::Refused(close)) => Ok(Some(close)),
+            Err(DataError::Handler(err)) => {
+                tracing::error!(error = %err, "{} returned an error{}", hook.name(), hook.consequence());
+                Err(Failed)
+            }
+        }
+    }
+}
+
+/// Calls a hook: the one place where a hook's panic is caught and a hook's failure logged.
+/// The server and the other connections go on; the caller decides what the failure costs
+/// this connection or request.
+pub(crate) async fn guard<F>(
+    hook: Hook,
+    call: F,
+) -> Result<<F::Output as HookOutput>::Value, Failed>
+where
+    F: Future,
+    F::Output: HookOutput,
+{
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(output) => output.into_value(hook),
+        Err(panic) => {
+            let panic = panic_message(&*panic);
+            tracing::error!(panic, "{} panicked{}", hook.name(), hook.consequence());
+            Err(Failed)
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
+lend!(VecDeque<Incoming>);

@@ -1,0 +1,273 @@
+//! One connection's task, from the completed upgrade to `on_close`. Three loops run side by
+//! side in it ([`join3`]): the reader (`read.rs`) decodes what the peer sends and hands
+//! messages to the handler loop (`dispatch.rs`, where `on_open` and `on_data` are called),
+//! whose replies and every [`Endpoint`](crate::Endpoint) send reach the writer (`write.rs`)
+//! through the client's send queue. The close handshake is one state machine (`close.rs`);
+//! the heartbeat (`heartbeat.rs`) and the rate limit (`throttle.rs`) have a file each.
+//!
+//! What the loops share, and who does what with it:
+//!
+//! | shared | kind | set or filled by | waited on or taken by | means |
+//! | --- | --- | --- | --- | --- |
+//! | `inbox` | queue of `Incoming` | reader | handler loop | messages and streams to handle, in order; closed by the reader at its end, and by the handler loop when it stops taking |
+//! | `client.queue` | queue of `Outgoing` | endpoint (hooks, other tasks), `Client::close` | writer | frames to send, and a close to send after them; closed by the writer at its end |
+//! | `client.urgent` + `urgent_notify` | slot + signal | `Client::close_urgently` (protocol error, peer's close, hook failure, slow consumer), `CloseHandshake::reader_done`, owed pongs | writer | a close to send ahead of the queue; the reader's end; pongs to send |
+//! | `client.close_wanted` | signal | `Client::close_urgently` | writer stuck in a write | give up on that write within the close timeout |
+//! | `client.idle` | signal | writer, at a heartbeat ping | reader | idle for an interval: give back the read buffer |
+//! | `close` ([`CloseHandshake`](close::CloseHandshake)) | state machine + signal | reader and writer | reader | the phase of the close handshake, and the close that ended the connection |
+//! | `pong` (`Pongs`) | list | reader | writer | pongs owed for pings read |
+//! | `client.closing` | flag | `Client::close`, `Client::close_urgently` | endpoint, reader | no more sends; data read after it is dropped |
+//! | `client.reader_paused`, `client.throttled` | flags | reader | writer's heartbeat | reading is held back by the server itself: the peer's silence is not a miss |
+//! | `client.stats` | counters | reader, writer | `Endpoint::info`, heartbeat | bytes, frames, messages, last read and send |
+
+mod close;
+mod dispatch;
+mod gather;
+mod heartbeat;
+mod read;
+mod throttle;
+mod write;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
+use tracing::Instrument;
+use warp::hyper::upgrade::{OnUpgrade, Upgraded};
+
+pub(crate) use dispatch::{Hook, guard};
+
+use self::close::CloseHandshake;
+use self::dispatch::handle_loop;
+use self::read::{Input, read_loop};
+use self::throttle::Throttle;
+use self::write::{Pongs, write_frames, write_loop};
+use crate::config::Config;
+use crate::endpoint::{Client, Endpoint};
+use crate::handler::{DataParam, Handler};
+use crate::message::Close;
+use crate::proto::OutFrame;
+use crate::proto::deflate::Negotiated;
+use crate::rt::join::join3;
+use crate::rt::queue::{Queue, Weighted};
+use crate::stream::Incoming;
+
+/// Messages read ahead of `on_data`: enough that a full read of small messages (64 KiB of
+/// 64-byte messages) is handled and answered in one write.
+const INBOX: usize = 1024;
+
+/// Bytes of messages read ahead of `on_data`. A message larger than this waits until the
+/// handler has taken every earlier one, so a connection never holds more than this much read
+/// ahead, besides the message being handled, what the handler has taken out to handle next,
+/// and the messages decoded from one read that wait for room (at most the read buffer's
+/// worth).
+const INBOX_BYTES: usize = 256 << 10;
+
+/// What every connection of one socket shares: the handler, its configuration and endpoint.
+pub(crate) struct Service<H> {
+    pub(crate) handler: H,
+    pub(crate) config: Config,
+    pub(crate) endpoint: Endpoint,
+}
+
+/// Runs one accepted connection from the completed upgrade to `on_close`. `admission` is held
+/// until the task ends (the connection's place in the server's limits).
+pub(crate) async fn run<H: Handler, A: Send>(
+    socket: Arc<Service<H>>,
+    on_upgrade: OnUpgrade,
+    mut session: H::Session,
+    remote_addr: SocketAddr,
+    protocol: Option<String>,
+    deflate: Option<Negotiated>,
+    admission: A,
+) {
+    let _admission = admission;
+    // In a block of its own, the upgraded connection takes no room in the task once split.
+    let (client, halves) = {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(peer = %remote_addr, "upgrade failed: {err}");
+                return;
+            }
+        };
+        let Some(client) = socket.endpoint.register(remote_addr, protocol) else {
+            // Shutdown began between the 101 and the upgrade: say so, without opening.
+            let mut io = TokioIo::new(upgraded);
+            let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
+            let _ = tokio::time::timeout(
+                socket.config.close_timeout,
+                write_frames(&mut io, std::slice::from_ref(&frame)),
+            )
+            .await;
+            return;
+        };
+        (client, Halves::of(upgraded))
+    };
+    let id = client.id;
+    let span = tracing::info_span!("ws", client = %id, peer = %remote_addr);
+    let deflate = deflate.as_ref();
+    async {
+        tracing::debug!("open");
+        let close = match halves {
+            Halves::Tcp(reader, writer, buf) => {
+                drive(&socket, &client, &mut session, reader, writer, buf, deflate).await
+            }
+            Halves::Other(reader, writer) => {
+                let buf = BytesMut::new();
+                drive(&socket, &client, &mut session, reader, writer, buf, deflate).await
+            }
+        };
+        socket.endpoint.unregister(id);
+        tracing::debug!(code = close.code, reason = %close.reason, "closed");
+        let _ = guard(Hook::Close, socket.handler.on_close(id, session, close)).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The two halves of an upgraded connection.
+enum Halves {
+    /// Plain TCP: owned halves, no lock between reading and writing; and what hyper read past
+    /// the request, the first bytes to decode.
+    Tcp(OwnedReadHalf, OwnedWriteHalf, BytesMut),
+    /// TLS or another stream hyper upgraded.
+    Other(
+        ReadHalf<TokioIo<Upgraded>>,
+        tokio::io::WriteHalf<TokioIo<Upgraded>>,
+    ),
+}
+
+impl Halves {
+    fn of(upgraded: Upgraded) -> Self {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (reader, writer) = parts.io.into_inner().into_split();
+                // A copy: the bytes may be a slice of hyper's whole read buffer, which then
+                // goes now, not when the connection ends.
+                Halves::Tcp(reader, writer, BytesMut::from(&parts.read_buf[..]))
+            }
+            Err(upgraded) => {
+                let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
+                Halves::Other(reader, writer)
+            }
+        }
+    }
+}
+
+/// Reads, writes and handles until the connection is over; returns the close that ended it.
+async fn drive<H, R, W>(
+    socket: &Service<H>,
+    client: &Arc<Client>,
+    session: &mut H::Session,
+    reader: R,
+    writer: W,
+    buf: BytesMut,
+    deflate: Option<&Negotiated>,
+) -> Close
+where
+    H: Handler,
+    R: Source,
+    W: AsyncWrite + Unpin,
+{
+    let config = &socket.config;
+    let close = CloseHandshake::new();
+    let pong = Pongs::default();
+    let inbox = Queue::new(INBOX, INBOX_BYTES).keeping(config.queue_keep());
+    let shared = Shared {
+        client,
+        close: &close,
+        pong: &pong,
+        config,
+        deflate,
+        streams: <H::Message as DataParam>::STREAMS,
+        inbox: &inbox,
+    };
+    // Polled in this order, one pass reads what arrived, handles it, and writes every answer
+    // in one batch; a wake polls only the loops it was for.
+    {
+        let mut input = Input {
+            reader,
+            buf,
+            read_size: config.read_buffer_size,
+            throttle: config.rate_limit.map(Throttle::new),
+        };
+        let reading = std::pin::pin!(read_loop(&mut input, &shared));
+        let handling = std::pin::pin!(handle_loop(&socket.handler, client, session, &inbox));
+        // Its hooks' sends to this client skip the registry.
+        let handling = std::pin::pin!(socket.endpoint.as_current(client.clone(), handling));
+        let writing = std::pin::pin!(write_loop(writer, &shared));
+        join3(reading, handling, writing).await;
+    }
+    close.into_close()
+}
+
+/// What the reader and the writer of one connection share (see the table above).
+struct Shared<'a> {
+    client: &'a Client,
+    close: &'a CloseHandshake,
+    pong: &'a Pongs,
+    config: &'a Config,
+    /// What permessage-deflate agreement there is with this client.
+    deflate: Option<&'a Negotiated>,
+    /// The handler takes fragmented messages as streams.
+    streams: bool,
+    /// What the reader hands to the handler.
+    inbox: &'a Queue<Incoming>,
+}
+
+/// Closes a queue when dropped.
+struct CloseOnDrop<'a, T: Weighted>(&'a Queue<T>);
+
+impl<T: Weighted> Drop for CloseOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A connection's read half.
+trait Source: AsyncRead + Unpin {
+    /// Whether [`poll_ready`](Source::poll_ready) waits for input, so that reading can wait
+    /// without a buffer.
+    const WAITS: bool;
+
+    /// Ready once input, the end of the stream or an error can be read.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+}
+
+/// Plain TCP: the socket's readiness, polled through its read waker slot (the one reads use;
+/// waiting replaces the waker hyper's finished connection task left there, which kept that
+/// task's memory alive). `readable()` would wait with a waiter node of 168 bytes in the
+/// reader's state.
+impl Source for OwnedReadHalf {
+    const WAITS: bool = true;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.as_ref().poll_read_ready(cx)
+    }
+}
+
+/// TLS or another upgraded stream: no readiness to wait on, reading needs its buffer.
+impl<T: AsyncRead + AsyncWrite + Send> Source for ReadHalf<T> {
+    const WAITS: bool = false;
+
+    fn poll_ready(&self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Waits until `deadline`, forever without one. The timer is boxed: a deadline exists only
+/// for a moment (a close handshake, a throttled read), and inline the timer made every
+/// connection's waiting reader 112 bytes larger.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => Box::pin(tokio::time::sleep_until(deadline)).await,
+        None => std::future::pending().await,
+    }
+}

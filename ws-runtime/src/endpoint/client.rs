@@ -1,0 +1,258 @@
+//! One open client as its connection and every `Endpoint` clone share it: its id, counters,
+//! bounded send queue, and the close it was asked for.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{ClientInfo, SendError};
+use crate::config::SlowConsumer;
+use crate::message::Close;
+use crate::proto::OutFrame;
+use crate::rt::queue::{PushError, Queue, Weighted};
+use crate::rt::signal::Signal;
+
+/// Identifies one connection, unique for the lifetime of its [`Socket`](crate::Socket).
+///
+/// Ids start at 1 and are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub(crate) u64);
+
+impl ClientId {
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// What the connection's writer is asked to do, in queue order.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A frame; its payload's size counts against the queue's byte limit.
+    Message(OutFrame),
+    Close(Close),
+}
+
+impl Weighted for Outgoing {
+    fn weight(&self) -> usize {
+        match self {
+            Outgoing::Message(frame) => frame.payload.len(),
+            Outgoing::Close(_) => 0,
+        }
+    }
+}
+
+/// Counters kept with atomics, updated by the connection's I/O.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) frames_read: AtomicU64,
+    pub(crate) messages_read: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+    /// Nanoseconds since `started`, plus one; zero means never.
+    last_read: AtomicU64,
+    last_sent: AtomicU64,
+}
+
+/// State shared between a client's connection task and every `Endpoint` clone.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: ClientId,
+    remote_addr: SocketAddr,
+    protocol: Option<String>,
+    connected_at: SystemTime,
+    started: Instant,
+    pub(crate) stats: Stats,
+    /// Set once a close is requested; later sends are refused.
+    closing: AtomicBool,
+    /// Set while the reader waits for `on_data` to take a message (our backpressure, not the
+    /// peer's silence): the heartbeat counts no miss meanwhile.
+    pub(crate) reader_paused: AtomicBool,
+    /// Set while reading waits for the rate limit; the heartbeat counts no miss meanwhile.
+    pub(crate) throttled: AtomicBool,
+    policy: SlowConsumer,
+    /// A close that must not wait behind the queue (queue full, protocol error, hook failure).
+    urgent: Mutex<Option<Close>>,
+    /// Wakes the writer: an urgent close, pongs owed, or the reader's end.
+    pub(crate) urgent_notify: Signal,
+    /// Wakes a writer stuck in a write: a close is wanted now.
+    pub(crate) close_wanted: Signal,
+    /// Tells the reader the connection has been idle for a heartbeat period: it gives back
+    /// its read buffer.
+    pub(crate) idle: Signal,
+    /// What the writer will send.
+    pub(crate) queue: Queue<Outgoing>,
+}
+
+impl Client {
+    /// A client just opened, with an empty send queue of these bounds.
+    pub(crate) fn new(
+        id: ClientId,
+        remote_addr: SocketAddr,
+        protocol: Option<String>,
+        policy: SlowConsumer,
+        queue: Queue<Outgoing>,
+    ) -> Self {
+        Client {
+            id,
+            remote_addr,
+            protocol,
+            connected_at: SystemTime::now(),
+            started: Instant::now(),
+            stats: Stats::default(),
+            closing: AtomicBool::new(false),
+            reader_paused: AtomicBool::new(false),
+            throttled: AtomicBool::new(false),
+            policy,
+            urgent: Mutex::new(None),
+            urgent_notify: Signal::default(),
+            close_wanted: Signal::default(),
+            idle: Signal::default(),
+            queue,
+        }
+    }
+
+    /// A snapshot of the connection and its counters.
+    pub(crate) fn info(&self) -> ClientInfo {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let stats = &self.stats;
+        ClientInfo {
+            id: self.id,
+            remote_addr: self.remote_addr,
+            connected_at: self.connected_at,
+            protocol: self.protocol.clone(),
+            bytes_read: load(&stats.bytes_read),
+            frames_read: load(&stats.frames_read),
+            messages_read: load(&stats.messages_read),
+            bytes_sent: load(&stats.bytes_sent),
+            frames_sent: load(&stats.frames_sent),
+            messages_sent: load(&stats.messages_sent),
+            last_read: self.time_of(&stats.last_read),
+            last_sent: self.time_of(&stats.last_sent),
+            queued: self.queue.len(),
+            queued_bytes: self.queue.weight(),
+        }
+    }
+
+    fn stamp(&self, slot: &AtomicU64) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        slot.store(nanos + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn touch_read(&self) {
+        self.stamp(&self.stats.last_read);
+    }
+
+    pub(crate) fn touch_sent(&self) {
+        self.stamp(&self.stats.last_sent);
+    }
+
+    /// An opaque stamp of the last input; changes whenever bytes are read.
+    pub(crate) fn input_stamp(&self) -> u64 {
+        self.stats.last_read.load(Ordering::Relaxed)
+    }
+
+    fn time_of(&self, slot: &AtomicU64) -> Option<SystemTime> {
+        match slot.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.connected_at + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Asks the writer to send this close ahead of anything queued. The first close wins.
+    pub(crate) fn close_urgently(&self, close: Close) {
+        self.closing.store(true, Ordering::Release);
+        let mut slot = self
+            .urgent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(close);
+            drop(slot);
+            self.urgent_notify.notify();
+            self.close_wanted.notify();
+        }
+    }
+
+    pub(crate) fn take_urgent(&self) -> Option<Close> {
+        self.urgent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether reading is held back by the server itself (a busy `on_data`, the rate limit),
+    /// so that the peer's silence proves nothing.
+    pub(crate) fn reading_held_back(&self) -> bool {
+        self.reader_paused.load(Ordering::Relaxed) || self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// A send found the queue full: apply the slow-consumer policy.
+    fn queue_full(&self) -> SendError {
+        match self.policy {
+            SlowConsumer::Close => {
+                tracing::warn!(client = %self.id, "send queue full; closing slow consumer with 1008");
+                self.close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
+            }
+            SlowConsumer::Drop | SlowConsumer::Wait => {
+                tracing::debug!(client = %self.id, "send queue full; message dropped");
+            }
+        }
+        SendError::QueueFull(self.id)
+    }
+}
+
+impl Client {
+    /// Queues without waiting; a full queue makes the client a slow consumer.
+    pub(super) fn push(&self, frame: OutFrame) -> Result<(), SendError> {
+        if self.is_closing() {
+            return Err(SendError::Closing(self.id));
+        }
+        match self.queue.try_push(Outgoing::Message(frame)) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(_)) => Err(self.queue_full()),
+            Err(PushError::Closed(_)) => Err(SendError::Closing(self.id)),
+        }
+    }
+
+    /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
+    pub(super) async fn push_wait(&self, frame: OutFrame) -> Result<(), SendError> {
+        if self.policy != SlowConsumer::Wait {
+            return self.push(frame);
+        }
+        if self.is_closing() {
+            return Err(SendError::Closing(self.id));
+        }
+        // The queue is closed when the connection ends, which ends the wait.
+        self.queue
+            .push(Outgoing::Message(frame))
+            .await
+            .map_err(|_| SendError::Closing(self.id))
+    }
+
+    /// Closes after what is queued (at once when the queue is full).
+    pub(super) fn close(&self, close: Close) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(PushError::Full(Outgoing::Close(close))) =
+            self.queue.try_push(Outgoing::Close(close))
+        {
+            self.close_urgently(close);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The registry of open clients: ids, registration, shutdown, and the current client of the
+//! hooks being polled (the fast path of a reply).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::Poll;
+
+use super::{Client, ClientId, Endpoint};
+use crate::config::SlowConsumer;
+use crate::message::Close;
+use crate::rt::queue::Queue;
+
+/// The client whose hooks this thread is running (see [`Endpoint::as_current`]), and the
+/// registry it belongs to.
+pub(super) struct Current {
+    pub(super) registry: Arc<Registry>,
+    pub(super) client: Arc<Client>,
+}
+
+thread_local! {
+    pub(super) static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Hashes a [`ClientId`] with one multiplication (Fibonacci hashing). Ids are handed out by
+/// the server in sequence, never chosen by a peer, so the map needs no keyed hash; `SipHash`
+/// was a visible cost of every `send` in profiles of a busy echo.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Clients {
+    pub(super) map: HashMap<ClientId, Arc<Client>, BuildHasherDefault<IdHasher>>,
+    shutting_down: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    clients: RwLock<Clients>,
+    next_id: AtomicU64,
+    queue_messages: usize,
+    queue_bytes: u32,
+    /// Slots an emptied send queue keeps (see `Config::queue_keep`).
+    queue_keep: usize,
+    policy: SlowConsumer,
+    /// Frames at least this large carry a cell to share their compressed bytes: the socket's
+    /// deflate threshold, `usize::MAX` without deflate (see `OutFrame::message`).
+    pub(super) share_from: usize,
+}
+
+impl Registry {
+    pub(super) fn new(config: &crate::config::Config) -> Self {
+        Registry {
+            clients: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            queue_messages: config.send_queue.max(1),
+            queue_bytes: u32::try_from(config.send_queue_bytes)
+                .unwrap_or(u32::MAX)
+                .max(1),
+            queue_keep: config.queue_keep(),
+            policy: config.slow_consumer,
+            share_from: config
+                .deflate
+                .as_ref()
+                .map_or(usize::MAX, |deflate| deflate.get_threshold().max(1)),
+        }
+    }
+
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, Clients> {
+        self.clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Clients> {
+        self.clients
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The side of the [`Endpoint`] that connections and the server use.
+impl Endpoint {
+    /// Registers a new connection; `None` once shutdown has begun.
+    pub(crate) fn register(
+        &self,
+        remote_addr: SocketAddr,
+        protocol: Option<String>,
+    ) -> Option<Arc<Client>> {
+        let registry = &self.registry;
+        let mut clients = registry.write();
+        if clients.shutting_down {
+            return None;
+        }
+        let id = ClientId(registry.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let queue = Queue::new(registry.queue_messages, registry.queue_bytes as usize)
+            .keeping(registry.queue_keep);
+        let client = Arc::new(Client::new(
+            id,
+            remote_addr,
+            protocol,
+            registry.policy,
+            queue,
+        ));
+        clients.map.insert(id, client.clone());
+        Some(client)
+    }
+
+    pub(crate) fn unregister(&self, id: ClientId) {
+        self.registry.write().map.remove(&id);
+    }
+
+    /// Refuses new clients and closes every open one with 1001, behind what is queued.
+    pub(crate) fn begin_shutdown(&self) {
+        let mut clients = self.registry.write();
+        clients.shutting_down = true;
+        for client in clients.map.values() {
+            client.close(Close::new(Close::GOING_AWAY, "Server shutting down"));
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.registry.read().shutting_down
+    }
+
+    /// Runs `hooks` with `client` as this thread's current client during each of its polls,
+    /// so that [`send`](Endpoint::send) to it from its own hooks finds it without the
+    /// registry's lock (a read lock and a lookup were a tenth of the server's time echoing a
+    /// burst of small messages). The client is moved in and out of the thread-local slot, not
+    /// cloned, per poll; the slot's previous content is put back after each poll, even if the
+    /// poll panics. The hooks' future is pinned by the caller: taken by value, it would be
+    /// held twice in the connection's task.
+    pub(crate) async fn as_current<F: Future>(
+        &self,
+        client: Arc<Client>,
+        mut hooks: Pin<&mut F>,
+    ) -> F::Output {
+        /// Puts the previous current client back.
+        struct Restore<'a> {
+            ours: &'a mut Option<Current>,
+            previous: Option<Current>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let previous = self.previous.take();
+                if let Ok(ours) = CURRENT.try_with(|current| current.replace(previous)) {
+                    *self.ours = ours;
+                }
+            }
+        }
+        let mut ours = Some(Current {
+            registry: self.registry.clone(),
+            client,
+        });
+        std::future::poll_fn(|cx| {
+            let mut restore = Restore {
+                previous: None,
+                ours: &mut ours,
+            };
+            if let Ok(previous) = CURRENT.try_with(|current| current.replace(restore.ours.take())) {
+                restore.previous = previous;
+            }
+            let poll: Poll<F::Output> = hooks.as_mut().poll(cx);
+            drop(restore);
+            poll
+        })
+        .await
+    }
+}
