@@ -6,14 +6,16 @@
 //!
 //! # Layout
 //!
-//! Modules are grouped by layer; a module imports only modules of its own layer or below,
-//! never one above, and there is no import cycle between modules.
+//! Modules are grouped by layer, lowest first; a module imports only modules of its own layer
+//! or below, never one above, and there is no import cycle between modules (nor between the
+//! files of a folder). `scripts/layers` checks both, in the test command.
 //!
 //! | layer | modules | what they own |
 //! | --- | --- | --- |
-//! | base | `message`, `config`, `error` | messages and close codes; settings and defaults |
-//! | plumbing | `rt` | generic async tools: the three-loop join, signals, bounded queues, lent buffers (imports nothing else of the crate) |
-//! | protocol | `proto` | RFC 6455 and RFC 7692 without I/O: decoding, encoding, close payloads, `ProtocolError`, deflate (imports only the base) |
+//! | base | `message`, `error` | messages, `Text`, `Close` and its codes; the serving error |
+//! | plumbing | `rt` | generic async tools: the three-loop join, signals, bounded queues, lent buffers |
+//! | protocol | `proto` | RFC 6455 and RFC 7692 without I/O: decoding, encoding, close payloads, `ProtocolError`, deflate |
+//! | settings | `config` | `Config` and its parts: data and defaults |
 //! | handshake | `handshake` | protocol checks of the upgrade request, `Request`, `Accept`, `Reject`, origins |
 //! | delivery | `stream`, `endpoint` | `MessageStream`; the registry of clients, their send queues, every send and broadcast |
 //! | hooks | `handler` | the `Handler` trait the macro implements |

@@ -49,6 +49,23 @@ pub(crate) struct Queue<T> {
     closed: AtomicBool,
 }
 
+/// One producer waiting for room, counted while it lives (so that pops wake producers only
+/// when one waits), and uncounted however its wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[derive(Debug)]
 struct State<T> {
     items: VecDeque<T>,
@@ -141,28 +158,22 @@ impl<T: Weighted> Queue<T> {
         Ok(())
     }
 
-    /// Queues an item, waiting for room; gives it back if the consumer is gone.
+    /// Queues an item, waiting for room; gives it back if the consumer is gone. Cancel-safe:
+    /// dropped while it waits (in a `select!`, under a timeout), it no longer counts as a
+    /// waiting producer, and the item is dropped with it.
     pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
         loop {
             let notified = self.room.notified();
             let mut notified = std::pin::pin!(notified);
             // Registered before the check, so that a pop between the two is not missed.
             notified.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let pushed = self.try_push(item);
-            match pushed {
-                Ok(()) => {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Ok(());
-                }
-                Err(PushError::Closed(back)) => {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(back);
-                }
+            let _waiting = Waiting::count(&self.waiting);
+            match self.try_push(item) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Closed(back)) => return Err(back),
                 Err(PushError::Full(back)) => item = back,
             }
             notified.await;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -297,6 +308,19 @@ mod tests {
         fn weight(&self) -> usize {
             *self as usize
         }
+    }
+
+    /// A push dropped while it waits for room (a `select!`, a timeout around a send) is no
+    /// longer counted as waiting: otherwise every later pop would wake producers for nothing.
+    #[test]
+    fn a_cancelled_push_stops_counting_as_waiting() {
+        use futures_util::FutureExt;
+        let queue = Queue::new(1, usize::MAX);
+        assert!(queue.try_push(1).is_ok());
+        assert!(queue.push(2).now_or_never().is_none(), "the queue is full");
+        assert_eq!(queue.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(queue.try_pop(), Some(1));
+        assert_eq!(queue.try_pop(), None, "the cancelled item was not queued");
     }
 
     #[test]
