@@ -5,6 +5,8 @@
 //! port of 127.0.0.1, and [`TestServer::connect`] opens a real WebSocket connection to it,
 //! with the query, headers and `Origin` you choose. A refused handshake comes back as a
 //! [`Refusal`] with its status, headers and body, which `warp::test::ws()` cannot show.
+//! [`raw`] writes what a correct client never sends: handshakes with any method and headers,
+//! and frames with any bits, mask and length; it reads the server's frames as they are.
 //!
 //! Enable it for your tests only:
 //!
@@ -132,8 +134,9 @@ pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
 /// every socket given to [`Server::socket`].
 ///
 /// Signals are turned off and a shutdown trigger is added for [`TestServer::shutdown`]; other
-/// settings (the handshake timeout, more shutdown futures) are kept. The test client speaks
-/// plain `ws://`, so leave `Server::tls` out.
+/// settings (the handshake timeout, more shutdown futures, `Server::tls`) are kept.
+/// [`TestServer::connect`] and [`TestServer::raw`] speak plain TCP: against a server with
+/// `Server::tls`, bring your own TLS client to [`TestServer::addr`].
 ///
 /// ```
 /// use warp::Filter;

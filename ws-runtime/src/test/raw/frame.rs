@@ -173,11 +173,11 @@ impl Frame {
         match (u8::try_from(len), u16::try_from(len)) {
             (Ok(short), _) if short <= 125 => out.push(mask_bit | short),
             (_, Ok(medium)) => {
-                out.push(mask_bit | 126);
+                out.push(mask_bit | 0x7e);
                 out.extend_from_slice(&medium.to_be_bytes());
             }
             _ => {
-                out.push(mask_bit | 127);
+                out.push(mask_bit | 0x7f);
                 out.extend_from_slice(&len.to_be_bytes());
             }
         }
@@ -262,7 +262,8 @@ where
     read_frame_within(reader, DEFAULT_TIMEOUT).await
 }
 
-/// [`read_frame`] with another timeout than [`DEFAULT_TIMEOUT`].
+/// [`read_frame`] with another timeout than [`DEFAULT_TIMEOUT`]. A frame that was only part
+/// read when the time ran out is lost: wait for a quiet connection only.
 ///
 /// # Errors
 ///
