@@ -7,12 +7,12 @@
 //! sending them back (the server inflates them and, compressing each message on its own,
 //! answers with the very same bytes).
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use warp::Filter;
+use http::Version;
+use tokio::io::AsyncWriteExt;
+use ws::test::TestServer;
+use ws::test::raw::{self, Frame, Upgraded};
 use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, websocket};
 
 #[derive(Default)]
@@ -33,83 +33,34 @@ impl Echo {
     }
 }
 
-async fn serve(config: Config) -> SocketAddr {
+/// Serves [`Echo`] with this configuration (any origin) on 127.0.0.1.
+async fn serve(config: Config) -> TestServer {
     let socket = ws::Socket::with_config(Echo::default(), config.origins(Origins::Any));
-    let routes = warp::path::end().and(socket.filter());
-    let server = ws::serve(routes)
-        .socket(&socket)
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
-    addr
+    ws::test::serve(&socket).await
 }
 
 /// Connects, offering these extensions; returns the stream and the answer's
 /// `Sec-WebSocket-Extensions`.
-async fn connect(addr: SocketAddr, offer: Option<&str>) -> (TcpStream, Option<String>) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    );
+async fn connect(server: &TestServer, offer: Option<&str>) -> (Upgraded, Option<String>) {
+    let mut request = server.raw("/");
     if let Some(offer) = offer {
-        request = format!("{request}Sec-WebSocket-Extensions: {offer}\r\n");
+        request = request.header("sec-websocket-extensions", offer);
     }
-    request.push_str("\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let extensions = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("sec-websocket-extensions")
-            .then(|| value.trim().to_owned())
-    });
+    let (reply, tcp) = request.upgrade().await.unwrap();
+    assert_eq!(reply.version(), Version::HTTP_11);
+    assert_eq!(reply.status(), 101);
+    let extensions = reply.header("sec-websocket-extensions").map(str::to_owned);
     (tcp, extensions)
 }
 
-/// A masked client frame; `first` is the first byte (FIN, RSV1, opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![first];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | u8::try_from(n).unwrap()),
-        n @ 126..=65535 => {
-            out.push(0x80 | 0x7e);
-            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 0x7f);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-    out
+/// Reads one server frame (unmasked, or it fails): its first byte and its payload.
+async fn read_frame(tcp: &mut Upgraded) -> (u8, Vec<u8>) {
+    let frame = raw::read_frame(tcp).await.unwrap();
+    (frame.first_byte(), frame.payload)
 }
 
-/// Reads one server frame: its first byte and its payload.
-async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
-    let first = tcp.read_u8().await.unwrap();
-    let second = tcp.read_u8().await.unwrap();
-    assert_eq!(second & 0x80, 0, "server frames are not masked");
-    let len = match second & 0x7f {
-        126 => u64::from(tcp.read_u16().await.unwrap()),
-        127 => tcp.read_u64().await.unwrap(),
-        n => u64::from(n),
-    };
-    let mut payload = vec![0; usize::try_from(len).unwrap()];
-    tcp.read_exact(&mut payload).await.unwrap();
-    (first, payload)
-}
-
-/// The close code of a close frame.
-async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+/// The close code of the next frame, which must be a close frame.
+async fn read_close_code(tcp: &mut Upgraded) -> u16 {
     let (first, payload) = read_frame(tcp).await;
     assert_eq!(first, 0x88, "a close frame");
     u16::from_be_bytes([payload[0], payload[1]])
@@ -181,14 +132,14 @@ fn bomb(matches: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn negotiation_answers_the_first_acceptable_offer() {
-    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
-    let (_, answer) = connect(addr, Some("permessage-deflate; client_max_window_bits")).await;
+    let server = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (_, answer) = connect(&server, Some("permessage-deflate; client_max_window_bits")).await;
     assert_eq!(
         answer.as_deref(),
         Some("permessage-deflate; server_no_context_takeover")
     );
     let (_, answer) = connect(
-        addr,
+        &server,
         Some(
             "permessage-deflate; server_max_window_bits=7, \
              permessage-deflate; server_max_window_bits=10; client_max_window_bits=12, \
@@ -204,17 +155,17 @@ async fn negotiation_answers_the_first_acceptable_offer() {
         ),
         "the invalid first offer is declined, the second accepted"
     );
-    let (_, answer) = connect(addr, Some("permessage-deflate; mystery_param")).await;
+    let (_, answer) = connect(&server, Some("permessage-deflate; mystery_param")).await;
     assert_eq!(answer, None, "an unknown parameter declines the only offer");
     let (_, answer) = connect(
-        addr,
+        &server,
         Some("permessage-deflate; client_no_context_takeover; client_no_context_takeover"),
     )
     .await;
     assert_eq!(answer, None, "a duplicate parameter declines the offer");
 
     let off = serve(Config::new()).await;
-    let (_, answer) = connect(off, Some("permessage-deflate")).await;
+    let (_, answer) = connect(&off, Some("permessage-deflate")).await;
     assert_eq!(answer, None, "off by default");
 
     let takeover = serve(
@@ -225,22 +176,25 @@ async fn negotiation_answers_the_first_acceptable_offer() {
         )),
     )
     .await;
-    let (_, answer) = connect(takeover, Some("permessage-deflate")).await;
+    let (_, answer) = connect(&takeover, Some("permessage-deflate")).await;
     assert_eq!(
         answer.as_deref(),
         Some("permessage-deflate; client_no_context_takeover")
     );
+    server.shutdown().await;
+    off.shutdown().await;
+    takeover.shutdown().await;
 }
 
 #[tokio::test]
 async fn messages_travel_compressed_with_rsv1() {
-    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
-    let (mut tcp, answer) = connect(addr, Some("permessage-deflate")).await;
+    let server = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (mut tcp, answer) = connect(&server, Some("permessage-deflate")).await;
     assert!(answer.is_some());
     let text = "hello, compressed world! ".repeat(60);
 
     // A compressed text message: inflated by the server, echoed compressed.
-    tcp.write_all(&frame(0xC1, &stored(text.as_bytes())))
+    tcp.write_all(&Frame::text(stored(text.as_bytes())).rsv1(true).encode())
         .await
         .unwrap();
     let (first, compressed) = read_frame(&mut tcp).await;
@@ -254,67 +208,88 @@ async fn messages_travel_compressed_with_rsv1() {
 
     // The server's bytes, sent back: the server inflates them to the same text and,
     // compressing every message on its own, answers with the same bytes.
-    tcp.write_all(&frame(0xC1, &compressed)).await.unwrap();
+    tcp.write_all(&Frame::text(compressed.clone()).rsv1(true).encode())
+        .await
+        .unwrap();
     let (first, again) = read_frame(&mut tcp).await;
     assert_eq!((first, again), (0xC1, compressed.clone()));
 
     // A fragmented compressed message: RSV1 on the first frame only.
     let whole = stored(text.as_bytes());
     let (a, b) = whole.split_at(100);
-    let mut bytes = frame(0x41, a);
-    bytes.extend(frame(0x89, b"ping"));
-    bytes.extend(frame(0x80, b));
+    let mut bytes = Frame::text(a).rsv1(true).fin(false).encode();
+    bytes.extend(Frame::ping("ping").encode());
+    bytes.extend(Frame::continuation(b).encode());
     tcp.write_all(&bytes).await.unwrap();
     assert_eq!(read_frame(&mut tcp).await, (0x8A, b"ping".to_vec()));
     assert_eq!(read_frame(&mut tcp).await, (0xC1, compressed));
 
     // Under the threshold: sent plain, whether it came compressed or not.
-    tcp.write_all(&frame(0xC1, &stored(b"small")))
+    tcp.write_all(&Frame::text(stored(b"small")).rsv1(true).encode())
         .await
         .unwrap();
     assert_eq!(read_frame(&mut tcp).await, (0x81, b"small".to_vec()));
-    tcp.write_all(&frame(0x82, &[7; 40])).await.unwrap();
+    tcp.write_all(&Frame::binary([7; 40]).encode())
+        .await
+        .unwrap();
     assert_eq!(read_frame(&mut tcp).await, (0x82, vec![7; 40]));
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_zip_bomb_closes_with_1009() {
-    let addr = serve(
+    let server = serve(
         Config::new()
             .max_message_size(64 << 10)
             .deflate(Some(Deflate::new())),
     )
     .await;
-    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
     // About 6.5 KiB that inflate to 1 MiB.
     let big = bomb(4064);
     assert!(big.len() < 7 << 10);
-    tcp.write_all(&frame(0xC2, &big)).await.unwrap();
+    tcp.write_all(&Frame::binary(big).rsv1(true).encode())
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1009);
+    drop(tcp);
 
     // Under the limit, the same construction is a fine message.
-    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
-    tcp.write_all(&frame(0xC2, &bomb(100))).await.unwrap();
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    tcp.write_all(&Frame::binary(bomb(100)).rsv1(true).encode())
+        .await
+        .unwrap();
     let (first, _) = read_frame(&mut tcp).await;
     assert_eq!(first, 0xC2);
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn rsv1_without_negotiation_closes_with_1002() {
     // Deflate on, but this client offered nothing.
-    let addr = serve(Config::new().deflate(Some(Deflate::new()))).await;
-    let (mut tcp, answer) = connect(addr, None).await;
+    let server = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (mut tcp, answer) = connect(&server, None).await;
     assert_eq!(answer, None);
-    tcp.write_all(&frame(0xC1, &stored(b"hi"))).await.unwrap();
+    tcp.write_all(&Frame::text(stored(b"hi")).rsv1(true).encode())
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1002);
+    drop(tcp);
 
     // Negotiated, but RSV1 on a control frame or a continuation is still an error.
-    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
-    tcp.write_all(&frame(0xC9, b"")).await.unwrap();
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    tcp.write_all(&Frame::ping("").rsv1(true).encode())
+        .await
+        .unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1002);
-    let (mut tcp, _) = connect(addr, Some("permessage-deflate")).await;
-    let mut bytes = frame(0x01, b"a");
-    bytes.extend(frame(0xC0, b"b"));
+    drop(tcp);
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    let mut bytes = Frame::text("a").fin(false).encode();
+    bytes.extend(Frame::continuation("b").rsv1(true).encode());
     tcp.write_all(&bytes).await.unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1002);
+    drop(tcp);
+    server.shutdown().await;
 }

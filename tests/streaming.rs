@@ -4,14 +4,14 @@
 //! reports the close, a dropped stream discards the rest. (Its own test binary: the other
 //! suites' allocations would blur the memory figure.)
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use http::Version;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use warp::Filter;
+use ws::test::TestServer;
+use ws::test::raw::{self, Frame, Upgraded, opcode};
 use ws::{ClientId, Close, Config, Endpoint, MessageStream, Origins, websocket};
 
 /// This process's resident set size and its peak since the last reset, in bytes.
@@ -107,81 +107,29 @@ impl Counter {
     }
 }
 
-async fn serve(config: Config) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+async fn serve(config: Config) -> (TestServer, mpsc::UnboundedReceiver<Seen>) {
     let (seen, rx) = mpsc::unbounded_channel();
     let handler = Counter {
         seen,
         endpoint: OnceLock::new(),
     };
     let socket = ws::Socket::with_config(handler, config.origins(Origins::Any).rate_limit(None));
-    let routes = warp::path::end().and(socket.filter());
-    let server = ws::serve(routes)
-        .socket(&socket)
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.run());
-    (addr, rx)
+    (ws::test::serve(&socket).await, rx)
 }
 
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    tcp.set_nodelay(true).unwrap();
+async fn connect(server: &TestServer) -> Upgraded {
+    let (reply, tcp) = server.raw("/").upgrade().await.unwrap();
+    assert_eq!(reply.version(), Version::HTTP_11);
+    assert_eq!(reply.status(), 101);
     tcp
 }
 
-/// A masked client frame header for `len` payload bytes, with the all-zero key (legal, and it
-/// leaves the payload as it is, so that a large payload is written without copying).
-fn head(first: u8, len: usize) -> Vec<u8> {
-    let mut out = vec![first];
-    match len {
-        n @ 0..=125 => out.push(0x80 | u8::try_from(n).unwrap()),
-        n @ 126..=65535 => {
-            out.push(0x80 | 0x7e);
-            out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 0x7f);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&[0; 4]);
-    out
-}
-
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = head(first, payload.len());
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Reads one server frame: its first byte and its payload.
-async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
-    tokio::time::timeout(WAIT, async {
-        let first = tcp.read_u8().await.unwrap();
-        let second = tcp.read_u8().await.unwrap();
-        let len = match second & 0x7f {
-            126 => u64::from(tcp.read_u16().await.unwrap()),
-            127 => tcp.read_u64().await.unwrap(),
-            n => u64::from(n),
-        };
-        let mut payload = vec![0; usize::try_from(len).unwrap()];
-        tcp.read_exact(&mut payload).await.unwrap();
-        (first, payload)
-    })
-    .await
-    .expect("a frame in time")
+async fn read_frame(tcp: &mut Upgraded) -> (u8, Vec<u8>) {
+    let frame = raw::read_frame_within(tcp, WAIT)
+        .await
+        .expect("a frame in time");
+    (frame.first_byte(), frame.payload)
 }
 
 async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
@@ -202,8 +150,8 @@ async fn a_100_mib_fragmented_message_streams_in_bounded_memory() {
     const FRAME: usize = 64 << 10;
     const FRAMES: usize = 1600; // 100 MiB
     let config = Config::new().max_message_size(128 << 20);
-    let (addr, mut seen) = serve(config).await;
-    let mut tcp = connect(addr).await;
+    let (server, mut seen) = serve(config).await;
+    let mut tcp = connect(&server).await;
     // A different pattern per frame, so that a lost, repeated or reordered chunk shows.
     let pattern: Vec<u8> = (0..FRAME + 251)
         .map(|i| u8::try_from(i % 251).unwrap())
@@ -212,14 +160,19 @@ async fn a_100_mib_fragmented_message_streams_in_bounded_memory() {
     reset_peak_rss();
     let (before, _) = rss();
     for i in 0..FRAMES {
-        let first = match i {
-            0 => 0x02,                    // binary, not FIN
-            i if i == FRAMES - 1 => 0x80, // continuation, FIN
-            _ => 0x00,                    // continuation
+        let (opcode, fin) = match i {
+            0 => (opcode::BINARY, false),
+            i if i == FRAMES - 1 => (opcode::CONTINUATION, true),
+            _ => (opcode::CONTINUATION, false),
         };
         let payload = &pattern[i % 251..i % 251 + FRAME];
         sum = checksum(sum, payload);
-        tcp.write_all(&head(first, FRAME)).await.unwrap();
+        // The header only, with the all-zero key: the payload goes out as it is, uncopied.
+        let head = Frame::new(opcode, Vec::new())
+            .fin(fin)
+            .mask([0; 4])
+            .declared_len(u64::try_from(FRAME).unwrap());
+        tcp.write_all(&head.encode()).await.unwrap();
         tcp.write_all(payload).await.unwrap();
     }
     let (first, reply) = read_frame(&mut tcp).await;
@@ -238,15 +191,15 @@ async fn a_100_mib_fragmented_message_streams_in_bounded_memory() {
     // few frames, nowhere near the 100 MiB message.
     assert!(peak < 16 << 20, "peak RSS growth {peak} bytes");
     println!("100 MiB streamed; peak RSS growth {} KiB", peak >> 10);
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_whole_message_is_a_stream_of_one_chunk() {
-    let (addr, mut seen) = serve(Config::new()).await;
-    let mut tcp = connect(addr).await;
-    tcp.write_all(&frame(0x81, "héllo".as_bytes()))
-        .await
-        .unwrap();
+    let (server, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(&server).await;
+    tcp.write_all(&Frame::text("héllo").encode()).await.unwrap();
     assert_eq!(read_frame(&mut tcp).await, (0x81, b"6".to_vec()));
     assert_eq!(
         next(&mut seen).await,
@@ -257,17 +210,19 @@ async fn a_whole_message_is_a_stream_of_one_chunk() {
             sum: checksum(0, "héllo".as_bytes())
         }
     );
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_text_stream_cut_inside_a_character_is_whole_and_valid() {
-    let (addr, mut seen) = serve(Config::new()).await;
-    let mut tcp = connect(addr).await;
+    let (server, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(&server).await;
     let text = "ünïcödé".as_bytes();
-    let mut wire = frame(0x01, &text[..1]);
-    wire.extend(frame(0x00, &text[1..5]));
-    wire.extend(frame(0x00, &[])); // empty: no chunk
-    wire.extend(frame(0x80, &text[5..]));
+    let mut wire = Frame::text(&text[..1]).fin(false).encode();
+    wire.extend(Frame::continuation(&text[1..5]).fin(false).encode());
+    wire.extend(Frame::continuation([]).fin(false).encode()); // empty: no chunk
+    wire.extend(Frame::continuation(&text[5..]).encode());
     tcp.write_all(&wire).await.unwrap();
     assert_eq!(
         read_frame(&mut tcp).await.1,
@@ -282,16 +237,18 @@ async fn a_text_stream_cut_inside_a_character_is_whole_and_valid() {
             sum: checksum(0, text)
         }
     );
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_stream_past_the_message_limit_fails_with_1009() {
-    let (addr, mut seen) = serve(Config::new().max_message_size(100_000)).await;
-    let mut tcp = connect(addr).await;
+    let (server, mut seen) = serve(Config::new().max_message_size(100_000)).await;
+    let mut tcp = connect(&server).await;
     let chunk = vec![7u8; 40_000];
-    let mut wire = frame(0x02, &chunk);
-    wire.extend(frame(0x00, &chunk));
-    wire.extend(frame(0x00, &chunk)); // 120,000 > 100,000
+    let mut wire = Frame::binary(chunk.clone()).fin(false).encode();
+    wire.extend(Frame::continuation(chunk.clone()).fin(false).encode());
+    wire.extend(Frame::continuation(chunk).fin(false).encode()); // 120,000 > 100,000
     tcp.write_all(&wire).await.unwrap();
     let (first, payload) = read_frame(&mut tcp).await;
     assert_eq!((first, &payload[..2]), (0x88, &1009u16.to_be_bytes()[..]));
@@ -302,18 +259,20 @@ async fn a_stream_past_the_message_limit_fails_with_1009() {
             code: 1009
         }
     );
-    tcp.write_all(&frame(0x88, &1009u16.to_be_bytes()))
+    tcp.write_all(&Frame::close(1009, "").encode())
         .await
         .unwrap();
     assert_eq!(next(&mut seen).await, Seen::Closed(1009));
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn invalid_utf8_inside_a_text_stream_fails_with_1007() {
-    let (addr, mut seen) = serve(Config::new()).await;
-    let mut tcp = connect(addr).await;
-    let mut wire = frame(0x01, b"fine so far");
-    wire.extend(frame(0x00, &[0xC3, 0x28])); // a lead byte followed by a non-continuation
+    let (server, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(&server).await;
+    let mut wire = Frame::text("fine so far").fin(false).encode();
+    wire.extend(Frame::continuation([0xC3, 0x28]).fin(false).encode()); // a lead byte followed by a non-continuation
     tcp.write_all(&wire).await.unwrap();
     let (first, payload) = read_frame(&mut tcp).await;
     assert_eq!((first, &payload[..2]), (0x88, &1007u16.to_be_bytes()[..]));
@@ -324,18 +283,20 @@ async fn invalid_utf8_inside_a_text_stream_fails_with_1007() {
             code: 1007
         }
     );
+    drop(tcp);
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_dropped_stream_discards_the_rest_of_its_message_only() {
-    let (addr, mut seen) = serve(Config::new()).await;
-    let mut tcp = connect(addr).await;
-    let mut wire = frame(0x02, b"drop the rest");
+    let (server, mut seen) = serve(Config::new()).await;
+    let mut tcp = connect(&server).await;
+    let mut wire = Frame::binary("drop the rest").fin(false).encode();
     for _ in 0..20 {
-        wire.extend(frame(0x00, &[1; 1000]));
+        wire.extend(Frame::continuation([1; 1000]).fin(false).encode());
     }
-    wire.extend(frame(0x80, b"end"));
-    wire.extend(frame(0x82, b"next"));
+    wire.extend(Frame::continuation("end").encode());
+    wire.extend(Frame::binary("next").encode());
     tcp.write_all(&wire).await.unwrap();
     assert_eq!(next(&mut seen).await, Seen::Dropped);
     assert_eq!(read_frame(&mut tcp).await, (0x81, b"4".to_vec()));
@@ -348,4 +309,6 @@ async fn a_dropped_stream_discards_the_rest_of_its_message_only() {
             sum: checksum(0, b"next")
         }
     );
+    drop(tcp);
+    server.shutdown().await;
 }

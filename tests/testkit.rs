@@ -295,3 +295,193 @@ async fn expect_refusal_panics_when_accepted() {
     let server = ws::test::serve(&socket).await;
     let _ = server.connect("/?token=ok").expect_refusal().await;
 }
+
+#[test]
+fn raw_frames_encode_every_field() {
+    use ws::test::raw::{Frame, MASK_KEY, close_payload, opcode};
+
+    let masked: Vec<u8> = b"hi"
+        .iter()
+        .zip(MASK_KEY)
+        .map(|(byte, key)| byte ^ key)
+        .collect();
+    let mut expected = vec![0x81, 0x82];
+    expected.extend_from_slice(&MASK_KEY);
+    expected.extend_from_slice(&masked);
+    assert_eq!(Frame::text("hi").encode(), expected);
+    assert_eq!(Vec::from(Frame::text("hi")), expected);
+
+    assert_eq!(
+        Frame::binary([1, 2]).unmasked().encode(),
+        [0x82, 0x02, 1, 2]
+    );
+    assert_eq!(
+        Frame::ping("").mask([0; 4]).encode(),
+        [0x89, 0x80, 0, 0, 0, 0]
+    );
+    assert_eq!(
+        Frame::continuation("x").fin(false).unmasked().encode(),
+        [0x00, 0x01, b'x']
+    );
+    assert_eq!(Frame::text("").rsv1(true).first_byte(), 0xC1);
+    assert_eq!(Frame::text("").rsv(0b111).rsv1(false).first_byte(), 0xB1);
+    assert_eq!(Frame::new(0x3, "").first_byte(), 0x83);
+    assert_eq!(Frame::pong("").first_byte(), 0x80 | opcode::PONG);
+
+    // Lengths: 7 bits up to 125, then 16 bits, then 64 bits; a declared one as given.
+    let sizes = |frame: Frame| frame.unmasked().encode()[..4].to_vec();
+    assert_eq!(sizes(Frame::binary(vec![0; 126])), [0x82, 126, 0, 126]);
+    let big = Frame::binary(vec![0; 70_000]).unmasked().encode();
+    assert_eq!(big[..10], [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    assert_eq!(big.len(), 10 + 70_000);
+    let lie = Frame::binary("ab")
+        .unmasked()
+        .declared_len(1 << 63)
+        .encode();
+    assert_eq!(lie, [0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0, b'a', b'b']);
+
+    assert_eq!(close_payload(4000, b"bye"), [0x0F, 0xA0, b'b', b'y', b'e']);
+    assert_eq!(
+        Frame::close(1000, [0xff]).unmasked().encode(),
+        [0x88, 3, 0x03, 0xE8, 0xff]
+    );
+}
+
+#[tokio::test]
+async fn server_frames_are_read_from_any_reader() {
+    use ws::test::raw::{self, RawError, ServerFrame};
+
+    let mut wire: &[u8] = b"\x01\x02hi\xC2\x7e\x00\x01z\x89\x00\x88\x05\x0f\xa0bye\x88\x00";
+    assert_eq!(
+        raw::read_frame(&mut wire).await.unwrap(),
+        ServerFrame {
+            fin: false,
+            rsv: 0,
+            opcode: 0x1,
+            payload: b"hi".to_vec()
+        }
+    );
+    let compressed = raw::read_frame(&mut wire).await.unwrap();
+    assert!(compressed.fin && compressed.rsv1());
+    assert_eq!(
+        (compressed.first_byte(), compressed.payload),
+        (0xC2, vec![b'z'])
+    );
+    // The ping is skipped on the way to the close.
+    assert_eq!(
+        raw::read_close(&mut wire).await.unwrap(),
+        Close::new(4000, "bye")
+    );
+    assert_eq!(
+        raw::read_close(&mut wire).await.unwrap(),
+        Close::new(Close::NO_STATUS, "")
+    );
+    raw::expect_end(&mut wire).await.unwrap();
+    assert!(matches!(
+        raw::read_frame(&mut wire).await,
+        Err(RawError::Ended)
+    ));
+
+    let mut masked: &[u8] = b"\x81\x80\x00\x00\x00\x00";
+    assert!(matches!(
+        raw::read_frame(&mut masked).await,
+        Err(RawError::Protocol(_))
+    ));
+    let mut cut: &[u8] = b"\x82\x05abc";
+    assert!(matches!(
+        raw::read_frame(&mut cut).await,
+        Err(RawError::Ended)
+    ));
+    let mut one_byte: &[u8] = b"\x88\x01\x03";
+    assert!(matches!(
+        raw::read_close(&mut one_byte).await,
+        Err(RawError::Protocol(_))
+    ));
+    let mut more: &[u8] = b"\x8a\x00";
+    assert!(matches!(
+        raw::expect_end(&mut more).await,
+        Err(RawError::Unexpected(bytes)) if bytes == b"\x8a\x00"
+    ));
+}
+
+#[tokio::test]
+async fn raw_requests_get_typed_replies_and_raw_connections()
+-> Result<(), Box<dyn std::error::Error>> {
+    use tokio::io::AsyncWriteExt;
+    use ws::test::raw::{self, Frame, RawError};
+
+    let socket = ws::Socket::new(Echo::default());
+    let server = ws::test::serve(&socket).await;
+
+    let refused = server.raw("/").send().await?;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.version(), http::Version::HTTP_11);
+    assert_eq!(refused.header("WWW-Authenticate"), Some("Token"));
+    assert_eq!(refused.body(), "Token required.");
+    assert_eq!(refused.body_bytes().as_ref(), b"Token required.");
+    assert_eq!(refused.to_string(), "401 Unauthorized: Token required.");
+    let err = server.raw("/").upgrade().await.unwrap_err();
+    assert!(
+        matches!(&err, RawError::NotUpgraded(reply) if reply.status() == 401),
+        "{err}"
+    );
+
+    let post = server.raw("/?token=ok").method("POST").body("x");
+    let post = post.header("content-length", "1").send().await?;
+    assert_eq!(post.status(), 405);
+    let no_version = server.raw("/?token=ok").without("Sec-WebSocket-Version");
+    assert_eq!(no_version.send().await?.status(), 426);
+    let err = server
+        .raw("/")
+        .header("x-bad", "a\r\nb")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RawError::InvalidRequest(_)), "{err}");
+    let err = server
+        .raw("/")
+        .method("BAD METHOD")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RawError::InvalidRequest(_)), "{err}");
+
+    // Upgraded from another loopback address; `on_open`'s welcome comes at once, maybe in the
+    // same read as the 101.
+    let (reply, mut tcp) = server
+        .raw("/?token=ok")
+        .append_header("x-name", "ada")
+        .local_ip([127, 0, 0, 2].into())
+        .upgrade()
+        .await?;
+    assert_eq!(reply.status(), 101);
+    assert_eq!(
+        reply.header("sec-websocket-accept"),
+        Some(raw::SAMPLE_ACCEPT)
+    );
+    assert_eq!(reply.header("x-greeting"), Some("hello"));
+    assert_eq!(reply.body(), "");
+    assert_eq!(tcp.tcp().local_addr()?.ip().to_string(), "127.0.0.2");
+    let welcome = raw::read_frame(&mut tcp).await?;
+    assert_eq!(
+        (welcome.first_byte(), welcome.payload),
+        (0x81, b"welcome ada".to_vec())
+    );
+
+    tcp.write_all(&Frame::binary([1, 2, 3]).encode()).await?;
+    let echo = raw::read_frame(&mut tcp).await?;
+    assert_eq!((echo.first_byte(), echo.payload), (0x82, vec![1, 2, 3]));
+    let quiet = raw::read_frame_within(&mut tcp, Duration::from_millis(50)).await;
+    assert!(matches!(quiet, Err(RawError::Timeout(_))), "{quiet:?}");
+
+    tcp.write_all(&Frame::close(4000, "bye").encode()).await?;
+    assert_eq!(raw::read_close(&mut tcp).await?, Close::new(4000, "bye"));
+    raw::expect_end(&mut tcp).await?;
+
+    server.shutdown().await;
+    assert_eq!(
+        socket.handler().closes.lock().unwrap().as_slice(),
+        [Close::new(4000, "bye")]
+    );
+    Ok(())
+}

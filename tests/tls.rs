@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use warp::Filter;
+use ws::test::TestServer;
 use ws::{ClientId, Endpoint, Message, Request, Socket, Tls, websocket};
 
 /// How long any single expected event may take before the test fails.
@@ -62,14 +63,13 @@ impl Echo {
     }
 }
 
-struct TestServer {
-    addr: SocketAddr,
+/// `ws::test`'s server of [`Echo`], and the peer addresses its connections opened with.
+struct EchoServer {
+    server: TestServer,
     peers: mpsc::UnboundedReceiver<SocketAddr>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<Result<(), ws::Error>>,
 }
 
-impl TestServer {
+impl EchoServer {
     /// Serves [`Echo`] at `/ws` on 127.0.0.1:0, over TLS when `tls` is given.
     async fn start(tls: Option<Tls>, handshake_timeout: Option<Duration>) -> Self {
         let (peers_tx, peers) = mpsc::unbounded_channel();
@@ -78,28 +78,21 @@ impl TestServer {
             peers: peers_tx,
         });
         let routes = warp::path("ws").and(warp::path::end()).and(socket.filter());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let mut server = ws::serve(routes)
-            .socket(&socket)
-            .signals(false)
-            .shutdown_on(async {
-                let _ = stopped.await;
-            });
+        let mut server = ws::serve(routes).socket(&socket);
         if let Some(tls) = tls {
             server = server.tls(tls);
         }
         if let Some(timeout) = handshake_timeout {
             server = server.handshake_timeout(timeout);
         }
-        let bound = server.bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = bound.local_addr();
-        let handle = tokio::spawn(bound.run());
         Self {
-            addr,
+            server: ws::test::serve_with(server).await,
             peers,
-            stop: Some(stop),
-            handle,
         }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     /// The peer address the next opened connection's `on_handshake` saw.
@@ -110,19 +103,12 @@ impl TestServer {
             .expect("server running")
     }
 
-    fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    async fn shutdown(mut self) {
-        self.begin_shutdown();
-        tokio::time::timeout(WAIT, &mut self.handle)
+    /// Starts the graceful shutdown and waits for it, at most [`WAIT`]; `ws::test` panics if
+    /// `run` failed or panicked.
+    async fn shutdown(self) {
+        tokio::time::timeout(WAIT, self.server.shutdown())
             .await
-            .expect("server stopped in time")
-            .expect("server task did not panic")
-            .expect("run returned Ok");
+            .expect("server stopped in time");
     }
 }
 
@@ -275,10 +261,10 @@ async fn wss_echo_with_the_peer_address_and_1001_at_shutdown() {
         scratch_file("echo-key.pem", cert.key_pem.as_bytes()),
     )
     .expect("the generated PEM files load");
-    let mut server = TestServer::start(Some(tls), None).await;
+    let mut server = EchoServer::start(Some(tls), None).await;
     let config = client_config(&cert);
 
-    let (mut client, local) = wss_connect(server.addr, &config).await;
+    let (mut client, local) = wss_connect(server.addr(), &config).await;
     assert_eq!(
         server.next_peer().await,
         local,
@@ -296,19 +282,20 @@ async fn wss_echo_with_the_peer_address_and_1001_at_shutdown() {
         .expect("read");
     assert_eq!(echo, WsMessage::binary(vec![7u8; 100_000]));
 
-    server.begin_shutdown();
-    let close = loop {
-        match tokio::time::timeout(WAIT, client.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(WsMessage::Close(frame))) => break frame.expect("a close code"),
-            Some(Ok(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
+    let close = async {
+        loop {
+            match tokio::time::timeout(WAIT, client.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(WsMessage::Close(frame))) => break frame.expect("a close code"),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
         }
     };
+    let ((), close) = tokio::join!(server.shutdown(), close);
     assert_eq!(u16::from(close.code), 1001);
-    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -316,13 +303,15 @@ async fn plain_http_and_garbage_on_the_tls_port_harm_nobody() {
     let cert = self_signed();
     let tls = Tls::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes())
         .expect("the generated PEM loads");
-    let mut server = TestServer::start(Some(tls), None).await;
+    let mut server = EchoServer::start(Some(tls), None).await;
     let config = client_config(&cert);
-    let (mut member, _) = wss_connect(server.addr, &config).await;
+    let (mut member, _) = wss_connect(server.addr(), &config).await;
     server.next_peer().await;
 
     // Plain HTTP to the TLS port: a 400 that says to use TLS, then the connection is closed.
-    let mut plain = TcpStream::connect(server.addr).await.expect("tcp connect");
+    let mut plain = TcpStream::connect(server.addr())
+        .await
+        .expect("tcp connect");
     plain
         .write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -344,14 +333,18 @@ async fn plain_http_and_garbage_on_the_tls_port_harm_nobody() {
         &[0u8; 64][..],
         &[0x16, 0x03, 0x01, 0x00, 0x04, 0xff, 0xff, 0xff, 0xff],
     ] {
-        let mut raw = TcpStream::connect(server.addr).await.expect("tcp connect");
+        let mut raw = TcpStream::connect(server.addr())
+            .await
+            .expect("tcp connect");
         raw.write_all(garbage).await.expect("garbage written");
         read_until_closed(&mut raw).await;
     }
 
     // A client that does not trust the certificate fails its own handshake; the server goes on.
     let stranger = client_config(&self_signed());
-    let tcp = TcpStream::connect(server.addr).await.expect("tcp connect");
+    let tcp = TcpStream::connect(server.addr())
+        .await
+        .expect("tcp connect");
     let refused = TlsConnector::from(stranger)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await;
@@ -362,7 +355,7 @@ async fn plain_http_and_garbage_on_the_tls_port_harm_nobody() {
 
     // Everyone else is still served, old members and new ones.
     round_trip(&mut member, "still here").await;
-    let (mut newcomer, local) = wss_connect(server.addr, &config).await;
+    let (mut newcomer, local) = wss_connect(server.addr(), &config).await;
     assert_eq!(server.next_peer().await, local);
     round_trip(&mut newcomer, "welcome").await;
 
@@ -374,13 +367,13 @@ async fn plain_http_and_garbage_on_the_tls_port_harm_nobody() {
 async fn a_tls_client_dribbling_its_request_head_is_closed_while_others_are_served() {
     let cert = self_signed();
     let tls = Tls::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let mut server = TestServer::start(Some(tls), Some(SHORT)).await;
+    let mut server = EchoServer::start(Some(tls), Some(SHORT)).await;
     let config = client_config(&cert);
     // Connected before the dribbler: alive for longer than the handshake timeout by the end.
-    let (mut veteran, _) = wss_connect(server.addr, &config).await;
+    let (mut veteran, _) = wss_connect(server.addr(), &config).await;
     server.next_peer().await;
 
-    let dribbler = tls_connect(server.addr, &config).await;
+    let dribbler = tls_connect(server.addr(), &config).await;
     let started_at = Instant::now();
     let (mut reader, writer) = tokio::io::split(dribbler);
     let (started, first_byte_sent) = oneshot::channel();
@@ -390,7 +383,7 @@ async fn a_tls_client_dribbling_its_request_head_is_closed_while_others_are_serv
         .expect("the dribbler sent its first byte");
 
     // While the dribbler holds its connection, a new client is served at once.
-    let (mut newcomer, local) = wss_connect(server.addr, &config).await;
+    let (mut newcomer, local) = wss_connect(server.addr(), &config).await;
     assert_eq!(server.next_peer().await, local);
     round_trip(&mut newcomer, "served during the dribble").await;
 
@@ -415,12 +408,14 @@ async fn a_tls_client_dribbling_its_request_head_is_closed_while_others_are_serv
 async fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_timeout() {
     let cert = self_signed();
     let tls = Tls::from_pem(cert.chain_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
-    let mut server = TestServer::start(Some(tls), Some(SHORT)).await;
+    let mut server = EchoServer::start(Some(tls), Some(SHORT)).await;
     let config = client_config(&cert);
 
     // Silent after connecting; and stalled after the first bytes of a TLS record.
     for opening in [&b""[..], &[0x16, 0x03, 0x01]] {
-        let mut raw = TcpStream::connect(server.addr).await.expect("tcp connect");
+        let mut raw = TcpStream::connect(server.addr())
+            .await
+            .expect("tcp connect");
         let started_at = Instant::now();
         raw.write_all(opening).await.expect("opening written");
         let seen = read_until_closed(&mut raw).await;
@@ -428,7 +423,7 @@ async fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_timeout() {
         assert_closed_after_timeout(started_at.elapsed());
     }
 
-    let (mut client, _) = wss_connect(server.addr, &config).await;
+    let (mut client, _) = wss_connect(server.addr(), &config).await;
     server.next_peer().await;
     round_trip(&mut client, "fine").await;
     drop(client);
@@ -437,14 +432,16 @@ async fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_timeout() {
 
 #[tokio::test]
 async fn a_plain_tcp_client_dribbling_its_request_head_is_closed_while_others_are_served() {
-    let mut server = TestServer::start(None, Some(SHORT)).await;
-    let url = format!("ws://{}/ws", server.addr);
+    let mut server = EchoServer::start(None, Some(SHORT)).await;
+    let url = format!("ws://{}/ws", server.addr());
     let (mut veteran, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .expect("connect");
     server.next_peer().await;
 
-    let dribbler = TcpStream::connect(server.addr).await.expect("tcp connect");
+    let dribbler = TcpStream::connect(server.addr())
+        .await
+        .expect("tcp connect");
     let started_at = Instant::now();
     let (mut reader, writer) = dribbler.into_split();
     let (started, first_byte_sent) = oneshot::channel();
@@ -476,8 +473,10 @@ async fn a_plain_tcp_client_dribbling_its_request_head_is_closed_while_others_ar
 #[tokio::test]
 async fn the_default_handshake_timeout_leaves_a_slow_but_finished_head_alone() {
     // A head that takes longer than SHORT but far less than the 10 s default is served.
-    let server = TestServer::start(None, None).await;
-    let mut stream = TcpStream::connect(server.addr).await.expect("tcp connect");
+    let server = EchoServer::start(None, None).await;
+    let mut stream = TcpStream::connect(server.addr())
+        .await
+        .expect("tcp connect");
     let head = b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let (first, rest) = head.split_at(20);
     stream.write_all(first).await.unwrap();

@@ -2,6 +2,7 @@
 //! resets by the hundred, and a burst of handshakes beyond the connection limit.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ws::test::raw::{self, RawError};
 use ws::{Config, Socket};
 
 use crate::probe::Probe;
@@ -26,7 +27,7 @@ impl Lcg {
 
 /// The server still completes a normal exchange.
 async fn still_serves(server: &TestServer) {
-    let mut client = connect(&server.url("?name=check")).await;
+    let mut client = connect(&server.url("/ws?name=check")).await;
     send_text(&mut client, "alive?").await;
     assert_eq!(recv_text(&mut client).await, "alive?");
 }
@@ -38,7 +39,7 @@ async fn random_bytes_instead_of_http_get_an_error_or_a_hangup() {
     let server = serve(&socket).await;
     let mut rng = Lcg(7);
     for _ in 0..20 {
-        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
         let _ = tcp.write_all(&rng.bytes(4096)).await;
         let mut reply = Vec::new();
         let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut reply))
@@ -60,7 +61,7 @@ async fn random_frames_after_the_handshake_close_only_that_connection() {
     let server = serve(&socket).await;
     let mut rng = Lcg(11);
     for round in 0..20 {
-        let mut tcp = raw_ws(server.addr, &format!("?name=junk{round}")).await;
+        let mut tcp = raw_ws(&server, &format!("?name=junk{round}")).await;
         log.until(&format!("open junk{round} ")).await;
         let _ = tcp.write_all(&rng.bytes(2048)).await;
         drop(tcp);
@@ -82,14 +83,14 @@ async fn five_hundred_abrupt_resets_leave_nothing_behind() {
     let server = serve(&socket).await;
     let mut connections = Vec::new();
     for i in 0..500 {
-        connections.push(raw_ws(server.addr, &format!("?name=r{i}")).await);
+        connections.push(raw_ws(&server, &format!("?name=r{i}")).await);
     }
     for _ in 0..500 {
         log.until("open r").await;
     }
     assert_eq!(endpoint.len(), 500);
     for tcp in connections {
-        tcp.set_zero_linger().unwrap(); // RST, no FIN
+        tcp.tcp().set_zero_linger().unwrap(); // RST, no FIN
         drop(tcp);
     }
     for _ in 0..500 {
@@ -108,18 +109,17 @@ async fn a_burst_beyond_the_connection_limit_gets_exactly_the_limit() {
         .max_connections_per_ip(None);
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
-    let addr = server.addr;
+    let addr = server.addr();
     let attempts: Vec<_> = (0..60)
-        .map(|_| tokio::spawn(async move { raw_exchange(addr, &handshake("GET", "")).await }))
+        .map(|_| tokio::spawn(raw::Request::new(addr, "/ws").upgrade()))
         .collect();
     let mut accepted = Vec::new();
     let mut refused = 0;
     for attempt in attempts {
-        let (response, tcp) = attempt.await.unwrap();
-        match response.status {
-            101 => accepted.push(tcp),
-            503 => refused += 1,
-            other => panic!("unexpected status {other}"),
+        match attempt.await.unwrap() {
+            Ok((response, tcp)) if response.status() == 101 => accepted.push(tcp),
+            Err(RawError::NotUpgraded(response)) if response.status() == 503 => refused += 1,
+            other => panic!("unexpected reply {other:?}"),
         }
     }
     assert_eq!((accepted.len(), refused), (20, 40));

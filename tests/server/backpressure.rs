@@ -22,7 +22,7 @@ async fn a_client_over_the_byte_rate_is_slowed_not_closed() {
         .heartbeat(Some(Duration::from_millis(50)));
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=fast")).await;
+    let mut client = connect(&server.url("/ws?name=fast")).await;
     let payload = "é".repeat(512); // 1 KiB
     let started = Instant::now();
     for _ in 0..40 {
@@ -50,7 +50,7 @@ async fn a_client_over_the_frame_rate_is_slowed_not_closed() {
     };
     let socket = Socket::with_config(Probe::new(events), Config::new().rate_limit(Some(limit)));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=chatty")).await;
+    let mut client = connect(&server.url("/ws?name=chatty")).await;
     let started = Instant::now();
     // One read may carry many small frames; the limit holds back the reads after it.
     for round in 0..2 {
@@ -76,7 +76,7 @@ async fn never_reading(
     TestServer,
     ws::Endpoint,
     ws::ClientId,
-    tokio::net::TcpStream,
+    ws::test::raw::Upgraded,
     EventLog,
 ) {
     let (events, mut log) = events();
@@ -88,7 +88,7 @@ async fn never_reading(
     let socket = Socket::with_config(Probe::new(events), config);
     let endpoint = socket.endpoint();
     let server = serve(&socket).await;
-    let tcp = raw_ws(server.addr, "?name=sloth").await;
+    let tcp = raw_ws(&server, "?name=sloth").await;
     log.until("open sloth").await;
     let id = endpoint.clients()[0];
     (server, endpoint, id, tcp, log)
@@ -108,7 +108,7 @@ fn fill(endpoint: &ws::Endpoint, id: ws::ClientId) -> (usize, SendError) {
 #[tokio::test]
 async fn a_never_reading_client_is_closed_with_1008_and_others_are_served() {
     let (server, endpoint, id, _tcp, mut log) = never_reading(SlowConsumer::Close).await;
-    let mut other = connect(&server.url("?name=other")).await;
+    let mut other = connect(&server.url("/ws?name=other")).await;
     let (sent, err) = fill(&endpoint, id);
     assert_eq!(err, SendError::QueueFull(id));
     assert!(sent > 0);

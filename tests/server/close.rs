@@ -14,7 +14,7 @@ async fn application_close_codes_from_the_peer_are_accepted() {
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
     for (code, reason) in [(3000, "app"), (4999, "private"), (1001, "leaving")] {
-        let mut client = connect(&server.url("?name=c")).await;
+        let mut client = connect(&server.url("/ws?name=c")).await;
         close_with(&mut client, code, reason).await;
         // The server answers with the same code, then ends the connection.
         assert_eq!(recv_close(&mut client).await, (code, reason.to_owned()));
@@ -31,7 +31,7 @@ async fn a_close_without_a_code_reports_1005() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=nocode")).await;
+    let mut client = connect(&server.url("/ws?name=nocode")).await;
     client.close(None).await.unwrap();
     expect_end(&mut client).await;
     assert_eq!(log.until("close nocode").await, "close nocode 1005 ");
@@ -42,7 +42,7 @@ async fn tcp_loss_without_a_close_frame_reports_1006() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let client = connect(&server.url("?name=lost")).await;
+    let client = connect(&server.url("/ws?name=lost")).await;
     log.until("open lost").await;
     let tokio_tungstenite::MaybeTlsStream::Plain(mut tcp) = client.into_inner() else {
         unreachable!("plain ws")
@@ -58,7 +58,7 @@ async fn a_message_over_the_limit_closes_with_1009() {
     let config = Config::new().max_message_size(1024).max_frame_size(1024);
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=big")).await;
+    let mut client = connect(&server.url("/ws?name=big")).await;
     client
         .send(WsMessage::binary(vec![0u8; 2048]))
         .await
@@ -82,7 +82,7 @@ impl TextOnly {
 async fn a_message_on_data_cannot_take_closes_with_1003() {
     let socket = Socket::new(TextOnly);
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("")).await;
+    let mut client = connect(&server.url("/ws")).await;
     send_text(&mut client, "fine").await;
     client.send(WsMessage::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(
@@ -100,7 +100,7 @@ async fn endpoint_close_sends_the_code_and_on_close_reports_it() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=asked")).await;
+    let mut client = connect(&server.url("/ws?name=asked")).await;
     send_text(&mut client, "close").await;
     assert_eq!(
         recv_close(&mut client).await,

@@ -15,7 +15,7 @@ async fn join(
     name: &str,
 ) -> (Client, ClientId) {
     let before = endpoint.clients();
-    let client = connect(&server.url(&format!("?name={name}"))).await;
+    let client = connect(&server.url(&format!("/ws?name={name}"))).await;
     let event = log.until(&format!("open {name} ")).await;
     let id = endpoint
         .clients()
@@ -99,8 +99,8 @@ async fn sends_keep_their_order_relative_to_broadcasts() {
     let socket = Socket::new(Probe::new(events));
     let endpoint = socket.endpoint();
     let server = serve(&socket).await;
-    let mut a = connect(&server.url("?name=a")).await;
-    let mut b = connect(&server.url("?name=b")).await;
+    let mut a = connect(&server.url("/ws?name=a")).await;
+    let mut b = connect(&server.url("/ws?name=b")).await;
     log.until("open a").await;
     log.until("open b").await;
     let ids = endpoint.clients();
@@ -147,14 +147,14 @@ async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     let (events, mut log) = events();
     let other = Socket::new(Probe::new(events));
     let other_server = serve(&other).await;
-    let mut b = connect(&other_server.url("?name=b")).await;
+    let mut b = connect(&other_server.url("/ws?name=b")).await;
     log.until("open b").await;
     let relay = Socket::new(Relay {
         to: other.endpoint(),
         own: OnceLock::new(),
     });
     let server = serve(&relay).await;
-    let mut a = connect(&server.url("")).await;
+    let mut a = connect(&server.url("/ws")).await;
     send_text(&mut a, "for b").await;
     assert_eq!(recv_text(&mut a).await, "before");
     assert_eq!(recv_text(&mut a).await, "after");

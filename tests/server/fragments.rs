@@ -3,29 +3,11 @@
 
 use std::sync::OnceLock;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
+use ws::test::raw::{self, Frame};
 use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
 
-use crate::support::{WAIT, frame, raw_ws, serve};
-
-/// Reads one server frame: its first byte and its payload.
-async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
-    tokio::time::timeout(WAIT, async {
-        let first = tcp.read_u8().await.unwrap();
-        let second = tcp.read_u8().await.unwrap();
-        let len = match second & 0x7f {
-            126 => u64::from(tcp.read_u16().await.unwrap()),
-            127 => tcp.read_u64().await.unwrap(),
-            n => u64::from(n),
-        };
-        let mut payload = vec![0; usize::try_from(len).unwrap()];
-        tcp.read_exact(&mut payload).await.unwrap();
-        (first, payload)
-    })
-    .await
-    .expect("a frame in time")
-}
+use crate::support::{raw_ws, serve, shutdown};
 
 /// Sends one large message to every client that sends `"big"`.
 struct Big {
@@ -62,19 +44,21 @@ async fn a_large_send_is_fragmented_and_a_ping_is_answered_between_its_frames() 
         .send_frame_size(64 << 10);
     let socket = ws::Socket::with_config(handler, config);
     let server = serve(&socket).await;
-    let mut tcp = raw_ws(server.addr, "").await;
-    tcp.write_all(&frame(0x1, b"big", true)).await.unwrap();
+    let mut tcp = raw_ws(&server, "").await;
+    tcp.write_all(&Frame::text("big").encode()).await.unwrap();
     // The first fragment arrives; the rest waits in the socket buffers while we send a ping,
     // whose pong must come before the message ends.
-    let (first, payload) = read_frame(&mut tcp).await;
+    let frame = raw::read_frame(&mut tcp).await.unwrap();
+    let (first, payload) = (frame.first_byte(), frame.payload);
     assert_eq!((first, payload.len()), (0x02, 64 << 10), "binary, not FIN");
-    tcp.write_all(&frame(0x9, b"are you there", true))
+    tcp.write_all(&Frame::ping("are you there").encode())
         .await
         .unwrap();
     let mut message = payload;
     let mut pong_at = None;
     loop {
-        let (first, payload) = read_frame(&mut tcp).await;
+        let frame = raw::read_frame(&mut tcp).await.unwrap();
+        let (first, payload) = (frame.first_byte(), frame.payload);
         match first {
             0x00 | 0x80 => {
                 assert_eq!(payload.len(), 64 << 10);
@@ -99,4 +83,6 @@ async fn a_large_send_is_fragmented_and_a_ping_is_answered_between_its_frames() 
     );
     let pong_at = pong_at.expect("a pong between the fragments");
     assert!(pong_at < SIZE, "the pong came before the last fragment");
+    drop(tcp);
+    shutdown(server).await;
 }

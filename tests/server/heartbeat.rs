@@ -23,8 +23,8 @@ async fn a_silent_peer_gets_three_pings_then_1008() {
     let (events, mut log) = events();
     let socket = Socket::with_config(Probe::new(events), fast_heartbeat());
     let server = serve(&socket).await;
-    let (response, mut tcp) = raw_exchange(server.addr, &handshake("GET", "")).await;
-    assert_eq!(response.status, 101);
+    let (response, mut tcp) = server.raw("/ws").upgrade().await.unwrap();
+    assert_eq!(response.status(), 101);
 
     let mut expected = Vec::new();
     for _ in 0..3 {
@@ -50,7 +50,7 @@ async fn a_peer_that_answers_pings_stays_open() {
     let (events, mut log) = events();
     let socket = Socket::with_config(Probe::new(events), fast_heartbeat());
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=alive")).await;
+    let mut client = connect(&server.url("/ws?name=alive")).await;
     // tungstenite answers each ping with a pong as it reads.
     let mut pings = 0;
     while pings < 8 {
@@ -93,7 +93,7 @@ static SLOW_ENDPOINT: std::sync::OnceLock<ws::Endpoint> = std::sync::OnceLock::n
 async fn a_slow_handler_does_not_cause_a_heartbeat_close() {
     let socket = Socket::with_config(Slow, fast_heartbeat());
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("")).await;
+    let mut client = connect(&server.url("/ws")).await;
     for i in 0..4 {
         send_text(&mut client, &i.to_string()).await;
     }
@@ -112,7 +112,7 @@ async fn a_slow_handler_does_not_cause_a_heartbeat_close() {
 async fn a_reader_held_back_by_a_busy_handler_counts_no_miss() {
     let socket = Socket::with_config(SlowEcho::default(), fast_heartbeat());
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("")).await;
+    let mut client = connect(&server.url("/ws")).await;
     let messages: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 100 << 10]).collect();
     for message in &messages {
         futures_util::SinkExt::send(&mut client, WsMessage::Binary(message.clone().into()))

@@ -14,7 +14,7 @@ async fn hooks_run_in_order_with_a_typed_session() {
     let server = serve(&socket).await;
     assert_eq!(log.next().await, "start", "on_start runs before accepting");
 
-    let mut client = connect(&server.url("?name=alice")).await;
+    let mut client = connect(&server.url("/ws?name=alice")).await;
     assert_eq!(log.next().await, "handshake alice 127.0.0.1");
     assert!(log.next().await.starts_with("open alice "));
 
@@ -36,7 +36,7 @@ async fn hooks_run_in_order_with_a_typed_session() {
     expect_end(&mut client).await;
     assert_eq!(log.next().await, "close alice 1000 done");
 
-    server.shutdown().await.unwrap();
+    shutdown(server).await;
     assert_eq!(log.next().await, "stop");
     assert_eq!(log.try_next(), None, "on_close ran exactly once");
 }
@@ -46,7 +46,7 @@ async fn binary_messages_reach_on_data_in_order() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=bin")).await;
+    let mut client = connect(&server.url("/ws?name=bin")).await;
     for i in 0u8..50 {
         client
             .send(WsMessage::binary(vec![i; usize::from(i)]))
@@ -67,8 +67,8 @@ async fn a_panic_in_on_data_closes_only_that_client_with_1011() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut victim = connect(&server.url("?name=victim")).await;
-    let mut bystander = connect(&server.url("?name=bystander")).await;
+    let mut victim = connect(&server.url("/ws?name=victim")).await;
+    let mut bystander = connect(&server.url("/ws?name=bystander")).await;
 
     send_text(&mut victim, "panic").await;
     assert_eq!(
@@ -82,7 +82,7 @@ async fn a_panic_in_on_data_closes_only_that_client_with_1011() {
 
     send_text(&mut bystander, "still here").await;
     assert_eq!(recv_text(&mut bystander).await, "still here");
-    let mut newcomer = connect(&server.url("?name=newcomer")).await;
+    let mut newcomer = connect(&server.url("/ws?name=newcomer")).await;
     send_text(&mut newcomer, "hi").await;
     assert_eq!(recv_text(&mut newcomer).await, "hi");
 }
@@ -92,7 +92,7 @@ async fn an_err_from_on_data_closes_with_1011() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=err")).await;
+    let mut client = connect(&server.url("/ws?name=err")).await;
     send_text(&mut client, "fail").await;
     assert_eq!(recv_close(&mut client).await.0, 1011);
     assert_eq!(
@@ -106,7 +106,7 @@ async fn a_panic_in_on_open_closes_with_1011_and_still_calls_on_close() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=open-panic")).await;
+    let mut client = connect(&server.url("/ws?name=open-panic")).await;
     assert_eq!(recv_close(&mut client).await.0, 1011);
     assert_eq!(
         log.until("close").await,
@@ -119,14 +119,10 @@ async fn a_panic_in_on_handshake_answers_500_and_the_server_goes_on() {
     let (events, _log) = events();
     let socket = Socket::new(Probe::new(events));
     let server = serve(&socket).await;
-    let response = raw_http(
-        server.addr,
-        &handshake("GET", "").replace("/ws", "/ws?mode=panic"),
-    )
-    .await;
-    assert_eq!(response.status, 500);
-    assert_eq!(response.body, "Internal Server Error");
-    let mut client = connect(&server.url("")).await;
+    let response = server.raw("/ws?mode=panic").send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.body(), "Internal Server Error");
+    let mut client = connect(&server.url("/ws")).await;
     send_text(&mut client, "ok").await;
     assert_eq!(recv_text(&mut client).await, "ok");
 }

@@ -15,20 +15,21 @@ async fn connections_beyond_the_limits_are_refused_before_the_upgrade() {
         .max_connections_per_ip(Some(2));
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
-    let mut first = connect(&server.url("?name=one")).await;
-    let _second = connect(&server.url("?name=two")).await;
+    let mut first = connect(&server.url("/ws?name=one")).await;
+    let _second = connect(&server.url("/ws?name=two")).await;
 
-    let response = raw_http(server.addr, &handshake("GET", "")).await;
-    assert_eq!(response.status, 429);
+    let response = server.raw("/ws").send().await.unwrap();
+    assert_eq!(response.status(), 429);
     assert_eq!(response.header("retry-after"), Some("5"));
-    assert_eq!(response.body, "Too many connections from your address.");
+    assert_eq!(response.body(), "Too many connections from your address.");
 
     // Another address (127.0.0.2 is loopback too) may still connect, up to the total.
-    let (other, _kept) = raw_exchange_from("127.0.0.2", server.addr, &handshake("GET", "")).await;
-    assert_eq!(other.status, 101);
-    let (full, _) = raw_exchange_from("127.0.0.3", server.addr, &handshake("GET", "")).await;
-    assert_eq!(full.status, 503);
-    assert_eq!(full.body, "Too many connections.");
+    let from = |ip: [u8; 4]| server.raw("/ws").local_ip(ip.into());
+    let (other, _kept) = from([127, 0, 0, 2]).upgrade().await.unwrap();
+    assert_eq!(other.status(), 101);
+    let full = from([127, 0, 0, 3]).send().await.unwrap();
+    assert_eq!(full.status(), 503);
+    assert_eq!(full.body(), "Too many connections.");
     assert_eq!(log.until("handshake").await, "handshake one 127.0.0.1");
     assert_eq!(log.until("handshake").await, "handshake two 127.0.0.1");
 
@@ -36,7 +37,7 @@ async fn connections_beyond_the_limits_are_refused_before_the_upgrade() {
     close_with(&mut first, 1000, "").await;
     expect_end(&mut first).await;
     log.until("close one").await;
-    let (_again, _) = connect_with(&server.url("?name=again"), &[]).await;
+    let (_again, _) = connect_with(&server.url("/ws?name=again"), &[]).await;
     log.until("open again").await;
 }
 
@@ -45,7 +46,7 @@ async fn text_only_refuses_binary_with_1003() {
     let (events, mut log) = events();
     let socket = Socket::with_config(Probe::new(events), Config::new().text_only(true));
     let server = serve(&socket).await;
-    let mut client = connect(&server.url("?name=t")).await;
+    let mut client = connect(&server.url("/ws?name=t")).await;
     send_text(&mut client, "text is fine").await;
     assert_eq!(recv_text(&mut client).await, "text is fine");
     client.send(WsMessage::binary(vec![1, 2])).await.unwrap();

@@ -11,15 +11,15 @@ async fn shutdown_closes_every_client_with_1001_after_what_was_queued() {
     let socket = Socket::new(Probe::new(events));
     let endpoint = socket.endpoint();
     let server = serve(&socket).await;
-    let addr = server.addr;
+    let addr = server.addr();
     let mut clients = Vec::new();
     for name in ["a", "b", "c"] {
-        clients.push(connect(&server.url(&format!("?name={name}"))).await);
+        clients.push(connect(&server.url(&format!("/ws?name={name}"))).await);
         log.until(&format!("open {name}")).await;
     }
     assert_eq!(endpoint.broadcast("last words").queued, 3);
 
-    let stopping = tokio::spawn(server.shutdown());
+    let stopping = tokio::spawn(shutdown(server));
     for client in &mut clients {
         assert_eq!(recv_text(client).await, "last words");
         assert_eq!(
@@ -28,7 +28,8 @@ async fn shutdown_closes_every_client_with_1001_after_what_was_queued() {
         );
         expect_end(client).await;
     }
-    stopping.await.unwrap().expect("run returns Ok");
+    // `shutdown` panics if `run` failed.
+    stopping.await.unwrap();
 
     assert_eq!(log.until("stop").await, "stop");
     let mut closed: Vec<String> = Vec::new();
@@ -56,11 +57,11 @@ async fn shutdown_waits_at_most_the_close_timeout_for_silent_clients() {
     let socket = Socket::with_config(Probe::new(events), config);
     let server = serve(&socket).await;
     // A raw client that completes the handshake and then never reads nor answers.
-    let (response, _silent) = raw_exchange(server.addr, &handshake("GET", "")).await;
-    assert_eq!(response.status, 101);
+    let (response, _silent) = server.raw("/ws").upgrade().await.unwrap();
+    assert_eq!(response.status(), 101);
     log.until("open").await;
     let started = std::time::Instant::now();
-    server.shutdown().await.unwrap();
+    shutdown(server).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(
         log.until("close").await,

@@ -5,6 +5,8 @@
 //! port of 127.0.0.1, and [`TestServer::connect`] opens a real WebSocket connection to it,
 //! with the query, headers and `Origin` you choose. A refused handshake comes back as a
 //! [`Refusal`] with its status, headers and body, which `warp::test::ws()` cannot show.
+//! [`raw`] writes what a correct client never sends: handshakes with any method and headers,
+//! and frames with any bits, mask and length; it reads the server's frames as they are.
 //!
 //! Enable it for your tests only:
 //!
@@ -70,6 +72,8 @@
 //! }
 //! ```
 
+pub mod raw;
+
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -80,8 +84,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::header::HeaderMap;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -93,17 +96,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::Error;
-use crate::handler::Handler;
-use crate::message::{Close, Message, Text};
-use crate::server::Server;
-use crate::server::Socket;
+use crate::{Close, Error, Handler, Message, Server, Socket, Text};
 
 /// How long a connect, a receive or a close waits by default before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest response head or refusal body read from the server.
-const MAX_RESPONSE: usize = 16 << 20;
 
 /// Serves a socket's [`filter`](Socket::filter) at every path on 127.0.0.1 with an ephemeral
 /// port, with the socket's lifecycle (`on_start` first, the 1001 shutdown at the end).
@@ -138,8 +134,9 @@ pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
 /// every socket given to [`Server::socket`].
 ///
 /// Signals are turned off and a shutdown trigger is added for [`TestServer::shutdown`]; other
-/// settings (the handshake timeout, more shutdown futures) are kept. The test client speaks
-/// plain `ws://`, so leave `Server::tls` out.
+/// settings (the handshake timeout, more shutdown futures, `Server::tls`) are kept.
+/// [`TestServer::connect`] and [`TestServer::raw`] speak plain TCP: against a server with
+/// `Server::tls`, bring your own TLS client to [`TestServer::addr`].
 ///
 /// ```
 /// use warp::Filter;
@@ -251,6 +248,26 @@ impl TestServer {
         }
     }
 
+    /// Prepares a handshake written by hand for `path_and_query`, for malformed requests and
+    /// raw frames: see [`raw::Request`].
+    ///
+    /// ```
+    /// # struct Quiet;
+    /// # #[ws::websocket]
+    /// # impl Quiet {}
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let socket = ws::Socket::new(Quiet);
+    /// let server = ws::test::serve(&socket).await;
+    /// let reply = server.raw("/").header("sec-websocket-version", "8").send().await?;
+    /// assert_eq!(reply.status(), 426);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn raw(&self, path_and_query: &str) -> raw::Request {
+        raw::Request::new(self.addr, path_and_query)
+    }
+
     /// Starts the graceful shutdown and waits for it: `on_stop`, every client closed with 1001
     /// "Server shutting down", their `on_close`, then the server task's end. Connected
     /// [`Client`]s answer the close by themselves and keep it for
@@ -348,7 +365,9 @@ impl Connect {
             .unwrap_or(Err(ConnectError::Timeout(timeout)))
     }
 
-    fn request(&self, key: &mut String) -> Result<Vec<u8>, ConnectError> {
+    /// The handshake as a raw request with this key: the headers given replace the
+    /// handshake's own of the same name, and add to each other.
+    fn request(&self, key: &str) -> Result<raw::Request, ConnectError> {
         let path = &self.path;
         if !path.starts_with('/')
             || path
@@ -359,96 +378,62 @@ impl Connect {
                 "`{path}` is not a path and query starting with `/`"
             )));
         }
-        let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
-            (header::HOST, header_value(&self.addr.to_string())?),
-            (header::UPGRADE, HeaderValue::from_static("websocket")),
-            (header::CONNECTION, HeaderValue::from_static("Upgrade")),
-            (header::SEC_WEBSOCKET_KEY, header_value(key)?),
-            (
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            ),
-        ];
+        let mut request = raw::Request::new(self.addr, path)
+            .header("sec-websocket-key", key)
+            .timeout(self.timeout);
         if !self.protocols.is_empty() {
-            let offer = header_value(&self.protocols.join(", "))?;
-            headers.push((header::SEC_WEBSOCKET_PROTOCOL, offer));
+            request = request.header("sec-websocket-protocol", &self.protocols.join(", "));
         }
-        let mut replaced: Vec<HeaderName> = Vec::new();
+        let mut replaced: Vec<&str> = Vec::new();
         for (name, value) in &self.headers {
-            let name = HeaderName::try_from(name.as_str()).map_err(|_| {
-                ConnectError::InvalidRequest(format!("`{name}` is not a valid header name"))
-            })?;
-            let value = header_value(value)?;
-            if !replaced.contains(&name) {
-                headers.retain(|(n, _)| *n != name);
-                replaced.push(name.clone());
+            if replaced.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                request = request.append_header(name, value);
+            } else {
+                replaced.push(name);
+                request = request.header(name, value);
             }
-            if name == header::SEC_WEBSOCKET_KEY {
-                value.to_str().unwrap_or_default().clone_into(key);
-            }
-            headers.push((name, value));
         }
-        let mut request = format!("GET {path} HTTP/1.1\r\n").into_bytes();
-        for (name, value) in &headers {
-            request.extend_from_slice(name.as_str().as_bytes());
-            request.extend_from_slice(b": ");
-            request.extend_from_slice(value.as_bytes());
-            request.extend_from_slice(b"\r\n");
-        }
-        request.extend_from_slice(b"\r\n");
         Ok(request)
     }
 
     async fn handshake(self) -> Result<Client, ConnectError> {
-        let mut key = generate_key();
-        let request = self.request(&mut key)?;
-        let mut stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(ConnectError::Io)?;
-        let _ = stream.set_nodelay(true);
-        stream.write_all(&request).await.map_err(ConnectError::Io)?;
-        let mut buf = Vec::new();
-        let head_end = loop {
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos + 4;
-            }
-            if buf.len() > MAX_RESPONSE {
-                return Err(invalid("the response head is too large"));
-            }
-            if read_some(&mut stream, &mut buf).await? == 0 {
-                return Err(invalid("the connection closed before a complete response"));
-            }
+        let key = self
+            .headers
+            .iter()
+            .rev()
+            .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
+            .map_or_else(generate_key, |(_, key)| key.clone());
+        let request = self.request(&key)?;
+        let (reply, upgraded) = request.exchange().await.map_err(connect_error)?;
+        let Some(upgraded) = upgraded else {
+            return Err(ConnectError::Refused(Refusal(Box::new(reply))));
         };
-        let (status, headers) = parse_head(&buf[..head_end])?;
-        let rest = buf.split_off(head_end);
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            let expected = derive_accept_key(key.as_bytes());
-            let accept = headers.get(header::SEC_WEBSOCKET_ACCEPT);
-            if accept.is_none_or(|a| a.as_bytes() != expected.as_bytes()) {
-                return Err(invalid("101 without the expected Sec-WebSocket-Accept"));
-            }
-            let protocol = headers
-                .get(header::SEC_WEBSOCKET_PROTOCOL)
-                .and_then(|p| p.to_str().ok())
-                .map(str::to_owned);
-            let ws = WebSocketStream::from_partially_read(stream, rest, Role::Client, None).await;
-            return Ok(Client::spawn(ws, self.timeout, headers, protocol));
+        let expected = derive_accept_key(key.as_bytes());
+        if reply.header("sec-websocket-accept") != Some(expected.as_str()) {
+            return Err(ConnectError::InvalidResponse(
+                "101 without the expected Sec-WebSocket-Accept".into(),
+            ));
         }
-        // 1xx, 204 and 304 replies never have a body.
-        let bodiless = status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
-        let body = if bodiless {
-            Bytes::new()
-        } else {
-            read_body(&mut stream, &headers, rest).await?
-        };
-        Err(ConnectError::Refused(Refusal(Box::new(RefusalInner {
-            status,
-            headers,
-            body_text: String::from_utf8_lossy(&body).into_owned(),
-            body,
-        }))))
+        let protocol = reply.header("sec-websocket-protocol").map(str::to_owned);
+        let (tcp, ahead) = upgraded.into_parts();
+        let ws =
+            WebSocketStream::from_partially_read(tcp, ahead.to_vec(), Role::Client, None).await;
+        Ok(Client::spawn(
+            ws,
+            self.timeout,
+            reply.headers().clone(),
+            protocol,
+        ))
+    }
+}
+
+/// A raw exchange's failure as the handshake's.
+fn connect_error(err: raw::RawError) -> ConnectError {
+    match err {
+        raw::RawError::Timeout(timeout) => ConnectError::Timeout(timeout),
+        raw::RawError::Io(err) => ConnectError::Io(err),
+        raw::RawError::InvalidRequest(what) => ConnectError::InvalidRequest(what),
+        other => ConnectError::InvalidResponse(other.to_string()),
     }
 }
 
@@ -459,115 +444,6 @@ impl IntoFuture for Connect {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
-}
-
-fn header_value(value: &str) -> Result<HeaderValue, ConnectError> {
-    HeaderValue::try_from(value)
-        .map_err(|_| ConnectError::InvalidRequest(format!("`{value}` is not a valid header value")))
-}
-
-fn invalid(what: &str) -> ConnectError {
-    ConnectError::InvalidResponse(what.to_owned())
-}
-
-async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, ConnectError> {
-    let mut chunk = [0u8; 8192];
-    let n = stream.read(&mut chunk).await.map_err(ConnectError::Io)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap), ConnectError> {
-    let head = std::str::from_utf8(head).map_err(|_| invalid("the response head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| StatusCode::from_bytes(code.as_bytes()).ok())
-        .ok_or_else(|| invalid("the response has no HTTP/1.x status line"))?;
-    let mut headers = HeaderMap::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid("a response header line has no colon"))?;
-        let name = HeaderName::try_from(name.trim()).map_err(|_| invalid("bad header name"))?;
-        let value = HeaderValue::try_from(value.trim()).map_err(|_| invalid("bad header value"))?;
-        headers.append(name, value);
-    }
-    Ok((status, headers))
-}
-
-/// Reads a response body: chunked, by `Content-Length`, or until the connection closes.
-async fn read_body(
-    stream: &mut TcpStream,
-    headers: &HeaderMap,
-    mut buf: Vec<u8>,
-) -> Result<Bytes, ConnectError> {
-    let chunked = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-    if chunked {
-        let mut body = Vec::new();
-        let mut pos = 0;
-        loop {
-            let Some(line_end) = find_crlf(&buf[pos..]) else {
-                if read_some(stream, &mut buf).await? == 0 {
-                    return Err(invalid("the connection closed inside a chunked body"));
-                }
-                continue;
-            };
-            let size_line = std::str::from_utf8(&buf[pos..pos + line_end]).unwrap_or_default();
-            let size = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
-            let start = pos + line_end + 2;
-            if size == 0 {
-                return Ok(body.into());
-            }
-            while buf.len() < start + size + 2 {
-                if read_some(stream, &mut buf).await? == 0 {
-                    return Err(invalid("the connection closed inside a chunk"));
-                }
-            }
-            body.extend_from_slice(&buf[start..start + size]);
-            if body.len() > MAX_RESPONSE {
-                return Err(invalid("the refusal body is too large"));
-            }
-            pos = start + size + 2;
-        }
-    }
-    let length = match headers.get(header::CONTENT_LENGTH) {
-        Some(length) => Some(
-            length
-                .to_str()
-                .ok()
-                .and_then(|l| l.parse::<usize>().ok())
-                .filter(|l| *l <= MAX_RESPONSE)
-                .ok_or_else(|| invalid("bad Content-Length"))?,
-        ),
-        None => None,
-    };
-    loop {
-        if length.is_some_and(|l| buf.len() >= l) {
-            buf.truncate(length.unwrap_or_default());
-            return Ok(buf.into());
-        }
-        if buf.len() > MAX_RESPONSE {
-            return Err(invalid("the refusal body is too large"));
-        }
-        if read_some(stream, &mut buf).await? == 0 {
-            return match length {
-                Some(_) => Err(invalid("the connection closed before the whole body")),
-                None => Ok(buf.into()),
-            };
-        }
-    }
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
 }
 
 /// A refused handshake: the HTTP reply the server sent instead of `101 Switching Protocols`.
@@ -586,51 +462,44 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 #[derive(Debug, Clone)]
-pub struct Refusal(Box<RefusalInner>);
-
 // Boxed: it travels inside `ConnectError`, which should stay small.
-#[derive(Debug, Clone)]
-struct RefusalInner {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    body_text: String,
-}
+pub struct Refusal(Box<raw::Reply>);
 
 impl Refusal {
     /// The status code.
     pub fn status(&self) -> StatusCode {
-        self.0.status
+        self.0.status()
     }
 
     /// All response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.0.headers
+        self.0.headers()
     }
 
     /// The first value of a response header, if it is visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.0.headers.get(name).and_then(|v| v.to_str().ok())
+        self.0.header(name)
     }
 
     /// The body as text (invalid UTF-8 replaced by `U+FFFD`).
     pub fn body(&self) -> &str {
-        &self.0.body_text
+        self.0.body()
     }
 
     /// The body as bytes.
     pub fn body_bytes(&self) -> &Bytes {
-        &self.0.body
+        self.0.body_bytes()
+    }
+
+    /// The whole reply.
+    pub fn reply(&self) -> &raw::Reply {
+        &self.0
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.status)?;
-        if !self.0.body_text.is_empty() {
-            write!(f, ": {}", self.0.body_text)?;
-        }
-        Ok(())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -1056,6 +925,7 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
