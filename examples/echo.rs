@@ -16,7 +16,7 @@
 use std::sync::OnceLock;
 
 use warp::Filter;
-use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, websocket};
+use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, Recipients, websocket};
 
 #[derive(Default)]
 struct Echo {
@@ -33,7 +33,7 @@ impl Echo {
     fn on_data(&self, id: ClientId, msg: Message) {
         if let Some(endpoint) = self.endpoint.get() {
             if self.broadcast {
-                endpoint.broadcast_except(msg, [id]);
+                endpoint.deliver(Recipients::except([id]), msg);
             } else {
                 // A failed send means the client is already closing; nothing to do.
                 let _ = endpoint.send(id, msg);

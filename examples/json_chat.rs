@@ -11,7 +11,10 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use ws::{ClientId, Close, Endpoint, Json, JsonError, Origins, Reject, Request, websocket};
+use ws::{
+    ClientId, Close, Endpoint, Json, JsonError, Message, Origins, Recipients, Reject, Request,
+    websocket,
+};
 
 /// What clients send.
 #[derive(Debug, Deserialize)]
@@ -91,8 +94,13 @@ impl Chat {
             return;
         };
         let name = member.name.as_str();
-        let _ = endpoint.send_json(id, &Event::Welcome { id, name });
-        let _ = endpoint.broadcast_json_except(&Event::Joined { id, name }, [id]);
+        // Events of these types always serialize; a failed send means the client is closing.
+        if let Ok(welcome) = Message::json(&Event::Welcome { id, name }) {
+            let _ = endpoint.send(id, welcome);
+        }
+        if let Ok(joined) = Message::json(&Event::Joined { id, name }) {
+            endpoint.deliver(Recipients::except([id]), joined);
+        }
     }
 
     fn on_data(
@@ -107,30 +115,27 @@ impl Chat {
         match command {
             Command::Say { text } => {
                 let name = &member.name;
-                endpoint.broadcast_json(&Event::Said {
+                endpoint.broadcast(Message::json(&Event::Said {
                     id,
                     name,
                     text: &text,
-                })?;
+                })?);
             }
             Command::Rename { name } if valid_name(&name) => {
                 let from = std::mem::replace(&mut member.name, name);
-                endpoint.broadcast_json(&Event::Renamed {
+                endpoint.broadcast(Message::json(&Event::Renamed {
                     id,
                     from: &from,
                     to: &member.name,
-                })?;
+                })?);
             }
             Command::Rename { .. } => {
                 // Not worth a close: say nothing and keep the old name.
             }
             Command::Who => {
                 let count = endpoint.len();
-                match endpoint.send_json(id, &Event::Members { count }) {
-                    // The client is already closing; nothing to tell it.
-                    Ok(()) | Err(JsonError::Send(_)) => {}
-                    Err(err) => return Err(err),
-                }
+                // A failed send means the client is already closing; nothing to tell it.
+                let _ = endpoint.send(id, Message::json(&Event::Members { count })?);
             }
         }
         Ok(())
@@ -139,11 +144,13 @@ impl Chat {
     fn on_close(&self, id: ClientId, member: Member, close: Close) {
         if let Some(endpoint) = self.endpoint.get() {
             let name = &member.name;
-            let _ = endpoint.broadcast_json(&Event::Left {
+            if let Ok(left) = Message::json(&Event::Left {
                 id,
                 name,
                 code: close.code,
-            });
+            }) {
+                endpoint.broadcast(left);
+            }
         }
     }
 }

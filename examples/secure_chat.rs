@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use warp::Filter;
-use ws::{ClientId, Close, Endpoint, Message, Reject, Request, websocket};
+use ws::{ClientId, Close, Endpoint, Message, Recipients, Reject, Request, websocket};
 
 struct Chat {
     password: String,
@@ -54,7 +54,7 @@ impl Chat {
 
     fn on_data(&self, id: ClientId, msg: Message) {
         if let Some(endpoint) = self.endpoint.get() {
-            endpoint.broadcast_except(msg, [id]);
+            endpoint.deliver(Recipients::except([id]), msg);
         }
     }
 

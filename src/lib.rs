@@ -7,7 +7,7 @@
 //! ```no_run
 //! use std::sync::OnceLock;
 //! use warp::Filter;
-//! use ws::{ClientId, Close, Endpoint, Message, Reject, Request};
+//! use ws::{ClientId, Close, Endpoint, Message, Recipients, Reject, Request};
 //!
 //! struct Chat {
 //!     password: String,
@@ -35,7 +35,7 @@
 //!
 //!     async fn on_data(&self, id: ClientId, member: &mut Member, msg: Message) {
 //!         if let (Some(endpoint), Some(text)) = (self.endpoint.get(), msg.as_text()) {
-//!             endpoint.broadcast_except(format!("{}: {text}", member.name), [id]);
+//!             endpoint.deliver(Recipients::except([id]), format!("{}: {text}", member.name));
 //!         }
 //!     }
 //!
@@ -163,12 +163,13 @@
 //! | --- | --- |
 //! | [`send(id, msg)`](Endpoint::send) | queues for one client |
 //! | [`broadcast(msg)`](Endpoint::broadcast) | queues for every open client; one shared payload |
-//! | [`broadcast_except(msg, ids)`](Endpoint::broadcast_except) | for everyone but `ids` |
-//! | [`multicast(msg, ids)`](Endpoint::multicast) | for these clients |
+//! | [`deliver(to, msg)`](Endpoint::deliver) | queues for these [`Recipients`]: `Recipients::All`, `Recipients::except(ids)`, an id or a list of ids |
+//! | [`deliver_wait(to, msg)`](Endpoint::deliver_wait) | the same, waiting for room under [`SlowConsumer::Wait`] |
 //! | [`close(id, code, reason)`](Endpoint::close) | closes one client after what is queued for it |
-//! | [`send_wait`](Endpoint::send_wait), [`broadcast_wait`](Endpoint::broadcast_wait) | wait for room under [`SlowConsumer::Wait`] |
 //! | [`clients`](Endpoint::clients), [`len`](Endpoint::len), [`info(id)`](Endpoint::info) | who is connected, with counters |
-//! | `send_json`, `broadcast_json`, `broadcast_json_except`, `multicast_json` | serialize once, then as above (feature `json`, see [`Json`][json-type]) |
+//!
+//! A message is text, binary, or any `Serialize` value made into a text message once with
+//! `Message::json` (feature `json`, see [`Json`][json-type]), then handed to any of these.
 //!
 //! Sends never wait: each client has a bounded queue, written by its own task. A client whose
 //! queue is full is a slow consumer and is closed with 1008 (see [`SlowConsumer`] for the other
@@ -320,7 +321,7 @@
 //! | feature | default | adds |
 //! | --- | --- | --- |
 //! | `tls` | yes | `wss://` with rustls: [`Server::tls`][server-tls], [`Tls`][tls-type] |
-//! | `json` | no | [`Json<T>`][json-type] for `on_data`, `Endpoint::send_json`, `broadcast_json`, `broadcast_json_except`, `multicast_json`, `Message::json` (`serde`, `serde_json`) |
+//! | `json` | no | [`Json<T>`][json-type] for `on_data`, `Message::json` to send any `Serialize` value (`serde`, `serde_json`) |
 //! | `test` | no | [`ws::test`][test-module]: in-process tests with a real client |
 //!
 //! # Examples

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use ws::{ClientId, Close, Endpoint, Json, JsonError, Message, websocket};
+use ws::{ClientId, Close, Endpoint, Json, JsonError, Message, Recipients, websocket};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -35,33 +35,33 @@ impl Calc {
         let _ = self.endpoint.set(endpoint);
     }
 
-    fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), JsonError> {
+    fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), ws::BoxError> {
         let endpoint = self.endpoint.get().expect("started");
         match command {
-            Command::Add { a, b } => endpoint.send_json(
+            Command::Add { a, b } => endpoint.send(
                 id,
-                &Reply::Sum {
+                Message::json(&Reply::Sum {
                     id: id.get(),
                     value: a + b,
-                },
+                })?,
             )?,
             Command::Shout { text } => {
                 let reply = Reply::Shouted {
                     from: id.get(),
                     text: text.to_uppercase(),
                 };
-                endpoint.broadcast_json_except(&reply, [id])?;
+                endpoint.deliver(Recipients::except([id]), Message::json(&reply)?);
             }
             Command::Unserializable => {
                 // Maps with non-string keys cannot be JSON: a typed error, nothing sent.
                 let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
-                let err = endpoint.broadcast_json(&bad).unwrap_err();
+                let err = Message::json(&bad).unwrap_err();
                 assert!(matches!(err, JsonError::Serialize(_)), "{err}");
-                endpoint.send_json(
+                endpoint.send(
                     id,
-                    &Reply::Failed {
+                    Message::json(&Reply::Failed {
                         error: err.to_string(),
-                    },
+                    })?,
                 )?;
             }
         }
@@ -112,9 +112,9 @@ async fn broadcast_json_shares_one_payload() -> Result<(), Box<dyn std::error::E
         .await?;
 
     // From outside the hooks, through the socket's endpoint.
-    let delivery = socket.endpoint().broadcast_json(&Reply::Failed {
+    let delivery = socket.endpoint().broadcast(Message::json(&Reply::Failed {
         error: "none".into(),
-    })?;
+    })?);
     assert_eq!(delivery.queued, 3);
     for client in [&mut a, &mut b, &mut c] {
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use ws::{ClientId, Endpoint, Message, SendError, Socket, websocket};
+use ws::{ClientId, Endpoint, Message, Recipients, SendError, Socket, websocket};
 
 use crate::probe::Probe;
 use crate::support::*;
@@ -27,7 +27,7 @@ async fn join(
 }
 
 #[tokio::test]
-async fn send_broadcast_multicast_close_clients_len_info() {
+async fn send_broadcast_deliver_close_clients_len_info() {
     let (events, mut log) = events();
     let socket = Socket::new(Probe::new(events));
     let endpoint = socket.endpoint();
@@ -50,9 +50,10 @@ async fn send_broadcast_multicast_close_clients_len_info() {
         assert_eq!(recv_text(client).await, "all");
     }
 
-    let delivery = endpoint.broadcast_except("not a", [ida]);
+    let delivery = endpoint.deliver(Recipients::except([ida]), "not a");
     assert_eq!(delivery.queued, 2);
-    let delivery = endpoint.multicast("a and c", [ida, idc]);
+    // Each named client once, however often it is named.
+    let delivery = endpoint.deliver([ida, idc, ida], "a and c");
     assert_eq!(delivery.queued, 2);
     assert_eq!(recv_text(&mut a).await, "a and c");
     assert_eq!(recv_text(&mut b).await, "not a");
@@ -89,8 +90,11 @@ async fn send_broadcast_multicast_close_clients_len_info() {
         endpoint.close(ida, 1006, ""),
         Err(SendError::InvalidCloseCode(1006))
     );
-    let delivery = endpoint.multicast("m", [idc]);
+    let delivery = endpoint.deliver(idc, "m");
     assert_eq!((delivery.queued, delivery.failed), (0, vec![idc]));
+    let delivery = endpoint.deliver(vec![ida, idc], "a, not c");
+    assert_eq!((delivery.queued, delivery.failed), (1, vec![idc]));
+    assert_eq!(recv_text(&mut a).await, "a, not c");
 }
 
 #[tokio::test]

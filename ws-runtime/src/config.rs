@@ -31,9 +31,9 @@ pub enum SlowConsumer {
     Close,
     /// Drop the message for that client, report it, and keep the client.
     Drop,
-    /// Make the sender wait: [`Endpoint::send_wait`](crate::Endpoint::send_wait) and
-    /// [`Endpoint::broadcast_wait`](crate::Endpoint::broadcast_wait) wait for room in the
-    /// queue. The non-waiting methods cannot wait and behave as [`SlowConsumer::Drop`].
+    /// Make the sender wait: [`Endpoint::deliver_wait`](crate::Endpoint::deliver_wait) waits
+    /// for room in the queue. The non-waiting sends cannot wait and behave as
+    /// [`SlowConsumer::Drop`].
     Wait,
 }
 

@@ -1,5 +1,5 @@
 //! Typed JSON messages (feature `json`): [`Json<T>`] as `on_data`'s message, and
-//! [`Endpoint::send_json`], [`Endpoint::broadcast_json`] and friends.
+//! [`Message::json`] to send any `Serialize` value with any send of the [`Endpoint`].
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -7,7 +7,9 @@ use std::ops::{Deref, DerefMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::endpoint::{ClientId, Delivery, Endpoint, SendError};
+use crate::endpoint::ClientId;
+#[cfg(test)]
+use crate::endpoint::Endpoint;
 use crate::message::{Close, FromMessage, Message};
 
 // Each public item repeats `#[cfg(feature = "json")]`, although the module is gated already:
@@ -23,13 +25,14 @@ use crate::message::{Close, FromMessage, Message};
 /// may have. Its `on_close` then sees that code and reason. Take a [`Message`] instead and
 /// call `serde_json` yourself if a bad message should not end the connection.
 ///
-/// To send, use [`Endpoint::send_json`], [`Endpoint::broadcast_json`] or [`Message::json`].
+/// To send, make a message with [`Message::json`] and give it to any send of the
+/// [`Endpoint`](crate::Endpoint).
 ///
 /// ```
 /// use std::sync::OnceLock;
 ///
 /// use serde::{Deserialize, Serialize};
-/// use ws::{ClientId, Endpoint, Json, websocket};
+/// use ws::{ClientId, Endpoint, Json, Message, websocket};
 ///
 /// #[derive(Deserialize)]
 /// #[serde(tag = "type", rename_all = "snake_case")]
@@ -56,13 +59,13 @@ use crate::message::{Close, FromMessage, Message};
 ///         let _ = self.endpoint.set(endpoint);
 ///     }
 ///
-///     fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), ws::JsonError> {
+///     fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), ws::BoxError> {
 ///         let Some(endpoint) = self.endpoint.get() else { return Ok(()) };
 ///         match command {
 ///             Command::Say { text } => {
-///                 endpoint.broadcast_json(&Event::Said { from: id, text: &text })?;
+///                 endpoint.broadcast(Message::json(&Event::Said { from: id, text: &text })?);
 ///             }
-///             Command::Ping => endpoint.send_json(id, &Event::Pong)?,
+///             Command::Ping => endpoint.send(id, Message::json(&Event::Pong)?)?,
 ///         }
 ///         Ok(())
 ///     }
@@ -127,7 +130,7 @@ fn invalid_json_reason(err: &serde_json::Error) -> String {
     reason
 }
 
-/// Why a JSON send did not happen (feature `json`).
+/// Why a value could not become a JSON message (feature `json`).
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug, thiserror::Error)]
@@ -137,17 +140,24 @@ pub enum JsonError {
     /// implementation). Nothing was sent.
     #[error("cannot serialize the message as JSON: {0}")]
     Serialize(#[source] serde_json::Error),
-    /// The message was serialized but could not be queued for the client
-    /// ([`Endpoint::send_json`] only).
-    #[error(transparent)]
-    Send(#[from] SendError),
 }
 
 impl Message {
     /// A text message holding `value` serialized as JSON (feature `json`).
     ///
-    /// Serialize once and hand the message to [`Endpoint::multicast`] or any other send: the
-    /// payload is shared, not copied.
+    /// Serialize once and hand the message to [`Endpoint::deliver`](crate::Endpoint::deliver) or
+    /// any other send: the payload is shared, not copied.
+    ///
+    /// ```
+    /// # fn demo(endpoint: ws::Endpoint, id: ws::ClientId) -> Result<(), Box<dyn std::error::Error>> {
+    /// #[derive(serde::Serialize)]
+    /// struct Welcome<'a> { r#type: &'a str, id: ws::ClientId }
+    ///
+    /// endpoint.send(id, ws::Message::json(&Welcome { r#type: "welcome", id })?)?;
+    /// endpoint.broadcast(ws::Message::json(&serde_json::json!({ "type": "tick" }))?);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// ```
     /// let message = ws::Message::json(&serde_json::json!({ "type": "tick", "n": 1 }))?;
@@ -164,89 +174,6 @@ impl Message {
         serde_json::to_string(value)
             .map(Message::text)
             .map_err(JsonError::Serialize)
-    }
-}
-
-/// Sending JSON (feature `json`): each call serializes once, as a text message; a broadcast
-/// shares that one payload among all receivers.
-impl Endpoint {
-    /// Serializes `value` as JSON and queues it, as a text message, for one client.
-    ///
-    /// ```
-    /// # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId) -> Result<(), ws::JsonError> {
-    /// #[derive(serde::Serialize)]
-    /// struct Welcome<'a> { r#type: &'a str, id: ws::ClientId }
-    ///
-    /// endpoint.send_json(id, &Welcome { r#type: "welcome", id })?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`JsonError::Serialize`] if `value` cannot be serialized, [`JsonError::Send`] with the
-    /// [`SendError`] of [`Endpoint::send`] otherwise.
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn send_json<T: Serialize + ?Sized>(
-        &self,
-        id: ClientId,
-        value: &T,
-    ) -> Result<(), JsonError> {
-        self.send(id, Message::json(value)?)?;
-        Ok(())
-    }
-
-    /// Serializes `value` once and queues it for every open client, as
-    /// [`broadcast`](Endpoint::broadcast) does.
-    ///
-    /// ```
-    /// # fn demo(endpoint: ws::Endpoint) -> Result<(), ws::JsonError> {
-    /// let delivery = endpoint.broadcast_json(&serde_json::json!({ "type": "tick" }))?;
-    /// println!("{} clients got the tick", delivery.queued);
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`JsonError::Serialize`] if `value` cannot be serialized; nothing is sent then.
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn broadcast_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Delivery, JsonError> {
-        Ok(self.broadcast(Message::json(value)?))
-    }
-
-    /// Serializes `value` once and queues it for every open client except the given ones, as
-    /// [`broadcast_except`](Endpoint::broadcast_except) does.
-    ///
-    /// # Errors
-    ///
-    /// [`JsonError::Serialize`] if `value` cannot be serialized; nothing is sent then.
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn broadcast_json_except<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-        except: impl IntoIterator<Item = ClientId>,
-    ) -> Result<Delivery, JsonError> {
-        Ok(self.broadcast_except(Message::json(value)?, except))
-    }
-
-    /// Serializes `value` once and queues it for the given clients, as
-    /// [`multicast`](Endpoint::multicast) does.
-    ///
-    /// # Errors
-    ///
-    /// [`JsonError::Serialize`] if `value` cannot be serialized; nothing is sent then.
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn multicast_json<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-        ids: impl IntoIterator<Item = ClientId>,
-    ) -> Result<Delivery, JsonError> {
-        Ok(self.multicast(Message::json(value)?, ids))
     }
 }
 

@@ -26,8 +26,8 @@ pub enum SendError {
     #[error("client {0} is closing")]
     Closing(ClientId),
     /// The client's send queue was full: it is a slow consumer. Under the default
-    /// [`SlowConsumer::Close`] policy it is being closed with 1008; otherwise the message was
-    /// dropped for it.
+    /// [`SlowConsumer::Close`](crate::SlowConsumer::Close) policy it is being closed with
+    /// 1008; otherwise the message was dropped for it.
     #[error("send queue of client {0} is full")]
     QueueFull(ClientId),
     /// The close code cannot be sent in a close frame (see [`Close::is_sendable`]).
@@ -35,14 +35,24 @@ pub enum SendError {
     InvalidCloseCode(u16),
 }
 
-/// The outcome of a broadcast or multicast.
+/// The outcome of a delivery ([`Endpoint::deliver`], [`Endpoint::broadcast`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// How many clients had the message queued.
     pub queued: usize,
     /// Clients that did not get it: slow consumers (now closing with 1008), clients already
-    /// closing, and, for a multicast, ids that are not open.
+    /// closing, and named ids that are not open.
     pub failed: Vec<ClientId>,
+}
+
+impl Delivery {
+    fn count(&mut self, id: ClientId, queued: bool) {
+        if queued {
+            self.queued += 1;
+        } else {
+            self.failed.push(id);
+        }
+    }
 }
 
 /// A snapshot of one client's connection and counters, from [`Endpoint::info`].
@@ -79,21 +89,32 @@ pub struct ClientInfo {
     pub queued_bytes: usize,
 }
 
-/// A cheap, cloneable handle to send to the clients of one [`Socket`](crate::Socket) from
-/// anywhere: hooks, spawned tasks, other warp routes.
+/// A cheap, cloneable handle to send to the clients of one [`Socket`](crate::Socket) from anywhere:
+/// hooks, spawned tasks, other warp routes.
 ///
-/// Every method is synchronous and never waits: messages go into each client's bounded send
-/// queue and are written by that client's own task. Messages to one client are written in the
-/// order they were queued, whether they came from [`send`](Endpoint::send) or from a
-/// broadcast. A client whose queue is full is a slow consumer: it is closed with 1008 and the
-/// send reports it, so one slow reader never grows the server's memory or delays the others.
+/// Messages go into each client's bounded send queue and are written by that client's own task; the
+/// payload of a message for many clients is encoded once and shared. Messages to one client are
+/// written in the order they were queued, whatever call queued them. A client whose queue is full
+/// is a slow consumer: under the default [`SlowConsumer::Close`](crate::SlowConsumer::Close) policy
+/// it is closed with 1008 and the send reports it, so one slow reader never grows the server's
+/// memory or delays the others.
+///
+/// There is one way to name who gets a message, [`Recipients`], and one pair of calls that take it:
+/// [`deliver`](Endpoint::deliver) never waits, and [`deliver_wait`](Endpoint::deliver_wait)
+/// waits for room under [`SlowConsumer::Wait`](crate::SlowConsumer::Wait).
+/// [`send`](Endpoint::send) and [`send_wait`](Endpoint::send_wait) (one client, with the
+/// reason of a failure) and [`broadcast`](Endpoint::broadcast) (everyone) are their short forms.
+/// Any message goes: text, binary, or JSON through `Message::json` (feature `json`).
 ///
 /// ```
-/// # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId) {
+/// use ws::Recipients;
+///
+/// # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId, friend: ws::ClientId) {
 /// endpoint.send(id, "just for you").ok();
 /// let delivery = endpoint.broadcast("hello, everyone");
 /// println!("{} clients got it; {:?} did not", delivery.queued, delivery.failed);
-/// endpoint.broadcast_except("someone joined", [id]);
+/// endpoint.deliver(Recipients::except([id]), "someone joined");
+/// endpoint.deliver([id, friend], "just the two of you");
 /// for id in endpoint.clients() {
 ///     if let Some(info) = endpoint.info(id) {
 ///         println!("{id} from {} sent {} messages", info.remote_addr, info.messages_read);
@@ -105,6 +126,86 @@ pub struct ClientInfo {
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     registry: Arc<Registry>,
+}
+
+/// Who gets a message sent with [`Endpoint::deliver`] or [`Endpoint::deliver_wait`].
+///
+/// A [`ClientId`], an array or a `Vec` of them converts into [`Recipients::Clients`]:
+///
+/// ```
+/// use ws::Recipients;
+///
+/// # fn demo(endpoint: ws::Endpoint, a: ws::ClientId, b: ws::ClientId) {
+/// endpoint.deliver(a, "to one client");
+/// endpoint.deliver([a, b], "to two");
+/// endpoint.deliver(Recipients::All, "to everyone");
+/// endpoint.deliver(Recipients::except([a]), "to everyone but a");
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recipients {
+    /// Every open client.
+    All,
+    /// Every open client except these.
+    AllExcept(Vec<ClientId>),
+    /// These clients, each once; ids that are not open are reported as failed.
+    Clients(Vec<ClientId>),
+}
+
+impl Recipients {
+    /// Every open client except these.
+    pub fn except(ids: impl IntoIterator<Item = ClientId>) -> Self {
+        Recipients::AllExcept(ids.into_iter().collect())
+    }
+
+    /// These clients.
+    pub fn clients(ids: impl IntoIterator<Item = ClientId>) -> Self {
+        Recipients::Clients(ids.into_iter().collect())
+    }
+}
+
+impl From<ClientId> for Recipients {
+    fn from(id: ClientId) -> Self {
+        Recipients::Clients(vec![id])
+    }
+}
+
+impl<const N: usize> From<[ClientId; N]> for Recipients {
+    fn from(ids: [ClientId; N]) -> Self {
+        Recipients::Clients(ids.to_vec())
+    }
+}
+
+impl From<Vec<ClientId>> for Recipients {
+    fn from(ids: Vec<ClientId>) -> Self {
+        Recipients::Clients(ids)
+    }
+}
+
+impl From<&[ClientId]> for Recipients {
+    fn from(ids: &[ClientId]) -> Self {
+        Recipients::Clients(ids.to_vec())
+    }
+}
+
+/// Recipients as the delivery point reads them: borrowed, and one client without a `Vec`.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    One(ClientId),
+    All,
+    AllExcept(&'a [ClientId]),
+    Clients(&'a [ClientId]),
+}
+
+impl<'a> From<&'a Recipients> for Target<'a> {
+    fn from(recipients: &'a Recipients) -> Self {
+        match recipients {
+            Recipients::All => Target::All,
+            Recipients::AllExcept(ids) => Target::AllExcept(ids),
+            Recipients::Clients(ids) => Target::Clients(ids),
+        }
+    }
 }
 
 impl Endpoint {
@@ -119,38 +220,69 @@ impl Endpoint {
         OutFrame::message(message, self.registry.share_from)
     }
 
-    /// Queues a message for one client.
+    /// Queues a message for one client: the short form of [`deliver`](Endpoint::deliver) for
+    /// one id, with its reason when it fails.
     ///
     /// # Errors
     ///
     /// [`SendError::UnknownClient`] if no open client has this id, [`SendError::Closing`] if
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
-    /// 1008).
+    /// 1008 under the default policy).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
-        let mut frame = Some(self.frame(message.into()));
-        // The usual reply, from the client's own hooks: no lock, no lookup, one look at the
-        // thread-local slot.
-        let pushed = CURRENT.try_with(|current| {
-            let current = current.borrow();
-            let current = current.as_ref().filter(|current| {
-                current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
-            })?;
-            frame.take().map(|frame| current.client.push(frame))
+        let mut sent = Err(SendError::UnknownClient(id));
+        self.push(Target::One(id), self.frame(message.into()), |_, result| {
+            sent = result;
         });
-        if let Ok(Some(sent)) = pushed {
-            return sent;
-        }
-        // Still here: it was not pushed above.
-        let Some(frame) = frame else {
-            return Err(SendError::UnknownClient(id));
-        };
-        let clients = self.registry.read();
-        let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
-        client.push(frame)
+        sent
     }
-    /// Like [`send`](Endpoint::send), but under the [`SlowConsumer::Wait`] policy it waits for
-    /// room in the client's queue instead of failing; it returns once the message is queued or
-    /// the client is gone. Under the other policies it is the same as `send`.
+
+    /// Queues a message for every open client: the short form of
+    /// [`deliver`](Endpoint::deliver)`(Recipients::All, message)`.
+    pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
+        self.deliver(Recipients::All, message)
+    }
+
+    /// Queues a message for these recipients, without waiting: a full queue applies the socket's
+    /// [`SlowConsumer`](crate::SlowConsumer) policy (under
+    /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait), the message is dropped for that client;
+    /// [`deliver_wait`](Endpoint::deliver_wait) waits instead).
+    pub fn deliver(&self, to: impl Into<Recipients>, message: impl Into<Message>) -> Delivery {
+        let to = to.into();
+        let mut delivery = Delivery::default();
+        self.push(
+            Target::from(&to),
+            self.frame(message.into()),
+            |id, result| {
+                delivery.count(id, result.is_ok());
+            },
+        );
+        delivery
+    }
+
+    /// Queues a message for these recipients; under the
+    /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait) policy it waits for room in each one's
+    /// queue in turn (so the slowest paces the sender) and returns once the message is queued for
+    /// every one or they are gone. Under the other policies it is the same as
+    /// [`deliver`](Endpoint::deliver).
+    pub async fn deliver_wait(
+        &self,
+        to: impl Into<Recipients>,
+        message: impl Into<Message>,
+    ) -> Delivery {
+        let to = to.into();
+        let mut delivery = Delivery::default();
+        let frame = self.frame(message.into());
+        self.push_wait(Target::from(&to), frame, |id, result| {
+            delivery.count(id, result.is_ok());
+        })
+        .await;
+        delivery
+    }
+
+    /// Queues a message for one client, waiting for room under the
+    /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait) policy: the short form of
+    /// [`deliver_wait`](Endpoint::deliver_wait) for one id, with its reason when it fails. It
+    /// returns once the message is queued or the client is gone.
     ///
     /// # Errors
     ///
@@ -160,90 +292,99 @@ impl Endpoint {
         id: ClientId,
         message: impl Into<Message>,
     ) -> Result<(), SendError> {
-        let message = message.into();
-        let client = {
+        let mut sent = Err(SendError::UnknownClient(id));
+        let frame = self.frame(message.into());
+        self.push_wait(Target::One(id), frame, |_, result| sent = result)
+            .await;
+        sent
+    }
+
+    /// The one delivery point: every send, broadcast and delivery queues its frame here (or in
+    /// [`push_wait`](Endpoint::push_wait), its waiting form), for each recipient in turn, and
+    /// reports each one's outcome. Both find their recipients through
+    /// [`resolve`](Endpoint::resolve).
+    fn push(
+        &self,
+        to: Target<'_>,
+        frame: OutFrame,
+        mut outcome: impl FnMut(ClientId, Result<(), SendError>),
+    ) {
+        if let Target::One(id) = to {
+            // The usual reply, from the client's own hooks: no lock, no lookup, one look at
+            // the thread-local slot.
+            let mut frame = Some(frame);
+            let pushed = CURRENT.try_with(|current| {
+                let current = current.borrow();
+                let current = current.as_ref().filter(|current| {
+                    current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
+                })?;
+                frame.take().map(|frame| current.client.push(frame))
+            });
+            if let Ok(Some(sent)) = pushed {
+                return outcome(id, sent);
+            }
+            // Still here: it was not pushed above.
+            let Some(frame) = frame else {
+                return outcome(id, Err(SendError::UnknownClient(id)));
+            };
             let clients = self.registry.read();
-            clients
-                .map
-                .get(&id)
-                .ok_or(SendError::UnknownClient(id))?
-                .clone()
-        };
-        client.push_wait(self.frame(message)).await
-    }
-
-    /// Like [`broadcast`](Endpoint::broadcast), but under the [`SlowConsumer::Wait`] policy it
-    /// waits for room in each client's queue in turn, so the slowest client paces the sender.
-    /// Under the other policies it is the same as `broadcast`.
-    pub async fn broadcast_wait(&self, message: impl Into<Message>) -> Delivery {
-        let message = message.into();
-        let frame = self.frame(message);
-        let targets: Vec<Arc<Client>> = self.registry.read().map.values().cloned().collect();
-        let mut delivery = Delivery::default();
-        for client in targets {
-            let id = client.id;
-            match client.push_wait(frame.clone()).await {
-                Ok(()) => delivery.queued += 1,
-                Err(_) => delivery.failed.push(id),
-            }
+            let sent = match clients.map.get(&id) {
+                Some(client) => client.push(frame),
+                None => Err(SendError::UnknownClient(id)),
+            };
+            return outcome(id, sent);
         }
-        delivery
+        self.resolve(to, |id, client| match client {
+            Some(client) => outcome(id, client.push(frame.clone())),
+            None => outcome(id, Err(SendError::UnknownClient(id))),
+        });
     }
 
-    /// Queues a message for every open client. The payload is shared, not copied.
-    pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
-        self.deliver(message.into(), |_| true)
-    }
-
-    /// Queues a message for every open client except the given ones.
-    pub fn broadcast_except(
+    /// The waiting form of [`push`](Endpoint::push): the recipients are found first, then
+    /// each one's queue is waited on in turn, outside the registry's lock.
+    async fn push_wait(
         &self,
-        message: impl Into<Message>,
-        except: impl IntoIterator<Item = ClientId>,
-    ) -> Delivery {
-        let except: Vec<ClientId> = except.into_iter().collect();
-        self.deliver(message.into(), |id| !except.contains(&id))
+        to: Target<'_>,
+        frame: OutFrame,
+        mut outcome: impl FnMut(ClientId, Result<(), SendError>),
+    ) {
+        let mut open = Vec::new();
+        self.resolve(to, |id, client| match client {
+            Some(client) => open.push(client.clone()),
+            None => outcome(id, Err(SendError::UnknownClient(id))),
+        });
+        for client in open {
+            outcome(client.id, client.push_wait(frame.clone()).await);
+        }
     }
 
-    /// Queues a message for the given clients; ids that are not open are reported as failed.
-    pub fn multicast(
-        &self,
-        message: impl Into<Message>,
-        ids: impl IntoIterator<Item = ClientId>,
-    ) -> Delivery {
-        let message = message.into();
-        let frame = self.frame(message);
+    /// Finds the recipients among the open clients, under the registry's read lock: each
+    /// open one with its client, each named id that is not open without.
+    fn resolve(&self, to: Target<'_>, mut each: impl FnMut(ClientId, Option<&Arc<Client>>)) {
         let clients = self.registry.read();
-        let mut delivery = Delivery::default();
-        let mut ids: Vec<ClientId> = ids.into_iter().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            match clients.map.get(&id) {
-                Some(client) => match client.push(frame.clone()) {
-                    Ok(()) => delivery.queued += 1,
-                    Err(_) => delivery.failed.push(id),
-                },
-                None => delivery.failed.push(id),
+        match to {
+            Target::One(id) => each(id, clients.map.get(&id)),
+            Target::All => {
+                for (id, client) in &clients.map {
+                    each(*id, Some(client));
+                }
+            }
+            Target::AllExcept(except) => {
+                for (id, client) in &clients.map {
+                    if !except.contains(id) {
+                        each(*id, Some(client));
+                    }
+                }
+            }
+            Target::Clients(ids) => {
+                let mut ids = ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    each(id, clients.map.get(&id));
+                }
             }
         }
-        delivery
-    }
-
-    fn deliver(&self, message: Message, include: impl Fn(ClientId) -> bool) -> Delivery {
-        let frame = self.frame(message);
-        let clients = self.registry.read();
-        let mut delivery = Delivery::default();
-        for (id, client) in &clients.map {
-            if !include(*id) {
-                continue;
-            }
-            match client.push(frame.clone()) {
-                Ok(()) => delivery.queued += 1,
-                Err(_) => delivery.failed.push(*id),
-            }
-        }
-        delivery
     }
 
     /// Closes a client with this code and reason, after the messages already queued for it.
@@ -311,7 +452,7 @@ mod tests {
         assert!(b.is_closing());
         assert_eq!(b.take_urgent().map(|c| c.code), Some(1008));
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::Closing(b.id)));
-        let delivery = endpoint.multicast("m", [a.id, ClientId(99)]);
+        let delivery = endpoint.deliver([a.id, ClientId(99)], "m");
         assert_eq!(delivery.queued, 1);
         assert_eq!(delivery.failed, vec![ClientId(99)]);
         assert_eq!(
