@@ -63,8 +63,9 @@ pub(super) async fn handle_loop<H: Handler>(
             }
             first
         };
-        // The conversion runs user code too (`FromMessage`): inside the guard.
-        let call = async {
+        // The conversion runs user code too (`FromMessage`): inside the guard. The call is
+        // built in place: bound to a local first, it would be moved once more per message.
+        let outcome = guard(Hook::Data, async {
             let message = match incoming {
                 Incoming::Message(message) => H::Message::from_whole(message),
                 // Boxed: rare, and inline its state would be part of every connection's task.
@@ -72,8 +73,9 @@ pub(super) async fn handle_loop<H: Handler>(
             };
             let message = message.map_err(DataError::Refused)?;
             handler.on_data(id, session, message).await
-        };
-        match guard(Hook::Data, call).await {
+        })
+        .await;
+        match outcome {
             Ok(None) => {}
             Ok(Some(refused)) => {
                 tracing::debug!(code = refused.code, reason = %refused.reason, "message refused");
@@ -176,22 +178,27 @@ impl HookOutput for Result<(), DataError> {
 /// Calls a hook: the one place where a hook's panic is caught and a hook's failure logged.
 /// The server and the other connections go on; the caller decides what the failure costs
 /// this connection or request.
-pub(crate) async fn guard<F>(
+///
+/// Not an `async fn`: one would hold `call` twice in its state (as its argument and inside the
+/// panic guard) and move it from one to the other, for every message `on_data` handles.
+pub(crate) fn guard<F>(
     hook: Hook,
     call: F,
-) -> Result<<F::Output as HookOutput>::Value, Failed>
+) -> impl Future<Output = Result<<F::Output as HookOutput>::Value, Failed>>
 where
     F: Future,
     F::Output: HookOutput,
 {
-    match AssertUnwindSafe(call).catch_unwind().await {
-        Ok(output) => output.into_value(hook),
-        Err(panic) => {
-            let panic = panic_message(&*panic);
-            tracing::error!(panic, "{} panicked{}", hook.name(), hook.consequence());
-            Err(Failed)
-        }
-    }
+    AssertUnwindSafe(call)
+        .catch_unwind()
+        .map(move |result| match result {
+            Ok(output) => output.into_value(hook),
+            Err(panic) => {
+                let panic = panic_message(&*panic);
+                tracing::error!(panic, "{} panicked{}", hook.name(), hook.consequence());
+                Err(Failed)
+            }
+        })
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

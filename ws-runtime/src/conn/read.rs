@@ -104,7 +104,7 @@ pub(super) async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'
                 event => event,
             };
             // Boxed: control frames and fragments are rare next to whole messages, and inline
-            // this future made the reader's state half again as large.
+            // this future would enlarge the reader's state, which every connection holds.
             if !Box::pin(on_event(event, &mut batch, &mut feeding, shared)).await {
                 break 'read;
             }
@@ -204,8 +204,8 @@ fn accepts(message: &Message, shared: &Shared<'_>) -> bool {
 }
 
 /// What the reader has decoded since its last hand-over: whole messages, and the frames read
-/// for them and for anything else. The client's counters are updated once per hand-over (two
-/// atomic additions per message were 7 % of the server's time in a burst of small ones).
+/// for them and for anything else. The client's counters are updated once per hand-over:
+/// atomic additions per message were a visible cost of a burst of small ones.
 #[derive(Default)]
 struct Batch {
     messages: Vec<Incoming>,

@@ -433,7 +433,6 @@ impl Endpoint {
     }
 }
 
-/// A close reason is at most 123 bytes (125 minus the code); cut at a character boundary.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,8 +146,8 @@ impl Endpoint {
 
     /// Runs `hooks` with `client` as this thread's current client during each of its polls,
     /// so that [`send`](Endpoint::send) to it from its own hooks finds it without the
-    /// registry's lock (a read lock and a lookup were a tenth of the server's time echoing a
-    /// burst of small messages). The client is moved in and out of the thread-local slot, not
+    /// registry's lock (a read lock and a lookup were a visible cost of echoing a burst of
+    /// small messages). The client is moved in and out of the thread-local slot, not
     /// cloned, per poll; the slot's previous content is put back after each poll, even if the
     /// poll panics. The hooks' future is pinned by the caller: taken by value, it would be
     /// held twice in the connection's task.

@@ -155,6 +155,13 @@ mod tests {
     use super::*;
     use http::Uri;
 
+    /// A refusal is the cold path: boxed, `Reject` is one pointer, so `Result<S, Reject>`
+    /// (what every `on_handshake` returns) stays as small as the session allows.
+    #[test]
+    fn a_reject_is_one_pointer() {
+        assert_eq!(size_of::<Reject>(), size_of::<usize>());
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {

@@ -58,7 +58,7 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     limits: Limits,
-    /// When permessage-deflate was negotiated. Boxed: inline, its 160 bytes were part of every
+    /// When permessage-deflate was negotiated. Boxed: inline, its state would be part of every
     /// connection's reader, compressed or not.
     inflater: Option<Box<Inflater>>,
     /// A fragmented message in progress: its kind and its fragments so far. Boxed: most
@@ -376,6 +376,13 @@ mod tests {
             events.push(event);
         }
         Ok(events)
+    }
+
+    /// The decoder is part of every connection's reader: what only some connections use (an
+    /// inflater, a fragmented message in progress) is boxed.
+    #[test]
+    fn the_decoder_stays_small() {
+        assert!(size_of::<Decoder>() <= 56, "{} bytes", size_of::<Decoder>());
     }
 
     #[test]

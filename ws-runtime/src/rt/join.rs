@@ -6,10 +6,17 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
+// Under `--cfg ws_loom` (scripts/test), the wake protocol's atomics are loom's, and a model
+// test explores every interleaving of a wake with a pass.
+#[cfg(ws_loom)]
+use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+#[cfg(not(ws_loom))]
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+#[cfg(not(ws_loom))]
+use futures_util::task::AtomicWaker as TaskWaker;
 
 /// Each branch's bit, in polling order.
 const BITS: [u8; 3] = [0b001, 0b010, 0b100];
@@ -17,16 +24,24 @@ const BITS: [u8; 3] = [0b001, 0b010, 0b100];
 /// Which branches were woken since they were last polled, and the task's own waker. It is
 /// also the first branch's waker (one allocation less per connection than a `Branch` of its
 /// own).
-#[derive(Default)]
 struct Woken {
     bits: AtomicU8,
     /// A pass is under way: it sees the bits set meanwhile, so a wake need not wake the task
     /// (which would send it through the runtime's queue once more for an empty pass).
     polling: AtomicBool,
-    task: AtomicWaker,
+    task: TaskWaker,
 }
 
 impl Woken {
+    /// Every branch marked woken, for the first pass.
+    fn new() -> Self {
+        Woken {
+            bits: AtomicU8::new(0b111),
+            polling: AtomicBool::new(false),
+            task: TaskWaker::new(),
+        }
+    }
+
     /// Marks a branch woken, then wakes the task unless a pass will see the mark.
     fn mark(&self, bit: u8) {
         // SeqCst with the pass's end (store `polling`, then read `bits`): either the pass sees
@@ -35,6 +50,29 @@ impl Woken {
         if !self.polling.load(Ordering::SeqCst) {
             self.task.wake();
         }
+    }
+
+    /// A pass begins: wakes from now on are seen by it, or wake the task again.
+    fn begin_pass(&self, task: &Waker) {
+        // Registered before the bits are read: a wake after this read wakes the task again.
+        self.task.register(task);
+        self.polling.store(true, Ordering::SeqCst);
+    }
+
+    /// The branches woken since the last look.
+    fn take(&self) -> u8 {
+        self.bits.swap(0, Ordering::SeqCst)
+    }
+
+    /// The pass is over: the branches woken since its last look, which the next pass polls.
+    fn end_pass(&self) -> u8 {
+        self.polling.store(false, Ordering::SeqCst);
+        self.take()
+    }
+
+    /// Keeps these branches marked for the next pass.
+    fn defer(&self, bits: u8) {
+        self.bits.fetch_or(bits, Ordering::SeqCst);
     }
 }
 
@@ -98,11 +136,7 @@ where
     B: Future<Output = ()>,
     C: Future<Output = ()>,
 {
-    let woken = Arc::new(Woken {
-        bits: AtomicU8::new(0b111),
-        polling: AtomicBool::new(false),
-        task: AtomicWaker::new(),
-    });
+    let woken = Arc::new(Woken::new());
     let branch = |bit| {
         Waker::from(Arc::new(Branch {
             woken: woken.clone(),
@@ -112,16 +146,14 @@ where
     let wakers = [Waker::from(woken.clone()), branch(BITS[1]), branch(BITS[2])];
     let mut done = [false; 3];
     poll_fn(move |cx| {
-        // Registered before the bits are read: a wake after this read wakes the task again.
-        woken.task.register(cx.waker());
-        woken.polling.store(true, Ordering::SeqCst);
+        woken.begin_pass(cx.waker());
         let mut pending = 0;
         for (i, bit) in BITS.into_iter().enumerate() {
             // Wakes made by the branches polled before in this pass count at once: what the
             // reader hands to the handler, and the handler to the writer, goes on in the same
             // pass instead of after a trip through the runtime's queue (behind every other
             // ready connection, by which time the data has left the cache).
-            pending |= woken.bits.swap(0, Ordering::SeqCst);
+            pending |= woken.take();
             if pending & bit == 0 || done[i] {
                 continue;
             }
@@ -135,15 +167,14 @@ where
         }
         // A branch woken after its turn (by itself or a later one) is polled in the next pass,
         // for which the task wakes itself: wakes during the pass did not.
-        woken.polling.store(false, Ordering::SeqCst);
-        pending |= woken.bits.swap(0, Ordering::SeqCst);
+        pending |= woken.end_pass();
         for (i, bit) in BITS.into_iter().enumerate() {
             if done[i] {
                 pending &= !bit;
             }
         }
         if pending != 0 {
-            woken.bits.fetch_or(pending, Ordering::SeqCst);
+            woken.defer(pending);
             cx.waker().wake_by_ref();
         }
         if done.iter().all(|&d| d) {
@@ -154,9 +185,90 @@ where
     })
 }
 
-#[cfg(test)]
+/// Under loom, the task's waker is a flag the model reads: whether the task was woken.
+#[cfg(ws_loom)]
+struct TaskWaker(AtomicBool);
+
+#[cfg(ws_loom)]
+impl TaskWaker {
+    fn new() -> Self {
+        TaskWaker(AtomicBool::new(false))
+    }
+
+    // The signature of `AtomicWaker::register`, which join3 calls.
+    #[allow(clippy::unused_self)]
+    fn register(&self, _: &Waker) {}
+
+    fn wake(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Model tests of the wake protocol under loom: `RUSTFLAGS="--cfg ws_loom" cargo test -p
+/// ws-runtime --lib rt::join::loom_model` (scripts/test runs it).
+#[cfg(all(test, ws_loom))]
+mod loom_model {
+    use super::*;
+
+    /// A branch woken from another thread while a pass runs is never lost: the pass sees it,
+    /// or it is left for the next pass and the task is woken (or the pass defers it).
+    #[test]
+    fn a_wake_during_a_pass_is_seen_or_wakes_the_task() {
+        loom::model(|| {
+            let woken = loom::sync::Arc::new(Woken::new());
+            let noop = Waker::noop();
+            // The first pass, as join3 makes it: everything is marked.
+            woken.begin_pass(noop);
+            assert_eq!(woken.take(), 0b111);
+            assert_eq!(woken.end_pass(), 0);
+            let other = {
+                let woken = woken.clone();
+                loom::thread::spawn(move || woken.mark(BITS[2]))
+            };
+            // A second pass, racing the wake.
+            woken.begin_pass(noop);
+            let mut seen = woken.take();
+            seen |= woken.end_pass();
+            other.join().unwrap();
+            let task_woken = woken.task.0.load(Ordering::SeqCst);
+            let left = woken.take();
+            assert!(
+                seen & BITS[2] != 0 || (task_woken && left & BITS[2] != 0),
+                "a lost wake: seen {seen:#b}, left {left:#b}, task woken {task_woken}"
+            );
+        });
+    }
+
+    /// Two branches woken from two threads between passes both wake the task, or are both
+    /// seen by the next pass.
+    #[test]
+    fn wakes_between_passes_wake_the_task() {
+        loom::model(|| {
+            let woken = loom::sync::Arc::new(Woken::new());
+            let noop = Waker::noop();
+            woken.begin_pass(noop);
+            woken.take();
+            woken.end_pass();
+            let threads: Vec<_> = [BITS[1], BITS[2]]
+                .into_iter()
+                .map(|bit| {
+                    let woken = woken.clone();
+                    loom::thread::spawn(move || woken.mark(bit))
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(woken.task.0.load(Ordering::SeqCst), "no pass was running");
+            assert_eq!(woken.take(), BITS[1] | BITS[2]);
+        });
+    }
+}
+
+#[cfg(all(test, not(ws_loom)))]
 mod tests {
     use super::*;
+    use futures_util::task::AtomicWaker;
     use std::sync::atomic::AtomicUsize;
 
     /// A task waker that counts its wakes.

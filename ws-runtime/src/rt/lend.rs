@@ -1,14 +1,14 @@
 //! Scratch buffers lent by the worker thread for one burst of work: the batches moved between
 //! a connection's reader, handler and writer, the writer's staging buffer, and the reader's
 //! buffer while it waits for input (the pools are declared with [`lend!`] beside the types they
-//! hold). A connection takes one when a burst needs it and gives it back when the burst is done, so a busy server
-//! reuses a few buffers per thread instead of allocating and freeing them per batch, and an
-//! idle connection holds none.
+//! hold). A connection takes one when a burst needs it and gives it back when the burst is
+//! done, so a busy server reuses a few buffers per thread instead of allocating and freeing
+//! them per batch, and an idle connection holds none.
 //!
 //! Allocating them per batch cost more than their size suggests: in a burst of small messages,
 //! glibc keeps the freed payloads in its fast bins, and every allocation of a kilobyte or more
-//! first merges all of them (`malloc_consolidate`), 3 % of the server's time in the pipelined
-//! burst of `ws-bench`.
+//! first merges all of them (`malloc_consolidate`); `BENCHMARKS.md` and the changelog have the
+//! measurements.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;

@@ -93,8 +93,8 @@ impl<T: Weighted> Queue<T> {
     }
 
     /// Keeps up to `slots` when emptied, so that a connection busy with bursts does not grow
-    /// its buffer again for each (growing it from nothing to 1,024 slots was a tenth of the CPU
-    /// of a pipelined burst); its owner then calls [`release`](Queue::release) once idle.
+    /// its buffer again for each (a visible cost of a pipelined burst); its owner then calls
+    /// [`release`](Queue::release) once idle.
     pub(crate) fn keeping(mut self, slots: usize) -> Self {
         self.keep = slots;
         self

@@ -4,15 +4,51 @@
 //! pass, and `Notify` locked its waiter list each time.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
-use futures_util::task::AtomicWaker;
+// Under `--cfg ws_loom` (scripts/test), loom's atomics and waker: a model test explores every
+// interleaving of a notify with a wait.
+#[cfg(ws_loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(ws_loom))]
+use {
+    futures_util::task::AtomicWaker,
+    std::sync::atomic::{AtomicBool, Ordering},
+};
 
-#[derive(Debug, Default)]
+/// loom's waker slot, with the signature of `futures`' (a reference to register).
+#[cfg(ws_loom)]
+#[derive(Debug)]
+struct AtomicWaker(loom::future::AtomicWaker);
+
+#[cfg(ws_loom)]
+impl AtomicWaker {
+    fn new() -> Self {
+        AtomicWaker(loom::future::AtomicWaker::new())
+    }
+
+    fn register(&self, waker: &std::task::Waker) {
+        self.0.register_by_ref(waker);
+    }
+
+    fn wake(&self) {
+        self.0.wake();
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Signal {
     given: AtomicBool,
     waiter: AtomicWaker,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal {
+            given: AtomicBool::new(false),
+            waiter: AtomicWaker::new(),
+        }
+    }
 }
 
 impl Signal {
@@ -47,7 +83,50 @@ impl Signal {
     }
 }
 
-#[cfg(test)]
+/// Model tests under loom: `RUSTFLAGS="--cfg ws_loom" cargo test -p ws-runtime --lib
+/// rt::signal::loom_model` (scripts/test runs it).
+#[cfg(all(test, ws_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A notify from another thread, before, during or after the wait's registration, ends
+    /// the wait (loom reports a wait that is never woken as a deadlock).
+    #[test]
+    fn a_notify_from_another_thread_ends_the_wait() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let notifier = {
+                let signal = signal.clone();
+                loom::thread::spawn(move || signal.notify())
+            };
+            loom::future::block_on(signal.wait());
+            notifier.join().unwrap();
+            assert!(!signal.take(), "taken by the wait");
+        });
+    }
+
+    /// Two notifies before a wait are one signal.
+    #[test]
+    fn notifies_are_kept_until_one_wait_takes_them() {
+        loom::model(|| {
+            let signal = Arc::new(Signal::default());
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let signal = signal.clone();
+                    loom::thread::spawn(move || signal.notify())
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            loom::future::block_on(signal.wait());
+            assert!(!signal.take());
+        });
+    }
+}
+
+#[cfg(all(test, not(ws_loom)))]
 mod tests {
     use super::*;
 
