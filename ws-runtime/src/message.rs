@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use bytestring::ByteString;
 
 /// A complete WebSocket data message: text or binary.
 ///
@@ -67,7 +67,7 @@ impl Message {
     /// The payload as [`Bytes`], without copying.
     pub fn into_bytes(self) -> Bytes {
         match self {
-            Message::Text(text) => text.0.into(),
+            Message::Text(text) => text.into_bytes(),
             Message::Binary(bytes) => bytes,
         }
     }
@@ -132,27 +132,27 @@ impl From<Bytes> for Message {
 ///
 /// Dereferences to `str`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Text(Utf8Bytes);
+pub struct Text(ByteString);
 
 impl Text {
     /// The text as `&str`.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 
     /// Text of these bytes, or `None` when they are not UTF-8. Validated with SIMD
-    /// (simdutf8): std's validator, which `Utf8Bytes::try_from` runs, was the largest
+    /// (simdutf8): std's validator, which `ByteString::try_from` runs, was the largest
     /// user-space cost of echoing non-ASCII text.
     #[allow(unsafe_code)]
     pub(crate) fn from_utf8(payload: Bytes) -> Option<Self> {
         simdutf8::basic::from_utf8(&payload).ok()?;
         // SAFETY: `payload` was validated as UTF-8 just above, and `Bytes` is immutable.
-        Some(Text(unsafe { Utf8Bytes::from_bytes_unchecked(payload) }))
+        Some(Text(unsafe { ByteString::from_bytes_unchecked(payload) }))
     }
 
     /// The UTF-8 bytes, without copying.
     pub(crate) fn into_bytes(self) -> Bytes {
-        self.0.into()
+        self.0.into_bytes()
     }
 }
 
@@ -183,13 +183,13 @@ impl fmt::Display for Text {
 
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        Text(Utf8Bytes::from(text))
+        Text(ByteString::from(text))
     }
 }
 
 impl From<String> for Text {
     fn from(text: String) -> Self {
-        Text(Utf8Bytes::from(text))
+        Text(ByteString::from(text))
     }
 }
 

@@ -6,7 +6,6 @@ use std::fmt;
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::reply::Response;
 
 use super::Request;
@@ -239,7 +238,7 @@ pub(crate) fn switching_protocols(
     *headers = accept.headers;
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    let accept_key = derive_accept_key(key.as_bytes());
+    let accept_key = accept_key(key.as_bytes());
     headers.insert(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::try_from(accept_key).map_err(|_| Reject::internal_error("bad accept key"))?,
@@ -257,4 +256,30 @@ pub(crate) fn switching_protocols(
         headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     }
     Ok(response)
+}
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): the base64 of
+/// the SHA-1 of the key followed by the protocol's GUID.
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = sha1::Sha1::new();
+    sha1.update(key);
+    sha1.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of RFC 6455 §1.3.
+    #[test]
+    fn the_accept_key_of_the_rfc_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 }

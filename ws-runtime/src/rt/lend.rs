@@ -9,15 +9,28 @@
 //! glibc keeps the freed payloads in its fast bins, and every allocation of a kilobyte or more
 //! first merges all of them (`malloc_consolidate`); `BENCHMARKS.md` and the changelog have the
 //! measurements.
+//!
+//! # Memory held
+//!
+//! Each worker thread keeps at most [`KEPT`] buffers of each kind, each of at most
+//! [`KEPT_BYTES`]; a larger one is freed when given back. There are five kinds (the writer's
+//! staging bytes, the reader's batch, the handler's take, the writer's take, and read buffers),
+//! so a thread holds at most 2.5 MiB, whatever the number of connections. In practice far less:
+//! read buffers are pooled only at the configured read size (`Config::read_buffer_size`, 4 ×
+//! 4 KiB by default), the batches and takes hold at most a few dozen entries, and the staging
+//! buffer is written out once it holds 64 KiB (its capacity stays under 128 KiB); about
+//! 0.6 MiB per thread at most. It is memory of the
+//! process, not of a connection: `ws-bench memory` (RSS growth per connection over 10,000
+//! connections) counts it, spread over all of them.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
 /// Buffers of one kind kept per thread.
-const KEPT: usize = 4;
+pub(crate) const KEPT: usize = 4;
 
 /// A buffer whose capacity takes more bytes than this is freed, not kept.
-const KEPT_BYTES: usize = 128 << 10;
+pub(crate) const KEPT_BYTES: usize = 128 << 10;
 
 /// A buffer that can be lent: emptied when given back.
 pub(crate) trait Lend: Default + Sized + 'static {
