@@ -437,6 +437,25 @@ impl Endpoint {
 mod tests {
     use super::*;
 
+    /// Each socket decides from its own deflate threshold whether a frame carries the cell
+    /// that shares compressed bytes: a socket with deflate does not change another's frames.
+    #[test]
+    fn the_compression_cell_follows_each_sockets_own_threshold() {
+        use crate::proto::deflate::Deflate;
+        let plain = Endpoint::new(&Config::new());
+        let small = Endpoint::new(&Config::new().deflate(Some(Deflate::default().threshold(10))));
+        let large = Endpoint::new(&Config::new().deflate(Some(Deflate::default().threshold(100))));
+        let message = || Message::text("x".repeat(50));
+        assert!(small.frame(message()).shares_compression());
+        assert!(!large.frame(message()).shares_compression());
+        assert!(!plain.frame(message()).shares_compression(), "no deflate");
+        assert!(
+            large
+                .frame(Message::text("x".repeat(100)))
+                .shares_compression()
+        );
+    }
+
     #[test]
     fn registry_queues_and_refuses() {
         let endpoint = Endpoint::new(&Config::new().send_queue(2));

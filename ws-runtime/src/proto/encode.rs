@@ -100,6 +100,12 @@ impl OutFrame {
         })
     }
 
+    /// Whether this frame carries the cell that shares its compressed bytes.
+    #[cfg(test)]
+    pub(crate) fn shares_compression(&self) -> bool {
+        self.deflated.is_some()
+    }
+
     /// This frame's header.
     pub(crate) fn frame_head(&self) -> FrameHead {
         FrameHead {
