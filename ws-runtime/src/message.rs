@@ -144,6 +144,7 @@ impl Text {
     /// (simdutf8): std's validator, which `ByteString::try_from` runs, was the largest
     /// user-space cost of echoing non-ASCII text.
     #[allow(unsafe_code)]
+    #[inline]
     pub(crate) fn from_utf8(payload: Bytes) -> Option<Self> {
         simdutf8::basic::from_utf8(&payload).ok()?;
         // SAFETY: `payload` was validated as UTF-8 just above, and `Bytes` is immutable.

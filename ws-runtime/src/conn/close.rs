@@ -81,6 +81,7 @@ impl CloseHandshake {
     }
 
     /// The current phase.
+    #[inline]
     pub(super) fn phase(&self) -> Phase {
         if self.open.load(Ordering::Acquire) {
             return Phase::Open;
@@ -133,6 +134,7 @@ impl CloseHandshake {
     /// until the close timeout; [`Aborted`] once the writer gave up (stop reading). Takes the
     /// change signal, so that [`changed`](CloseHandshake::changed) wakes only for a later
     /// change.
+    #[inline]
     pub(super) fn read_deadline(
         &self,
         close_timeout: Duration,
@@ -168,6 +170,7 @@ impl CloseHandshake {
     // Transitions reported by the writer.
 
     /// Whether the reader has ended, so that the writer stops.
+    #[inline]
     pub(super) fn reader_is_done(&self) -> bool {
         self.phase() == Phase::ReaderDone
     }

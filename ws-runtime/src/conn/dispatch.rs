@@ -7,12 +7,12 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::CloseOnDrop;
 use crate::endpoint::Client;
-use crate::handler::{DataError, DataParam, Handler};
+use crate::handler::{BoxError, DataError, DataParam, Handler};
 use crate::handshake::Reject;
 use crate::message::Close;
 use crate::rt::lend::{Lend, lend};
@@ -144,6 +144,7 @@ pub(crate) trait HookOutput {
 impl HookOutput for () {
     type Value = ();
 
+    #[inline]
     fn into_value(self, _: Hook) -> Result<(), Failed> {
         Ok(())
     }
@@ -153,6 +154,7 @@ impl HookOutput for () {
 impl<S> HookOutput for Result<S, Reject> {
     type Value = Self;
 
+    #[inline]
     fn into_value(self, _: Hook) -> Result<Self, Failed> {
         Ok(self)
     }
@@ -163,14 +165,12 @@ impl<S> HookOutput for Result<S, Reject> {
 impl HookOutput for Result<(), DataError> {
     type Value = Option<Close>;
 
+    #[inline]
     fn into_value(self, hook: Hook) -> Result<Option<Close>, Failed> {
         match self {
             Ok(()) => Ok(None),
             Err(DataError::Refused(close)) => Ok(Some(close)),
-            Err(DataError::Handler(err)) => {
-                tracing::error!(error = %err, "{} returned an error{}", hook.name(), hook.consequence());
-                Err(Failed)
-            }
+            Err(DataError::Handler(err)) => Err(failed(hook, &err)),
         }
     }
 }
@@ -178,27 +178,58 @@ impl HookOutput for Result<(), DataError> {
 /// Calls a hook: the one place where a hook's panic is caught and a hook's failure logged.
 /// The server and the other connections go on; the caller decides what the failure costs
 /// this connection or request.
-///
-/// Not an `async fn`: one would hold `call` twice in its state (as its argument and inside the
-/// panic guard) and move it from one to the other, for every message `on_data` handles.
-pub(crate) fn guard<F>(
-    hook: Hook,
-    call: F,
-) -> impl Future<Output = Result<<F::Output as HookOutput>::Value, Failed>>
+pub(crate) fn guard<F>(hook: Hook, call: F) -> Guarded<F>
 where
     F: Future,
     F::Output: HookOutput,
 {
-    AssertUnwindSafe(call)
-        .catch_unwind()
-        .map(move |result| match result {
-            Ok(output) => output.into_value(hook),
-            Err(panic) => {
-                let panic = panic_message(&*panic);
-                tracing::error!(panic, "{} panicked{}", hook.name(), hook.consequence());
-                Err(Failed)
-            }
-        })
+    Guarded { call, hook }
+}
+
+pin_project_lite::pin_project! {
+    /// A hook call under [`guard`]. A future of its own rather than an `async fn` (which would
+    /// hold `call` twice in its state and move it once more, for every message `on_data`
+    /// handles) or a combinator chain (each layer polled and dropped per message).
+    pub(crate) struct Guarded<F> {
+        #[pin]
+        call: F,
+        hook: Hook,
+    }
+}
+
+impl<F> Future for Guarded<F>
+where
+    F: Future,
+    F::Output: HookOutput,
+{
+    type Output = Result<<F::Output as HookOutput>::Value, Failed>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let hook = *this.hook;
+        let call = this.call;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| call.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(output.into_value(hook)),
+            Err(panic) => Poll::Ready(Err(panicked(hook, &*panic))),
+        }
+    }
+}
+
+/// Logs a hook's panic.
+#[cold]
+fn panicked(hook: Hook, panic: &(dyn Any + Send)) -> Failed {
+    let panic = panic_message(panic);
+    tracing::error!(panic, "{} panicked{}", hook.name(), hook.consequence());
+    Failed
+}
+
+/// Logs a hook's `Err`.
+#[cold]
+fn failed(hook: Hook, error: &BoxError) -> Failed {
+    tracing::error!(error = %error, "{} returned an error{}", hook.name(), hook.consequence());
+    Failed
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

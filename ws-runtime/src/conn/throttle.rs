@@ -29,6 +29,7 @@ impl Throttle {
     }
 
     /// When reading may go on.
+    #[inline]
     pub(super) fn ready_at(&self) -> Instant {
         let ahead = self.bytes_at.max(self.frames_at);
         ahead.checked_sub(BURST).unwrap_or(ahead)
@@ -36,6 +37,7 @@ impl Throttle {
 
     /// Bytes that may be read now without going past the burst (at least 1 KiB, so that
     /// reading goes on in steps once it may).
+    #[inline]
     pub(super) fn allowance(&self) -> usize {
         let ahead = self.bytes_at.saturating_duration_since(Instant::now());
         let left = BURST.saturating_sub(ahead).as_secs_f64();
@@ -46,6 +48,7 @@ impl Throttle {
         bytes.max(1024)
     }
 
+    #[inline]
     pub(super) fn consume(&mut self, bytes: u64, frames: u64) {
         let now = Instant::now();
         if bytes > 0 {

@@ -229,11 +229,7 @@ impl Endpoint {
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
     /// 1008 under the default policy).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
-        let mut sent = Err(SendError::UnknownClient(id));
-        self.push(Target::One(id), self.frame(message.into()), |_, result| {
-            sent = result;
-        });
-        sent
+        self.push_one(id, self.frame(message.into()))
     }
 
     /// Queues a message for every open client: the short form of
@@ -310,34 +306,36 @@ impl Endpoint {
         mut outcome: impl FnMut(ClientId, Result<(), SendError>),
     ) {
         if let Target::One(id) = to {
-            // The usual reply, from the client's own hooks: no lock, no lookup, one look at
-            // the thread-local slot.
-            let mut frame = Some(frame);
-            let pushed = CURRENT.try_with(|current| {
-                let current = current.borrow();
-                let current = current.as_ref().filter(|current| {
-                    current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
-                })?;
-                frame.take().map(|frame| current.client.push(frame))
-            });
-            if let Ok(Some(sent)) = pushed {
-                return outcome(id, sent);
-            }
-            // Still here: it was not pushed above.
-            let Some(frame) = frame else {
-                return outcome(id, Err(SendError::UnknownClient(id)));
-            };
-            let clients = self.registry.read();
-            let sent = match clients.map.get(&id) {
-                Some(client) => client.push(frame),
-                None => Err(SendError::UnknownClient(id)),
-            };
-            return outcome(id, sent);
+            return outcome(id, self.push_one(id, frame));
         }
         self.resolve(to, |id, client| match client {
             Some(client) => outcome(id, client.push(frame.clone())),
             None => outcome(id, Err(SendError::UnknownClient(id))),
         });
+    }
+
+    /// [`push`](Endpoint::push) to one client, with its outcome.
+    fn push_one(&self, id: ClientId, frame: OutFrame) -> Result<(), SendError> {
+        // The usual reply, from the client's own hooks: no lock, no lookup, one look at the
+        // thread-local slot.
+        let mut frame = Some(frame);
+        let pushed = CURRENT.try_with(|current| {
+            let current = current.borrow();
+            let current = current.as_ref().filter(|current| {
+                current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
+            })?;
+            frame.take().map(|frame| current.client.push(frame))
+        });
+        if let Ok(Some(sent)) = pushed {
+            return sent;
+        }
+        // Still here: it was not pushed above.
+        let Some(frame) = frame else {
+            return Err(SendError::UnknownClient(id));
+        };
+        let clients = self.registry.read();
+        let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        client.push(frame)
     }
 
     /// The waiting form of [`push`](Endpoint::push): the recipients are found first, then

@@ -3,6 +3,7 @@
 
 /// XORs the payload with the masking key: with AVX2 where the CPU has it (detected once, at
 /// run time), otherwise with the baseline SSE2 the portable loop compiles to.
+#[inline]
 pub(crate) fn unmask(payload: &mut [u8], key: [u8; 4]) {
     #[cfg(target_arch = "x86_64")]
     if payload.len() >= 256 && std::arch::is_x86_feature_detected!("avx2") {
