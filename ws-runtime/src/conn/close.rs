@@ -89,7 +89,7 @@ impl CloseHandshake {
         self.lock().phase
     }
 
-    /// Moves to `phase` (from any phase but `Open`'s own re-entry) and wakes the reader.
+    /// Moves to `phase`, past `Open` for good, and wakes the reader.
     fn enter(&self, mut state: MutexGuard<'_, State>, phase: Phase) {
         state.phase = phase;
         self.open.store(false, Ordering::Release);
