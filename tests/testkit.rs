@@ -26,6 +26,9 @@ impl Echo {
                 .header("www-authenticate", "Token")
                 .header("x-reason", "no-token"));
         }
+        if req.header("x-name") == Some("taken") {
+            return Err(Reject::conflict("Name taken."));
+        }
         accept.header("x-greeting", "hello");
         if req.protocols().any(|p| p == "echo.v1") {
             accept.protocol("echo.v1").expect("offered");
@@ -55,6 +58,26 @@ impl Echo {
     fn on_close(&self, close: Close) {
         self.closes.lock().unwrap().push(close);
     }
+}
+
+/// A name already in use is refused with 409 and the reason, a plain-text body.
+#[tokio::test]
+async fn a_taken_name_is_refused_with_409() {
+    let socket = ws::Socket::new(Echo::default());
+    let server = ws::test::serve(&socket).await;
+    let refusal = server
+        .connect("/?token=ok")
+        .header("x-name", "taken")
+        .expect_refusal()
+        .await;
+    assert_eq!(refusal.status(), ws::StatusCode::CONFLICT);
+    assert_eq!(refusal.status(), 409);
+    assert_eq!(refusal.body(), "Name taken.");
+    assert_eq!(
+        refusal.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -50,6 +50,9 @@ pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, Recipients, SendErr
 pub use error::Error;
 pub use handler::{BoxError, DataError, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};
+/// The HTTP status type [`Reject`] takes and `ws::test`'s `Refusal` reports (the `http`
+/// crate's, re-exported so that no dependency on `http` is needed to name one).
+pub use http::StatusCode;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::{Json, JsonError};

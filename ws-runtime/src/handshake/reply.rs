@@ -141,6 +141,12 @@ impl Reject {
         Reject::with_body(StatusCode::FORBIDDEN, body)
     }
 
+    /// `409 Conflict` with a plain-text body: what is asked for is taken (a unique name, a
+    /// seat already occupied).
+    pub fn conflict(body: impl Into<Bytes>) -> Self {
+        Reject::with_body(StatusCode::CONFLICT, body)
+    }
+
     /// `404 Not Found` with a plain-text body.
     pub fn not_found(body: impl Into<Bytes>) -> Self {
         Reject::with_body(StatusCode::NOT_FOUND, body)
