@@ -13,31 +13,24 @@
 //! Limits are raised for conformance and benchmark runs: 64 MiB messages, 16 MiB frames, any
 //! origin, no rate limit, no connection limits.
 
-use std::sync::OnceLock;
+use std::io::IsTerminal;
 
 use warp::Filter;
 use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, Recipients, websocket};
 
 #[derive(Default)]
 struct Echo {
-    endpoint: OnceLock<Endpoint>,
     broadcast: bool,
 }
 
 #[websocket]
 impl Echo {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    fn on_data(&self, id: ClientId, msg: Message) {
-        if let Some(endpoint) = self.endpoint.get() {
-            if self.broadcast {
-                endpoint.deliver(Recipients::except([id]), msg);
-            } else {
-                // A failed send means the client is already closing; nothing to do.
-                let _ = endpoint.send(id, msg);
-            }
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+        if self.broadcast {
+            endpoint.deliver(Recipients::except([id]), msg);
+        } else {
+            // A failed send means the client is already closing; nothing to do.
+            let _ = endpoint.send(id, msg);
         }
     }
 }
@@ -48,6 +41,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // Colours only on a terminal: redirected to a file, the log stays plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
@@ -77,13 +72,7 @@ async fn main() -> std::process::ExitCode {
         .max_connections(None)
         .max_connections_per_ip(None)
         .deflate(deflate.map(|threshold| Deflate::new().threshold(threshold)));
-    let echo = ws::Socket::with_config(
-        Echo {
-            endpoint: OnceLock::new(),
-            broadcast,
-        },
-        config,
-    );
+    let echo = ws::Socket::with_config(Echo { broadcast }, config);
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
         Ok(server) => server,

@@ -8,7 +8,7 @@
 //! `said`, `renamed`, `members`, `left`. A message that is not one of the commands closes the
 //! connection with 1007 "Invalid JSON: ...".
 
-use std::sync::OnceLock;
+use std::io::IsTerminal;
 
 use serde::{Deserialize, Serialize};
 use ws::{
@@ -58,10 +58,7 @@ enum Event<'a> {
     },
 }
 
-#[derive(Default)]
-struct Chat {
-    endpoint: OnceLock<Endpoint>,
-}
+struct Chat;
 
 /// A member's session.
 struct Member {
@@ -75,10 +72,6 @@ fn valid_name(name: &str) -> bool {
 
 #[websocket]
 impl Chat {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
     fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
         let name = req.query("name").unwrap_or("anonymous");
         if !valid_name(name) {
@@ -89,10 +82,7 @@ impl Chat {
         })
     }
 
-    fn on_open(&self, id: ClientId, member: &mut Member) {
-        let Some(endpoint) = self.endpoint.get() else {
-            return;
-        };
+    fn on_open(&self, endpoint: &Endpoint, id: ClientId, member: &mut Member) {
         let name = member.name.as_str();
         // Events of these types always serialize; a failed send means the client is closing.
         if let Ok(welcome) = Message::json(&Event::Welcome { id, name }) {
@@ -105,13 +95,11 @@ impl Chat {
 
     fn on_data(
         &self,
+        endpoint: &Endpoint,
         id: ClientId,
         member: &mut Member,
         Json(command): Json<Command>,
     ) -> Result<(), JsonError> {
-        let Some(endpoint) = self.endpoint.get() else {
-            return Ok(());
-        };
         match command {
             Command::Say { text } => {
                 let name = &member.name;
@@ -141,16 +129,14 @@ impl Chat {
         Ok(())
     }
 
-    fn on_close(&self, id: ClientId, member: Member, close: Close) {
-        if let Some(endpoint) = self.endpoint.get() {
-            let name = &member.name;
-            if let Ok(left) = Message::json(&Event::Left {
-                id,
-                name,
-                code: close.code,
-            }) {
-                endpoint.broadcast(left);
-            }
+    fn on_close(&self, endpoint: &Endpoint, id: ClientId, member: Member, close: Close) {
+        let name = &member.name;
+        if let Ok(left) = Message::json(&Event::Left {
+            id,
+            name,
+            code: close.code,
+        }) {
+            endpoint.broadcast(left);
         }
     }
 }
@@ -161,6 +147,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: redirected to a file, the log stays plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let mut addr = "127.0.0.1:8081".to_owned();
     let mut args = std::env::args().skip(1);
@@ -173,7 +161,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     // No page of its own: allow any origin so a page elsewhere (or a console) can try it.
-    let chat = ws::Socket::with_config(Chat::default(), ws::Config::new().origins(Origins::Any));
+    let chat = ws::Socket::with_config(Chat, ws::Config::new().origins(Origins::Any));
     let server = match ws::serve(chat.filter())
         .socket(&chat)
         .bind(addr.as_str())

@@ -8,6 +8,7 @@
 //! The ticker stands for any feed you poll (a database, a queue, an upstream API): it reads
 //! once and broadcasts once, and the payload is shared by all clients, however many.
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -101,6 +102,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: redirected to a file, the log stays plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let mut addr = "127.0.0.1:8082".to_owned();
     let mut interval = Duration::from_secs(1);

@@ -14,15 +14,14 @@
 //! both or neither: serve `https://` and `wss://`; the page then connects with `wss:`),
 //! `--no-deflate` (decline permessage-deflate: the configuration is then entirely the default).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
 use warp::Filter;
 use ws::{ClientId, Close, Endpoint, Message, Recipients, Reject, Request, websocket};
 
 struct Chat {
     password: String,
-    endpoint: OnceLock<Endpoint>,
 }
 
 /// Per-connection state, created by `on_handshake`.
@@ -32,10 +31,6 @@ struct Member {
 
 #[websocket]
 impl Chat {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
     fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
         if req.query("password") != Some(self.password.as_str()) {
             return Err(Reject::forbidden("Nope. Valid password required."));
@@ -52,10 +47,8 @@ impl Chat {
         );
     }
 
-    fn on_data(&self, id: ClientId, msg: Message) {
-        if let Some(endpoint) = self.endpoint.get() {
-            endpoint.deliver(Recipients::except([id]), msg);
-        }
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+        endpoint.deliver(Recipients::except([id]), msg);
     }
 
     fn on_close(&self, id: ClientId, close: Close) {
@@ -114,6 +107,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: redirected to a file, the log stays plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let args = match parse_args() {
         Ok(args) => args,
@@ -131,7 +126,6 @@ async fn main() -> std::process::ExitCode {
     let chat = ws::Socket::with_config(
         Chat {
             password: args.password,
-            endpoint: OnceLock::new(),
         },
         config,
     );

@@ -5,26 +5,20 @@
 //! # Quick start
 //!
 //! ```no_run
-//! use std::sync::OnceLock;
 //! use warp::Filter;
 //! use ws::{ClientId, Close, Endpoint, Message, Recipients, Reject, Request};
 //!
 //! struct Chat {
 //!     password: String,
-//!     endpoint: OnceLock<Endpoint>,
 //! }
 //!
-//! /// One per connection: whatever `on_handshake` returns.
+//! /// One per connection: what `on_handshake` accepts with.
 //! struct Member {
 //!     name: String,
 //! }
 //!
 //! #[ws::websocket]
 //! impl Chat {
-//!     async fn on_start(&self, endpoint: Endpoint) {
-//!         let _ = self.endpoint.set(endpoint);
-//!     }
-//!
 //!     async fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
 //!         if req.query("password") != Some(self.password.as_str()) {
 //!             return Err(Reject::forbidden("Nope. Valid password required."));
@@ -33,8 +27,8 @@
 //!         Ok(Member { name })
 //!     }
 //!
-//!     async fn on_data(&self, id: ClientId, member: &mut Member, msg: Message) {
-//!         if let (Some(endpoint), Some(text)) = (self.endpoint.get(), msg.as_text()) {
+//!     async fn on_data(&self, endpoint: &Endpoint, id: ClientId, member: &mut Member, msg: Message) {
+//!         if let Some(text) = msg.as_text() {
 //!             endpoint.deliver(Recipients::except([id]), format!("{}: {text}", member.name));
 //!         }
 //!     }
@@ -46,9 +40,10 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), ws::Error> {
+//!     // The library logs with `tracing`: "listening", refusals, hook failures, shutdown.
+//!     tracing_subscriber::fmt().init();
 //!     let chat = ws::Socket::new(Chat {
 //!         password: "reallyverysecure".into(),
-//!         endpoint: OnceLock::new(),
 //!     });
 //!     let routes = warp::path("ws").and(chat.filter()).or(warp::fs::dir("public"));
 //!     // on_start, then serve; on SIGINT/SIGTERM every client gets 1001 and `run` returns.
@@ -74,10 +69,12 @@
 //! documentation has [the table of hooks](websocket#hooks): when each runs, what it may take
 //! and what happens when it is absent. In short:
 //!
-//! - `on_start(Endpoint)` once before the first connection; `on_stop()` when shutdown begins.
+//! - `on_start()` once before the first connection; `on_stop()` when shutdown begins.
 //! - `on_handshake(&Request, &mut Accept) -> Result<S, E>` decides each upgrade request.
 //! - `on_open(ClientId, &mut S)`, then `on_data(ClientId, &mut S, T)` per message, in order,
 //!   one at a time per connection, then `on_close(ClientId, S, Close)` exactly once.
+//! - Every hook may also take the socket's [`Endpoint`], as `&Endpoint` (or `Endpoint`, a
+//!   clone to keep): to reply, broadcast or close from inside a hook.
 //!
 //! Hooks may be `async fn` or plain `fn`, and take only the parameters they use, in any order.
 //!
@@ -118,6 +115,89 @@
 //!
 //! Without `on_handshake` every request is accepted and the session is `()`.
 //!
+//! # Accepting or refusing
+//!
+//! `on_handshake`'s return type says whether it can refuse, and the compiler holds it to that:
+//!
+//! | it returns | accepts with | refuses with |
+//! | --- | --- | --- |
+//! | `Result<S, E>`, or any alias of it, where `E` is [`Reject`] or has `From<E> for Reject` | `Ok(session)` | `Err(e)`: that HTTP reply |
+//! | `Option<S>` | `Some(session)` | `None`: `403 Forbidden` |
+//! | `bool` | `true`: session `()` | `false`: `403 Forbidden` |
+//! | `()`, or no return type | always: session `()` | never |
+//!
+//! Any other return type is a compile error that lists these forms: a hook that returns a
+//! session alone could never refuse, so an authentication check written that way cannot
+//! compile. To always accept with a session, return `Result<S, Reject>` and `Ok(session)`. An
+//! error type that is not a refusal (`String`, `io::Error`, `anyhow::Error`) is a compile
+//! error too, which names the [`Reject`] constructors to use instead.
+//!
+//! ## Releasing what a handshake reserved
+//!
+//! Once called, `on_handshake` runs to completion: it is not interrupted at an `.await` when
+//! the client goes away or when shutdown begins, and shutdown waits for it. The session it
+//! accepts with then meets one of two ends:
+//!
+//! - The connection opens: `on_open`, every `on_data`, then `on_close`, which receives the
+//!   session by value; it is dropped when `on_close` returns (unless `on_close` moves it). A
+//!   client that left while the hook ran is usually noticed only after the 101: its
+//!   connection opens and at once closes with 1006.
+//! - The connection never opens: the server noticed before the 101 that the client had left,
+//!   the upgrade failed, or shutdown began while the hook ran (the client then gets `503`).
+//!   The session is dropped; neither `on_open` nor `on_close` runs.
+//!
+//! So what a handshake reserves (a unique name, a seat, a quota) is released in the session's
+//! `Drop`, which runs exactly once whichever way the session ends. `on_open` and `on_close`
+//! always come in pairs, for what only open connections hold.
+//!
+//! ```
+//! use std::collections::HashSet;
+//! use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+//!
+//! use ws::{Reject, Request};
+//!
+//! /// The names in use, shared by the handler and every session.
+//! #[derive(Clone, Default)]
+//! struct Names(Arc<Mutex<HashSet<String>>>);
+//!
+//! impl Names {
+//!     fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+//!         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+//!     }
+//! }
+//!
+//! /// A connection's session: the name it holds, released when the session is dropped.
+//! struct Member {
+//!     name: String,
+//!     names: Names,
+//! }
+//!
+//! impl Drop for Member {
+//!     fn drop(&mut self) {
+//!         self.names.lock().remove(&self.name);
+//!     }
+//! }
+//!
+//! #[derive(Default)]
+//! struct Cursors {
+//!     names: Names,
+//! }
+//!
+//! #[ws::websocket]
+//! impl Cursors {
+//!     fn on_handshake(&self, req: &Request) -> Result<Member, Reject> {
+//!         let name = req.query("name").ok_or(Reject::bad_request("?name= is required"))?;
+//!         if !self.names.lock().insert(name.to_owned()) {
+//!             return Err(Reject::conflict("That name is taken."));
+//!         }
+//!         // From here on the name is released however this session ends.
+//!         Ok(Member { name: name.to_owned(), names: self.names.clone() })
+//!     }
+//! }
+//! ```
+//!
+//! `examples/cursors.rs` is a complete application built this way, with its tests.
+//!
 //! # Receiving
 //!
 //! `on_data`'s message parameter is any type that implements [`FromMessage`]: [`Message`]
@@ -155,9 +235,9 @@
 //!
 //! # Sending with the `Endpoint`
 //!
-//! The [`Endpoint`] is a cheap, cloneable handle on a socket's clients: keep the one
-//! `on_start` receives (a `OnceLock` field works well) or take one from
-//! [`Socket::endpoint`], and use it from hooks, spawned tasks or other routes.
+//! The [`Endpoint`] is a cheap, cloneable handle on a socket's clients. Every hook can take
+//! it as a parameter (`endpoint: &Endpoint`); elsewhere, take one from [`Socket::endpoint`]
+//! (or by value in `on_start`, to keep) and use it from spawned tasks or other routes.
 //!
 //! | call | does |
 //! | --- | --- |

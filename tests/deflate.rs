@@ -7,35 +7,24 @@
 //! sending them back (the server inflates them and, compressing each message on its own,
 //! answers with the very same bytes).
 
-use std::sync::OnceLock;
-
 use http::Version;
 use tokio::io::AsyncWriteExt;
 use ws::test::TestServer;
 use ws::test::raw::{self, Frame, Upgraded};
 use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, websocket};
 
-#[derive(Default)]
-struct Echo {
-    endpoint: OnceLock<Endpoint>,
-}
+struct Echo;
 
 #[websocket]
 impl Echo {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    fn on_data(&self, id: ClientId, msg: Message) {
-        if let Some(endpoint) = self.endpoint.get() {
-            let _ = endpoint.send(id, msg);
-        }
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+        let _ = endpoint.send(id, msg);
     }
 }
 
 /// Serves [`Echo`] with this configuration (any origin) on 127.0.0.1.
 async fn serve(config: Config) -> TestServer {
-    let socket = ws::Socket::with_config(Echo::default(), config.origins(Origins::Any));
+    let socket = ws::Socket::with_config(Echo, config.origins(Origins::Any));
     ws::test::serve(&socket).await
 }
 

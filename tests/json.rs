@@ -2,7 +2,7 @@
 //! and the documented close for a message that does not decode (1007 "Invalid JSON: ...").
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use ws::{ClientId, Close, Endpoint, Json, JsonError, Message, Recipients, websocket};
@@ -25,18 +25,17 @@ enum Reply {
 
 #[derive(Default)]
 struct Calc {
-    endpoint: OnceLock<Endpoint>,
     closes: Mutex<Vec<Close>>,
 }
 
 #[websocket]
 impl Calc {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), ws::BoxError> {
-        let endpoint = self.endpoint.get().expect("started");
+    fn on_data(
+        &self,
+        endpoint: &Endpoint,
+        id: ClientId,
+        Json(command): Json<Command>,
+    ) -> Result<(), ws::BoxError> {
         match command {
             Command::Add { a, b } => endpoint.send(
                 id,

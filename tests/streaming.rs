@@ -4,7 +4,6 @@
 //! reports the close, a dropped stream discards the rest. (Its own test binary: the other
 //! suites' allocations would blur the memory figure.)
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::Version;
@@ -56,16 +55,11 @@ enum Seen {
 
 struct Counter {
     seen: mpsc::UnboundedSender<Seen>,
-    endpoint: OnceLock<Endpoint>,
 }
 
 #[websocket]
 impl Counter {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    async fn on_data(&self, id: ClientId, mut message: MessageStream) {
+    async fn on_data(&self, endpoint: &Endpoint, id: ClientId, mut message: MessageStream) {
         let text = message.is_text();
         let (mut chunks, mut bytes, mut sum) = (0, 0, 0u64);
         loop {
@@ -97,9 +91,7 @@ impl Counter {
             bytes,
             sum,
         });
-        if let Some(endpoint) = self.endpoint.get() {
-            let _ = endpoint.send(id, format!("{bytes}"));
-        }
+        let _ = endpoint.send(id, format!("{bytes}"));
     }
 
     fn on_close(&self, close: Close) {
@@ -109,10 +101,7 @@ impl Counter {
 
 async fn serve(config: Config) -> (TestServer, mpsc::UnboundedReceiver<Seen>) {
     let (seen, rx) = mpsc::unbounded_channel();
-    let handler = Counter {
-        seen,
-        endpoint: OnceLock::new(),
-    };
+    let handler = Counter { seen };
     let socket = ws::Socket::with_config(handler, config.origins(Origins::Any).rate_limit(None));
     (ws::test::serve(&socket).await, rx)
 }

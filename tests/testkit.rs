@@ -1,6 +1,6 @@
 //! Tests of `ws::test` itself: connecting, sending, receiving, closes, refusals, shutdown.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use warp::Filter;
@@ -10,16 +10,11 @@ use ws::{Accept, ClientId, Close, Endpoint, Message, Reject, Request, websocket}
 /// Echoes messages; `close:CODE:REASON` makes the server close; refuses without `?token=ok`.
 #[derive(Default)]
 struct Echo {
-    endpoint: OnceLock<Endpoint>,
     closes: Mutex<Vec<Close>>,
 }
 
 #[websocket]
 impl Echo {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
     fn on_handshake(&self, req: &Request, accept: &mut Accept) -> Result<String, Reject> {
         if req.query("token") != Some("ok") {
             return Err(Reject::unauthorized("Token required.")
@@ -36,15 +31,13 @@ impl Echo {
         Ok(req.header("x-name").unwrap_or("anonymous").to_owned())
     }
 
-    fn on_open(&self, id: ClientId, name: &mut String) {
-        let endpoint = self.endpoint.get().expect("started");
+    fn on_open(&self, endpoint: &Endpoint, id: ClientId, name: &mut String) {
         endpoint
             .send(id, format!("welcome {name}"))
             .expect("queued");
     }
 
-    fn on_data(&self, id: ClientId, msg: Message) {
-        let endpoint = self.endpoint.get().expect("started");
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
         if let Some(rest) = msg.as_text().and_then(|t| t.strip_prefix("close:")) {
             let (code, reason) = rest.split_once(':').expect("close:CODE:REASON");
             endpoint

@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -38,28 +38,21 @@ const SLOW_HEAD: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: webso
 
 /// Echoes every message back and reports each opened connection's peer address.
 struct Echo {
-    endpoint: OnceLock<Endpoint>,
     peers: mpsc::UnboundedSender<SocketAddr>,
 }
 
 #[websocket]
 impl Echo {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    fn on_handshake(&self, req: &Request) -> SocketAddr {
-        req.remote_addr()
+    fn on_handshake(&self, req: &Request) -> Option<SocketAddr> {
+        Some(req.remote_addr())
     }
 
     fn on_open(&self, peer: &mut SocketAddr) {
         let _ = self.peers.send(*peer);
     }
 
-    fn on_data(&self, id: ClientId, msg: Message) {
-        if let Some(endpoint) = self.endpoint.get() {
-            let _ = endpoint.send(id, msg);
-        }
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+        let _ = endpoint.send(id, msg);
     }
 }
 
@@ -73,10 +66,7 @@ impl EchoServer {
     /// Serves [`Echo`] at `/ws` on 127.0.0.1:0, over TLS when `tls` is given.
     async fn start(tls: Option<Tls>, handshake_timeout: Option<Duration>) -> Self {
         let (peers_tx, peers) = mpsc::unbounded_channel();
-        let socket = Socket::new(Echo {
-            endpoint: OnceLock::new(),
-            peers: peers_tx,
-        });
+        let socket = Socket::new(Echo { peers: peers_tx });
         let routes = warp::path("ws").and(warp::path::end()).and(socket.filter());
         let mut server = ws::serve(routes).socket(&socket);
         if let Some(tls) = tls {

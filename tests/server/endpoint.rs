@@ -1,7 +1,5 @@
 //! Every `Endpoint` method, and the order of sends relative to broadcasts.
 
-use std::sync::OnceLock;
-
 use ws::{ClientId, Endpoint, Message, Recipients, SendError, Socket, websocket};
 
 use crate::probe::Probe;
@@ -131,17 +129,11 @@ async fn sends_keep_their_order_relative_to_broadcasts() {
 async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     struct Relay {
         to: Endpoint,
-        own: OnceLock<Endpoint>,
     }
 
     #[websocket]
     impl Relay {
-        fn on_start(&self, endpoint: Endpoint) {
-            let _ = self.own.set(endpoint);
-        }
-
-        fn on_data(&self, id: ClientId, msg: Message) {
-            let own = self.own.get().expect("on_start ran");
+        fn on_data(&self, own: &Endpoint, id: ClientId, msg: Message) {
             own.send(id, "before").unwrap();
             self.to.send(id, msg).unwrap();
             own.send(id, "after").unwrap();
@@ -155,7 +147,6 @@ async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     log.until("open b").await;
     let relay = Socket::new(Relay {
         to: other.endpoint(),
-        own: OnceLock::new(),
     });
     let server = serve(&relay).await;
     let mut a = connect(&server.url("/ws")).await;

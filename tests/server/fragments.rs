@@ -1,8 +1,6 @@
 //! Large sends: a message over the send frame size goes out as fragments, and the pong to a
 //! ping sent meanwhile comes between them instead of after the whole message.
 
-use std::sync::OnceLock;
-
 use tokio::io::AsyncWriteExt;
 use ws::test::raw::{self, Frame};
 use ws::{ClientId, Config, Endpoint, Message, Origins, websocket};
@@ -11,33 +9,23 @@ use crate::support::{raw_ws, serve, shutdown};
 
 /// Sends one large message to every client that sends `"big"`.
 struct Big {
-    endpoint: OnceLock<Endpoint>,
     size: usize,
 }
 
 #[websocket]
 impl Big {
-    fn on_start(&self, endpoint: Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    fn on_data(&self, id: ClientId, _message: Message) {
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, _message: Message) {
         let payload: Vec<u8> = (0..self.size)
             .map(|i| u8::try_from(i % 253).unwrap())
             .collect();
-        if let Some(endpoint) = self.endpoint.get() {
-            endpoint.send(id, payload).unwrap();
-        }
+        endpoint.send(id, payload).unwrap();
     }
 }
 
 #[tokio::test]
 async fn a_large_send_is_fragmented_and_a_ping_is_answered_between_its_frames() {
     const SIZE: usize = 32 << 20;
-    let handler = Big {
-        endpoint: OnceLock::new(),
-        size: SIZE,
-    };
+    let handler = Big { size: SIZE };
     let config = Config::new()
         .origins(Origins::Any)
         .send_queue_bytes(64 << 20)

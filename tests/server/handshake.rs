@@ -193,3 +193,87 @@ async fn origin_policy_is_configurable() {
     shutdown(any).await;
     shutdown(listed).await;
 }
+
+/// `on_handshake -> bool`: `false` refuses with 403.
+struct ByBool;
+
+#[ws::websocket]
+impl ByBool {
+    fn on_handshake(&self, req: &ws::Request) -> bool {
+        req.query("token") == Some("ok")
+    }
+}
+
+/// `on_handshake -> Option<S>`: `None` refuses with 403.
+struct ByOption;
+
+#[ws::websocket]
+impl ByOption {
+    fn on_handshake(&self, req: &ws::Request) -> Option<String> {
+        req.query("token").filter(|t| *t == "ok").map(str::to_owned)
+    }
+
+    fn on_open(&self, endpoint: &ws::Endpoint, id: ws::ClientId, token: &mut String) {
+        let _ = endpoint.send(id, format!("token {token}"));
+    }
+}
+
+/// A one-argument `Result` alias, as applications write them.
+type HsResult<T> = Result<T, ws::Reject>;
+
+/// `on_handshake -> HsResult<S>`: `Err` answers with its reply.
+struct ByAlias;
+
+#[ws::websocket]
+impl ByAlias {
+    async fn on_handshake(&self, req: &ws::Request) -> HsResult<u32> {
+        match req.query("token") {
+            Some("ok") => Ok(7),
+            _ => {
+                Err(ws::Reject::unauthorized("Token required.").header("www-authenticate", "Token"))
+            }
+        }
+    }
+
+    fn on_open(&self, endpoint: &ws::Endpoint, id: ws::ClientId, session: &mut u32) {
+        let _ = endpoint.send(id, format!("session {session}"));
+    }
+}
+
+/// Asserts the refusal of `/ws` without a token, then that `/ws?token=ok` opens.
+async fn refuses_then_accepts<H: ws::Handler>(
+    handler: H,
+    status: u16,
+    body: &str,
+    header: Option<(&str, &str)>,
+) -> Client {
+    let socket = Socket::new(handler);
+    let server = serve(&socket).await;
+    let refusal = server.raw("/ws").send().await.unwrap();
+    assert_eq!(refusal.status(), status, "{refusal}");
+    assert_eq!(refusal.body(), body);
+    if let Some((name, value)) = header {
+        assert_eq!(refusal.header(name), Some(value));
+    }
+    let wrong = server.raw("/ws?token=guess").send().await.unwrap();
+    assert_eq!(wrong.status(), status, "{wrong}");
+    assert_eq!(socket.endpoint().len(), 0, "nobody was connected");
+    connect(&server.url("/ws?token=ok")).await
+}
+
+#[tokio::test]
+async fn every_refusing_handshake_form_refuses() {
+    let _accepted = refuses_then_accepts(ByBool, 403, "", None).await;
+
+    let mut accepted = refuses_then_accepts(ByOption, 403, "", None).await;
+    assert_eq!(recv_text(&mut accepted).await, "token ok");
+
+    let mut accepted = refuses_then_accepts(
+        ByAlias,
+        401,
+        "Token required.",
+        Some(("www-authenticate", "Token")),
+    )
+    .await;
+    assert_eq!(recv_text(&mut accepted).await, "session 7");
+}

@@ -75,19 +75,11 @@ struct Slow;
 
 #[websocket]
 impl Slow {
-    async fn on_start(&self, endpoint: ws::Endpoint) {
-        let _ = SLOW_ENDPOINT.set(endpoint);
-    }
-
-    async fn on_data(&self, id: ws::ClientId, msg: Message) {
+    async fn on_data(&self, endpoint: &ws::Endpoint, id: ws::ClientId, msg: Message) {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        if let Some(endpoint) = SLOW_ENDPOINT.get() {
-            let _ = endpoint.send(id, msg);
-        }
+        let _ = endpoint.send(id, msg);
     }
 }
-
-static SLOW_ENDPOINT: std::sync::OnceLock<ws::Endpoint> = std::sync::OnceLock::new();
 
 #[tokio::test]
 async fn a_slow_handler_does_not_cause_a_heartbeat_close() {
@@ -110,7 +102,7 @@ async fn a_slow_handler_does_not_cause_a_heartbeat_close() {
 /// allows (the inbox takes 256 KiB), while the client reads and answers every ping.
 #[tokio::test]
 async fn a_reader_held_back_by_a_busy_handler_counts_no_miss() {
-    let socket = Socket::with_config(SlowEcho::default(), fast_heartbeat());
+    let socket = Socket::with_config(Slow, fast_heartbeat());
     let server = serve(&socket).await;
     let mut client = connect(&server.url("/ws")).await;
     let messages: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 100 << 10]).collect();
@@ -123,26 +115,6 @@ async fn a_reader_held_back_by_a_busy_handler_counts_no_miss() {
         match recv(&mut client).await {
             WsMessage::Binary(echo) => assert!(echo[..] == message[..], "echo in order"),
             other => panic!("expected the echo, got {other:?}"),
-        }
-    }
-}
-
-/// Like [`Slow`], with its endpoint its own (tests run side by side).
-#[derive(Default)]
-struct SlowEcho {
-    endpoint: std::sync::OnceLock<ws::Endpoint>,
-}
-
-#[websocket]
-impl SlowEcho {
-    fn on_start(&self, endpoint: ws::Endpoint) {
-        let _ = self.endpoint.set(endpoint);
-    }
-
-    async fn on_data(&self, id: ws::ClientId, msg: Message) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        if let Some(endpoint) = self.endpoint.get() {
-            let _ = endpoint.send(id, msg);
         }
     }
 }

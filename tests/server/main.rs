@@ -7,6 +7,7 @@
 mod probe;
 mod support;
 
+mod abandoned;
 mod adversarial;
 mod backpressure;
 mod close;

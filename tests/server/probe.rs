@@ -1,28 +1,16 @@
 //! A handler that uses every hook and reports each call as an event.
 
-use std::sync::OnceLock;
-
 use ws::{Accept, ClientId, Close, Endpoint, Message, Reject, Request, websocket};
 
 use crate::support::Events;
 
 pub(crate) struct Probe {
     pub(crate) events: Events,
-    pub endpoint: OnceLock<Endpoint>,
 }
 
 impl Probe {
     pub(crate) fn new(events: Events) -> Self {
-        Probe {
-            events,
-            endpoint: OnceLock::new(),
-        }
-    }
-
-    fn endpoint(&self) -> &Endpoint {
-        self.endpoint
-            .get()
-            .expect("on_start ran before any connection")
+        Probe { events }
     }
 }
 
@@ -34,9 +22,8 @@ pub(crate) struct Session {
 
 #[websocket]
 impl Probe {
-    async fn on_start(&self, endpoint: Endpoint) {
+    async fn on_start(&self) {
         self.events.push("start");
-        let _ = self.endpoint.set(endpoint);
     }
 
     async fn on_handshake(&self, req: &Request, accept: &mut Accept) -> Result<Session, Reject> {
@@ -65,12 +52,12 @@ impl Probe {
 
     async fn on_data(
         &self,
+        endpoint: &Endpoint,
         id: ClientId,
         session: &mut Session,
         msg: Message,
     ) -> Result<(), std::io::Error> {
         session.count += 1;
-        let endpoint = self.endpoint();
         match msg.as_text() {
             Some("panic") => panic!("on_data exploded"),
             Some("fail") => return Err(std::io::Error::other("on_data failed on purpose")),

@@ -38,11 +38,7 @@ pub(crate) enum Output<'a> {
     /// `-> ()`.
     Unit,
     /// `-> Result<T, E>` (a path whose last segment is `Result`, with two type arguments).
-    Result {
-        ty: &'a Type,
-        ok: &'a Type,
-        err: &'a Type,
-    },
+    Result { ty: &'a Type, ok: &'a Type },
     /// Any other type.
     Other(&'a Type),
 }
@@ -128,8 +124,8 @@ impl<'a> Output<'a> {
         if matches!(ty, Type::Tuple(tuple) if tuple.elems.is_empty()) {
             return Output::Unit;
         }
-        if let Some((ok, err)) = result_args(ty) {
-            return Output::Result { ty, ok, err };
+        if let Some(ok) = result_ok(ty) {
+            return Output::Result { ty, ok };
         }
         Output::Other(ty)
     }
@@ -146,6 +142,8 @@ fn shape_of(ty: &Type) -> Shape {
                 Shape::MutRef
             } else if last_segment_is(&reference.elem, "Request") {
                 Shape::Request
+            } else if last_segment_is(&reference.elem, "Endpoint") {
+                Shape::EndpointRef
             } else {
                 Shape::SharedRef
             }
@@ -158,8 +156,8 @@ fn shape_of(ty: &Type) -> Shape {
     }
 }
 
-/// `T` and `E` of a `Result<T, E>`, recognised by the last path segment.
-fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
+/// `T` of a `Result<T, E>`, recognised by the last path segment.
+fn result_ok(ty: &Type) -> Option<&Type> {
     let PathArguments::AngleBracketed(args) = &last_segment(ty, "Result")?.arguments else {
         return None;
     };
@@ -168,7 +166,30 @@ fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
         _ => None,
     });
     match (types.next(), types.next(), types.next()) {
-        (Some(ok), Some(err), None) => Some((ok, err)),
+        (Some(ok), Some(_), None) => Some(ok),
+        _ => None,
+    }
+}
+
+/// The session of a handshake result whose form is plain: `()` for `bool`, `S` for
+/// `Option<S>` and for a `Result` alias with one type argument (`io::Result<S>`). Only a
+/// shortcut for better errors: the hook's value still goes through `IntoHandshake`, whose
+/// session must then be this type.
+pub(crate) fn plain_session(ty: &Type) -> Option<proc_macro2::TokenStream> {
+    use quote::ToTokens;
+    if last_segment_is(ty, "bool") {
+        return Some(quote::quote!(()));
+    }
+    let segment = last_segment(ty, "Option").or_else(|| last_segment(ty, "Result"))?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next()) {
+        (Some(session), None) => Some(session.to_token_stream()),
         _ => None,
     }
 }
@@ -212,6 +233,9 @@ mod tests {
     fn shapes() {
         assert_eq!(shape("Endpoint"), Shape::Endpoint);
         assert_eq!(shape("ws::Endpoint"), Shape::Endpoint);
+        assert_eq!(shape("&Endpoint"), Shape::EndpointRef);
+        assert_eq!(shape("&'_ ws::Endpoint"), Shape::EndpointRef);
+        assert_eq!(shape("&mut Endpoint"), Shape::MutRef);
         assert_eq!(shape("&Request"), Shape::Request);
         assert_eq!(shape("&'_ ws::Request"), Shape::Request);
         assert_eq!(shape("&mut Request"), Shape::MutRef);

@@ -4,7 +4,7 @@ use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{Type, TypeImplTrait};
 
-use crate::ast::{Hook, ImplBlock, Output, last_segment_is};
+use crate::ast::{Hook, ImplBlock, Output};
 use crate::hook::{HookKind, ParamKind, Shape};
 
 /// Collects errors so that one run reports every mistake.
@@ -181,20 +181,8 @@ fn check_output(hook: &Hook<'_>, errors: &mut Errors) {
                 format_args!("hook `{name}` must return `()`; the runtime ignores its result"),
             );
         }
-        Output::Other(ty) if hook.kind == HookKind::Handshake && last_segment_is(ty, "Result") => {
-            errors.error(
-                ty,
-                format_args!(
-                    "`{name}` returns `Result<S, E>` with both types written out, or the \
-                     session `S` alone; a `Result` alias with one type argument is not recognised"
-                ),
-            );
-        }
-        Output::Result { ok, err, .. } if hook.kind == HookKind::Handshake => {
-            ImplTraitFinder::report(ok, name, errors);
-            ImplTraitFinder::report(err, name, errors);
-        }
-        Output::Other(ty) if hook.kind == HookKind::Handshake => {
+        // Whether it accepts or refuses is `IntoHandshake`'s, whose bound rustc reports.
+        Output::Result { ty, .. } | Output::Other(ty) if hook.kind == HookKind::Handshake => {
             ImplTraitFinder::report(ty, name, errors);
         }
         // `on_data`'s result goes through `IntoDataResult`, whose bound rustc reports.
@@ -251,11 +239,11 @@ mod tests {
         let item = quote! {
             impl Chat {
                 async fn on_start(&self, endpoint: ws::Endpoint) {}
-                fn on_handshake(&self, accept: &mut Accept, req: &Request) -> Result<Member, Reject> {}
-                async fn on_open(&self, session: &mut Member, id: ClientId) {}
-                fn on_data(&self, message: String, session: &mut Member) -> Result<(), Error> {}
+                fn on_handshake(&self, accept: &mut Accept, req: &Request, e: &Endpoint) -> Result<Member, Reject> {}
+                async fn on_open(&self, session: &mut Member, id: ClientId, e: Endpoint) {}
+                fn on_data(&self, message: String, e: &ws::Endpoint, session: &mut Member) -> Result<(), Error> {}
                 async fn on_close(&self, close: Close, session: Member, id: ClientId) -> () {}
-                async fn on_stop(&self) {}
+                async fn on_stop(&self, e: &Endpoint) {}
                 fn helper(self, x: impl Sized) {}
                 const on_x: u8 = 0;
             }
@@ -314,39 +302,39 @@ mod tests {
             ),
             (
                 quote!(impl X { fn on_open(&self, m: Message) {} }),
-                "unexpected parameter for `on_open`; it takes `id: ClientId` and `session: &mut S`, in any order, each optional",
+                "unexpected parameter for `on_open`; it takes `endpoint: &Endpoint`, `id: ClientId` and `session: &mut S`, in any order, each optional",
             ),
             (
                 quote!(impl X { fn on_data(&self, m: &Request) {} }),
-                "unexpected parameter for `on_data`; it takes `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional",
+                "unexpected parameter for `on_data`; it takes `endpoint: &Endpoint`, `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional",
             ),
             (
                 quote!(impl X { fn on_data(&self, s: &str) {} }),
-                "unexpected parameter for `on_data`; it takes `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional; take the message by value (e.g. `String`) and the session as `&mut S`",
+                "unexpected parameter for `on_data`; it takes `endpoint: &Endpoint`, `id: ClientId`, `session: &mut S` and `message: T` where `T: FromMessage`, in any order, each optional; take the message by value (e.g. `String`) and the session as `&mut S`",
             ),
             (
                 quote!(impl X { fn on_open(&self, s: &S) {} }),
-                "unexpected parameter for `on_open`; it takes `id: ClientId` and `session: &mut S`, in any order, each optional; the session is borrowed as `&mut S`",
+                "unexpected parameter for `on_open`; it takes `endpoint: &Endpoint`, `id: ClientId` and `session: &mut S`, in any order, each optional; the session is borrowed as `&mut S`",
             ),
             (
                 quote!(impl X { fn on_close(&self, s: &mut S) {} }),
-                "unexpected parameter for `on_close`; it takes `id: ClientId`, `session: S` and `close: Close`, in any order, each optional; the session is passed by value, as `S`",
+                "unexpected parameter for `on_close`; it takes `endpoint: &Endpoint`, `id: ClientId`, `session: S` and `close: Close`, in any order, each optional; the session is passed by value, as `S`",
             ),
             (
                 quote!(impl X { fn on_stop(&self, id: ClientId) {} }),
-                "unexpected parameter for `on_stop`; it takes no parameters besides `&self`",
+                "unexpected parameter for `on_stop`; it takes `endpoint: &Endpoint`, which may be omitted",
             ),
             (
-                quote!(impl X { fn on_start(&self, e: Endpoint, f: Endpoint) {} }),
-                "duplicate `endpoint: Endpoint` parameter for `on_start`; it takes `endpoint: Endpoint`, which may be omitted",
+                quote!(impl X { fn on_start(&self, e: Endpoint, f: &Endpoint) {} }),
+                "duplicate `endpoint: &Endpoint` parameter for `on_start`; it takes `endpoint: &Endpoint`, which may be omitted",
             ),
             (
                 quote!(impl X { fn on_open(&self) -> u32 {} }),
                 "hook `on_open` must return `()`; the runtime ignores its result",
             ),
             (
-                quote!(impl X { fn on_handshake(&self) -> io::Result<S> {} }),
-                "`on_handshake` returns `Result<S, E>` with both types written out, or the session `S` alone; a `Result` alias with one type argument is not recognised",
+                quote!(impl X { fn on_handshake(&self) -> Option<impl Sized> {} }),
+                "hook `on_handshake` cannot be generic; name a concrete type instead of `impl Trait`",
             ),
         ];
         for (item, expected) in cases {

@@ -6,9 +6,9 @@ use syn::spanned::Spanned;
 use syn::{Item, Type};
 
 use crate::args::Args;
-use crate::ast::{Hook, ImplBlock, Output};
+use crate::ast::{self, Hook, ImplBlock, Output};
 use crate::check::{self, Errors};
-use crate::hook::{HookKind, ParamKind};
+use crate::hook::{HookKind, ParamKind, Shape};
 
 /// The environment variable that makes the macro print each expansion to stderr.
 const DEBUG_VAR: &str = "WS_MACROS_DEBUG";
@@ -67,17 +67,20 @@ fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     output
 }
 
-/// Hooks must take `&self` even when they do not use it, and take the message, the close and
-/// the closing session by value because the runtime hands them over; clippy's `unused_self`
-/// and `needless_pass_by_value` would ask for what the macro refuses. Allow them on the hooks,
-/// and only there.
+/// Hooks must take `&self` even when they do not use it, take the message, the close and
+/// the closing session by value because the runtime hands them over, and say in their type
+/// whether a handshake can refuse (`Result` even when it always accepts); clippy's
+/// `unused_self`, `needless_pass_by_value` and `unnecessary_wraps` would ask for what the
+/// macro refuses. Allow them on the hooks, and only there.
 fn allow_unused_self(mut item_impl: syn::ItemImpl) -> syn::ItemImpl {
     for item in &mut item_impl.items {
         if let syn::ImplItem::Fn(method) = item {
             if HookKind::from_ident(&method.sig.ident).is_some() {
-                method
-                    .attrs
-                    .push(syn::parse_quote!(#[allow(clippy::unused_self, clippy::needless_pass_by_value)]));
+                method.attrs.push(syn::parse_quote!(#[allow(
+                    clippy::unused_self,
+                    clippy::needless_pass_by_value,
+                    clippy::unnecessary_wraps
+                )]));
             }
         }
     }
@@ -123,7 +126,7 @@ impl<'a> Generator<'a> {
         {
             None | Some(Output::Default | Output::Unit) => quote!(()),
             Some(Output::Result { ok, .. }) => ok.to_token_stream(),
-            Some(Output::Other(ty)) => ty.to_token_stream(),
+            Some(Output::Other(ty)) => self.handshake_session(ty),
         };
         let mut methods = Vec::new();
         if self.block.hook(HookKind::Handshake).is_none() {
@@ -134,6 +137,20 @@ impl<'a> Generator<'a> {
             .message_type()
             .map_or_else(|| self.default_message(), ToTokens::to_token_stream);
         self.trait_impl(&session, &message, &methods)
+    }
+
+    /// The session of a handshake that returns `ty`: what `IntoHandshake` makes of it. Read
+    /// from the type where its form is plain (`Option<S>`, `bool`, `io::Result<S>`), so that
+    /// a mistake in it is one error in the hook's body rather than one per use of the
+    /// session; otherwise (an alias, or a type that cannot say whether to accept) the
+    /// projection, which `IntoHandshake` reports on the return type.
+    fn handshake_session(&self, ty: &Type) -> TokenStream {
+        if let Some(session) = ast::plain_session(ty) {
+            return session;
+        }
+        let span = type_span(ty);
+        let krate = self.krate(span);
+        quote_spanned!(span=> <#ty as #krate::__private::IntoHandshake>::Session)
     }
 
     /// The type of `on_data`'s message parameter, when it takes one.
@@ -197,7 +214,7 @@ impl<'a> Generator<'a> {
         let params = kind.params().iter().map(|&param| {
             let local = param.local(span);
             let ty = match param {
-                ParamKind::Endpoint => quote_spanned!(span=> #krate::Endpoint),
+                ParamKind::Endpoint => quote_spanned!(span=> &#krate::Endpoint),
                 ParamKind::Request => quote_spanned!(span=> &#krate::Request),
                 ParamKind::Accept => quote_spanned!(span=> &mut #krate::Accept),
                 ParamKind::Id => quote_spanned!(span=> #krate::ClientId),
@@ -238,9 +255,27 @@ impl<'a> Generator<'a> {
                     .kind
                     .param_for(param.shape)
                     .expect("checked: every parameter is accepted");
-                let ty_span = type_span(&param.arg.ty);
+                let ty = &*param.arg.ty;
+                let ty_span = type_span(ty);
                 let local = kind.local(ty_span);
-                local.into_token_stream()
+                let krate = self.krate(ty_span);
+                match (kind, param.shape) {
+                    (ParamKind::Endpoint, Shape::Endpoint) => {
+                        quote_spanned!(ty_span=> ::core::clone::Clone::clone(#local))
+                    }
+                    // Through `SessionIs`, so that a session type other than the handshake's
+                    // is reported on this parameter, naming both.
+                    (ParamKind::SessionMut, _) => {
+                        let referent = referent(ty);
+                        quote_spanned! {ty_span=>
+                            <#referent as #krate::__private::SessionIs<Self::Session>>::session_mut(#local)
+                        }
+                    }
+                    (ParamKind::SessionOwned, _) => quote_spanned! {ty_span=>
+                        <#ty as #krate::__private::SessionIs<Self::Session>>::session(#local)
+                    },
+                    _ => local.into_token_stream(),
+                }
             })
             .collect();
         let ident = hook.ident();
@@ -253,29 +288,14 @@ impl<'a> Generator<'a> {
                     ::core::result::Result::Ok(())
                 }
             }
-            (HookKind::Handshake, Output::Result { ty, err, .. }) => {
-                // A `match` rather than `map_err(.., into_reject)`: passing the function as a
-                // value would report an unconvertible `E` twice.
-                let ok = quote_spanned! {type_span(ty)=>
-                    ::core::result::Result::Ok(__ws_session)
-                };
-                let err_span = type_span(err);
-                let krate = self.krate(err_span);
-                let into_reject = quote_spanned! {err_span=>
-                    #krate::__private::into_reject(__ws_error)
-                };
-                quote_spanned! {span=>
-                    match #call {
-                        #ok => ::core::result::Result::Ok(__ws_session),
-                        ::core::result::Result::Err(__ws_error) => {
-                            ::core::result::Result::Err(#into_reject)
-                        }
-                    }
+            // Accept or refuse as the return type says (`IntoHandshake`), reported on that type.
+            (HookKind::Handshake, Output::Result { ty, .. } | Output::Other(ty)) => {
+                let ty_span = type_span(ty);
+                let krate = self.krate(ty_span);
+                quote_spanned! {ty_span=>
+                    <#ty as #krate::__private::IntoHandshake>::into_handshake(#call)
                 }
             }
-            (HookKind::Handshake, Output::Other(_)) => quote_spanned! {span=>
-                ::core::result::Result::Ok(#call)
-            },
             (HookKind::Data, Output::Result { ty, .. } | Output::Other(ty)) => {
                 let ty_span = type_span(ty);
                 let krate = self.krate(ty_span);
@@ -310,6 +330,16 @@ fn type_span(ty: &Type) -> Span {
             .last()
             .map_or_else(|| ty.span(), |segment| segment.ident.span()),
         _ => ty.span(),
+    }
+}
+
+/// `T` of `&mut T` (the session parameter of `on_open` and `on_data`).
+fn referent(ty: &Type) -> &Type {
+    match ty {
+        Type::Reference(reference) => &reference.elem,
+        Type::Group(group) => referent(&group.elem),
+        Type::Paren(paren) => referent(&paren.elem),
+        _ => ty,
     }
 }
 

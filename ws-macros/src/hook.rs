@@ -55,14 +55,24 @@ impl HookKind {
     }
 
     /// The parameters the hook may take after `&self`: each optional, in any order, at most once.
+    /// In the order of the trait method's parameters.
     pub(crate) fn params(self) -> &'static [ParamKind] {
         match self {
-            HookKind::Start => &[ParamKind::Endpoint],
-            HookKind::Handshake => &[ParamKind::Request, ParamKind::Accept],
-            HookKind::Open => &[ParamKind::Id, ParamKind::SessionMut],
-            HookKind::Data => &[ParamKind::Id, ParamKind::SessionMut, ParamKind::Message],
-            HookKind::Close => &[ParamKind::Id, ParamKind::SessionOwned, ParamKind::Close],
-            HookKind::Stop => &[],
+            HookKind::Start | HookKind::Stop => &[ParamKind::Endpoint],
+            HookKind::Handshake => &[ParamKind::Endpoint, ParamKind::Request, ParamKind::Accept],
+            HookKind::Open => &[ParamKind::Endpoint, ParamKind::Id, ParamKind::SessionMut],
+            HookKind::Data => &[
+                ParamKind::Endpoint,
+                ParamKind::Id,
+                ParamKind::SessionMut,
+                ParamKind::Message,
+            ],
+            HookKind::Close => &[
+                ParamKind::Endpoint,
+                ParamKind::Id,
+                ParamKind::SessionOwned,
+                ParamKind::Close,
+            ],
         }
     }
 
@@ -113,7 +123,7 @@ impl HookKind {
 /// What a hook parameter is for, once recognised by its type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ParamKind {
-    /// `Endpoint`, for `on_start`.
+    /// `&Endpoint` or `Endpoint` (a clone), for every hook.
     Endpoint,
     /// `&Request`, for `on_handshake`.
     Request,
@@ -136,7 +146,7 @@ impl ParamKind {
     fn accepts(self, shape: Shape) -> bool {
         matches!(
             (self, shape),
-            (ParamKind::Endpoint, Shape::Endpoint)
+            (ParamKind::Endpoint, Shape::Endpoint | Shape::EndpointRef)
                 | (ParamKind::Request, Shape::Request)
                 | (ParamKind::Accept, Shape::Accept)
                 | (ParamKind::Id, Shape::ClientId)
@@ -150,7 +160,7 @@ impl ParamKind {
     /// How the parameter is written in documentation and error messages.
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            ParamKind::Endpoint => "`endpoint: Endpoint`",
+            ParamKind::Endpoint => "`endpoint: &Endpoint`",
             ParamKind::Request => "`request: &Request`",
             ParamKind::Accept => "`accept: &mut Accept`",
             ParamKind::Id => "`id: ClientId`",
@@ -180,8 +190,10 @@ impl ParamKind {
 /// are matched on the last segment of their path (`Endpoint`, `ws::Endpoint`, an alias import).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shape {
-    /// `Endpoint`.
+    /// `Endpoint`, by value.
     Endpoint,
+    /// `&Endpoint`.
+    EndpointRef,
     /// `&Request`.
     Request,
     /// `&mut Accept`.
@@ -219,8 +231,9 @@ mod tests {
 
     #[test]
     fn every_hook_accepts_each_of_its_params_from_one_shape_only() {
-        const SHAPES: [Shape; 9] = [
+        const SHAPES: [Shape; 10] = [
             Shape::Endpoint,
+            Shape::EndpointRef,
             Shape::Request,
             Shape::Accept,
             Shape::ClientId,
@@ -242,11 +255,11 @@ mod tests {
     fn descriptions() {
         assert_eq!(
             HookKind::Open.describe_params(),
-            "it takes `id: ClientId` and `session: &mut S`, in any order, each optional"
+            "it takes `endpoint: &Endpoint`, `id: ClientId` and `session: &mut S`, in any order, each optional"
         );
         assert_eq!(
             HookKind::Start.describe_params(),
-            "it takes `endpoint: Endpoint`, which may be omitted"
+            "it takes `endpoint: &Endpoint`, which may be omitted"
         );
         assert_eq!(
             HookKind::list_all(),

@@ -18,8 +18,8 @@ use proc_macro::TokenStream;
 ///
 /// | hook | when it runs | when absent |
 /// | --- | --- | --- |
-/// | `on_start(&self, endpoint: Endpoint)` | once, before the first connection is accepted | nothing |
-/// | `on_handshake(&self, request: &Request, accept: &mut Accept) -> Result<S, E>` (or `-> S`) | per upgrade request, after the protocol checks | accept, session `()` |
+/// | `on_start(&self)` | once, before the first connection is accepted | nothing |
+/// | `on_handshake(&self, request: &Request, accept: &mut Accept) -> Result<S, E>` (or `Option<S>`, `bool`, `()`) | per upgrade request, after the protocol checks; runs to completion even if the client leaves | accept, session `()` |
 /// | `on_open(&self, id: ClientId, session: &mut S)` | after the 101 reply, before any `on_data` | nothing |
 /// | `on_data(&self, id: ClientId, session: &mut S, message: T)` | per received message, in order, one at a time per connection | discard |
 /// | `on_close(&self, id: ClientId, session: S, close: Close)` | exactly once per opened connection, whatever ended it (peer close, error, timeout, shutdown, `Endpoint::close`) | nothing |
@@ -27,15 +27,23 @@ use proc_macro::TokenStream;
 ///
 /// - Every hook takes `&self`, since one handler serves all connections, and may be `async fn`
 ///   or a plain `fn`.
+/// - Every hook may also take `endpoint: &Endpoint` (or `Endpoint`, a clone to keep): the
+///   socket's handle to send to, broadcast to and close any client.
 /// - Parameters are recognised by their type, so a hook may omit those it does not use and
-///   take the rest in any order: `Endpoint`, `&Request`, `&mut Accept`, `ClientId` and `Close`
-///   by name (any path ending in that name), the session as `&mut S` (`on_open`, `on_data`) or
-///   `S` (`on_close`), and `on_data`'s message as any other type `T` that implements
-///   `FromMessage` (`Message`, `String`, `Text`, `Vec<u8>`, `Bytes`, or your own); a message
-///   that does not convert closes the connection without calling `on_data`.
-/// - The session type `S` is what `on_handshake` returns: `Result<S, E>` where
-///   `E: Into<Reject>` (an `Err` answers the upgrade request with that HTTP response instead
-///   of 101), or plain `S`, which always accepts. Without `on_handshake`, `S` is `()`.
+///   take the rest in any order: `&Endpoint` or `Endpoint`, `&Request`, `&mut Accept`,
+///   `ClientId` and `Close` by name (any path ending in that name), the session as `&mut S`
+///   (`on_open`, `on_data`) or `S` (`on_close`), and `on_data`'s message as any other type `T`
+///   that implements `FromMessage` (`Message`, `String`, `Text`, `Vec<u8>`, `Bytes`, or your
+///   own); a message that does not convert closes the connection without calling `on_data`.
+/// - `on_handshake`'s return type says whether it can refuse: `Result<S, E>` or any alias of
+///   it, where `E` is a `Reject` or converts into one (`Err` answers the upgrade request with
+///   that HTTP response instead of 101); `Option<S>` (`None` answers 403); `bool` (`false`
+///   answers 403, session `()`); nothing or `()` (always accepts, session `()`). Any other type
+///   is a compile error that lists these forms. The session type `S` is what it accepts with;
+///   without `on_handshake`, `S` is `()`. Every hook's session parameter must be that `S`.
+/// - An accepted session that never opens (the client left, the upgrade failed, shutdown
+///   began) is dropped without `on_open` or `on_close`: release what the handshake reserved
+///   in the session's `Drop` (see the crate documentation).
 /// - `on_data` returns `()` or `Result<(), E>` where `E` converts into
 ///   `Box<dyn Error + Send + Sync>`: an `Err` is logged and closes that client with 1011.
 ///   The other hooks return `()`.
@@ -44,7 +52,9 @@ use proc_macro::TokenStream;
 ///
 /// Methods not named `on_*` are left alone. Mistakes are compile errors on the offending
 /// tokens, all reported at once: an unknown `on_*` name, a receiver other than `&self`, a
-/// parameter the hook does not take, a duplicate hook, generics, a trait impl.
+/// parameter the hook does not take, a duplicate hook, generics, a trait impl. Type mistakes
+/// say what to write instead: a handshake type that cannot refuse, an error that is not a
+/// refusal, a boxed error without `Send + Sync`, a session parameter of another type.
 ///
 /// # Options
 ///
@@ -57,13 +67,10 @@ use proc_macro::TokenStream;
 /// # Example
 ///
 /// ```
-/// use std::sync::OnceLock;
-///
 /// use ws::{ClientId, Close, Endpoint, Message, Reject, Request, websocket};
 ///
 /// struct Chat {
 ///     password: String,
-///     endpoint: OnceLock<Endpoint>,
 /// }
 ///
 /// struct Member {
@@ -72,10 +79,6 @@ use proc_macro::TokenStream;
 ///
 /// #[websocket]
 /// impl Chat {
-///     fn on_start(&self, endpoint: Endpoint) {
-///         let _ = self.endpoint.set(endpoint);
-///     }
-///
 ///     async fn on_handshake(&self, request: &Request) -> Result<Member, Reject> {
 ///         if request.query("password") != Some(self.password.as_str()) {
 ///             return Err(Reject::forbidden("Nope. Valid password required."));
@@ -84,10 +87,8 @@ use proc_macro::TokenStream;
 ///         Ok(Member { name })
 ///     }
 ///
-///     async fn on_data(&self, member: &mut Member, text: String) {
-///         if let Some(endpoint) = self.endpoint.get() {
-///             endpoint.broadcast(Message::text(format!("{}: {text}", member.name)));
-///         }
+///     async fn on_data(&self, endpoint: &Endpoint, member: &mut Member, text: String) {
+///         endpoint.broadcast(Message::text(format!("{}: {text}", member.name)));
 ///     }
 ///
 ///     async fn on_close(&self, id: ClientId, member: Member, close: Close) {

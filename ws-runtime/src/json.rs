@@ -29,8 +29,6 @@ use crate::message::{Close, FromMessage, Message};
 /// [`Endpoint`](crate::Endpoint).
 ///
 /// ```
-/// use std::sync::OnceLock;
-///
 /// use serde::{Deserialize, Serialize};
 /// use ws::{ClientId, Endpoint, Json, Message, websocket};
 ///
@@ -48,19 +46,16 @@ use crate::message::{Close, FromMessage, Message};
 ///     Pong,
 /// }
 ///
-/// #[derive(Default)]
-/// struct Room {
-///     endpoint: OnceLock<Endpoint>,
-/// }
+/// struct Room;
 ///
 /// #[websocket]
 /// impl Room {
-///     fn on_start(&self, endpoint: Endpoint) {
-///         let _ = self.endpoint.set(endpoint);
-///     }
-///
-///     fn on_data(&self, id: ClientId, Json(command): Json<Command>) -> Result<(), ws::BoxError> {
-///         let Some(endpoint) = self.endpoint.get() else { return Ok(()) };
+///     fn on_data(
+///         &self,
+///         endpoint: &Endpoint,
+///         id: ClientId,
+///         Json(command): Json<Command>,
+///     ) -> Result<(), ws::BoxError> {
 ///         match command {
 ///             Command::Say { text } => {
 ///                 endpoint.broadcast(Message::json(&Event::Said { from: id, text: &text })?);

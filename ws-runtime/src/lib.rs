@@ -69,6 +69,7 @@ pub use stream::MessageStream;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handler::{
-        BoxError, DataError, DataParam, Handler, IntoDataResult, into_reject,
+        BoxError, DataError, DataParam, Handler, IntoBoxError, IntoDataResult, IntoHandshake,
+        IntoReject, SessionIs,
     };
 }

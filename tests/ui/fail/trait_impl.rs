@@ -1,4 +1,4 @@
-use ws::{__private::Handler, Accept, Message, Reject, Request, websocket};
+use ws::{__private::Handler, Accept, Endpoint, Message, Reject, Request, websocket};
 
 struct Chat;
 
@@ -7,7 +7,12 @@ impl Handler for Chat {
     type Session = ();
     type Message = Message;
 
-    async fn on_handshake(&self, _request: &Request, _accept: &mut Accept) -> Result<(), Reject> {
+    async fn on_handshake(
+        &self,
+        _endpoint: &Endpoint,
+        _request: &Request,
+        _accept: &mut Accept,
+    ) -> Result<(), Reject> {
         Ok(())
     }
 }

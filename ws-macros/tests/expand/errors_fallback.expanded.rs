@@ -21,6 +21,7 @@ impl ::ws::__private::Handler for Broken {
     type Message = ::ws::Message;
     fn on_handshake(
         &self,
+        __ws_endpoint: &::ws::Endpoint,
         __ws_request: &::ws::Request,
         __ws_accept: &mut ::ws::Accept,
     ) -> impl ::core::future::Future<

@@ -10,6 +10,7 @@ impl ::ws::__private::Handler for Silent {
     type Message = ::ws::Message;
     fn on_handshake(
         &self,
+        __ws_endpoint: &::ws::Endpoint,
         __ws_request: &::ws::Request,
         __ws_accept: &mut ::ws::Accept,
     ) -> impl ::core::future::Future<

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::CloseOnDrop;
-use crate::endpoint::Client;
+use crate::endpoint::{Client, Endpoint};
 use crate::handler::{BoxError, DataError, DataParam, Handler};
 use crate::handshake::Reject;
 use crate::message::Close;
@@ -32,6 +32,7 @@ pub(super) const HAND_OVER: usize = 64;
 /// refused message asked for).
 pub(super) async fn handle_loop<H: Handler>(
     handler: &H,
+    endpoint: &Endpoint,
     client: &Client,
     session: &mut H::Session,
     inbox: &Queue<Incoming>,
@@ -39,7 +40,7 @@ pub(super) async fn handle_loop<H: Handler>(
     // However it ends, the reader learns that nothing more is taken.
     let _stopped = CloseOnDrop(inbox);
     let id = client.id;
-    if guard(Hook::Open, handler.on_open(id, session))
+    if guard(Hook::Open, handler.on_open(endpoint, id, session))
         .await
         .is_err()
     {
@@ -72,7 +73,7 @@ pub(super) async fn handle_loop<H: Handler>(
                 Incoming::Stream(stream) => Box::pin(H::Message::from_stream(stream)).await,
             };
             let message = message.map_err(DataError::Refused)?;
-            handler.on_data(id, session, message).await
+            handler.on_data(endpoint, id, session, message).await
         })
         .await;
         match outcome {

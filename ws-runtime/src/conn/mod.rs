@@ -126,7 +126,13 @@ pub(crate) async fn run<H: Handler, A: Send>(
         };
         socket.endpoint.unregister(id);
         tracing::debug!(code = close.code, reason = %close.reason, "closed");
-        let _ = guard(Hook::Close, socket.handler.on_close(id, session, close)).await;
+        let _ = guard(
+            Hook::Close,
+            socket
+                .handler
+                .on_close(&socket.endpoint, id, session, close),
+        )
+        .await;
     }
     .instrument(span)
     .await;
@@ -199,7 +205,13 @@ where
             throttle: config.rate_limit.map(Throttle::new),
         };
         let reading = std::pin::pin!(read_loop(&mut input, &shared));
-        let handling = std::pin::pin!(handle_loop(&socket.handler, client, session, &inbox));
+        let handling = std::pin::pin!(handle_loop(
+            &socket.handler,
+            &socket.endpoint,
+            client,
+            session,
+            &inbox,
+        ));
         // Its hooks' sends to this client skip the registry.
         let handling = std::pin::pin!(socket.endpoint.as_current(client.clone(), handling));
         let writing = std::pin::pin!(write_loop(writer, &shared));
@@ -284,7 +296,12 @@ mod tests {
         type Session = ();
         type Message = Message;
 
-        async fn on_handshake(&self, _: &Request, _: &mut Accept) -> Result<(), Reject> {
+        async fn on_handshake(
+            &self,
+            _: &Endpoint,
+            _: &Request,
+            _: &mut Accept,
+        ) -> Result<(), Reject> {
             Ok(())
         }
     }

@@ -182,11 +182,7 @@ impl<H: Handler> SocketInner<H> {
         self.started
             .get_or_init(|| async {
                 let service = &self.service;
-                let _ = guard(
-                    Hook::Start,
-                    service.handler.on_start(service.endpoint.clone()),
-                )
-                .await;
+                let _ = guard(Hook::Start, service.handler.on_start(&service.endpoint)).await;
             })
             .await;
     }
@@ -194,7 +190,11 @@ impl<H: Handler> SocketInner<H> {
     async fn shutdown(&self) {
         self.stopped
             .get_or_init(|| async {
-                let _ = guard(Hook::Stop, self.service.handler.on_stop()).await;
+                let _ = guard(
+                    Hook::Stop,
+                    self.service.handler.on_stop(&self.service.endpoint),
+                )
+                .await;
                 self.service.endpoint.begin_shutdown();
                 self.tracker.close();
                 self.tracker.wait().await;
@@ -209,9 +209,7 @@ impl<H: Handler> SocketInner<H> {
     ) -> Response {
         self.start().await;
         let Service {
-            handler,
-            config,
-            endpoint,
+            config, endpoint, ..
         } = &*self.service;
         let headers = request.headers();
         let key = match handshake::check_protocol(request.method(), headers) {
@@ -223,9 +221,7 @@ impl<H: Handler> SocketInner<H> {
             return refuse(&request, reject, "origin not allowed");
         }
         if endpoint.is_shutting_down() {
-            let reject =
-                Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.");
-            return refuse(&request, reject, "shutting down");
+            return refuse(&request, shutting_down(), "shutting down");
         }
         let slot = match self.admission.admit(
             request.remote_addr().ip(),
@@ -241,13 +237,37 @@ impl<H: Handler> SocketInner<H> {
             );
             return Reject::internal_error("Internal Server Error").into_response();
         };
-        let mut accept = Accept::new(&request);
-        let session =
-            match guard(Hook::Handshake, handler.on_handshake(&request, &mut accept)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(reject)) => return refuse(&request, reject, "refused by on_handshake"),
-                Err(_) => return Reject::internal_error("Internal Server Error").into_response(),
-            };
+        // The hook runs in a task of its own, to completion: what it reserves is not lost at an
+        // `.await` when the client leaves meanwhile (hyper then drops this future). Shutdown
+        // waits for it like for a connection.
+        let decided = self.tracker.spawn({
+            let inner = self.clone();
+            async move {
+                let Service {
+                    handler, endpoint, ..
+                } = &*inner.service;
+                let mut accept = Accept::new(&request);
+                let outcome = guard(
+                    Hook::Handshake,
+                    handler.on_handshake(endpoint, &request, &mut accept),
+                )
+                .await;
+                (outcome, request, accept)
+            }
+        });
+        let (session, request, accept) = match decided.await {
+            Ok((Ok(Ok(session)), request, accept)) => (session, request, accept),
+            Ok((Ok(Err(reject)), request, _)) => {
+                return refuse(&request, reject, "refused by on_handshake");
+            }
+            Ok((Err(_), ..)) | Err(_) => {
+                return Reject::internal_error("Internal Server Error").into_response();
+            }
+        };
+        if endpoint.is_shutting_down() {
+            // Shutdown began while the hook ran: the session is dropped, never opened.
+            return refuse(&request, shutting_down(), "shutting down");
+        }
         let protocol = handshake::choose_protocol(config, &request, &accept);
         let deflate = config
             .deflate
@@ -271,6 +291,11 @@ impl<H: Handler> SocketInner<H> {
         ));
         response
     }
+}
+
+/// The answer to a handshake once shutdown began.
+fn shutting_down() -> Reject {
+    Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.")
 }
 
 fn refuse(request: &Request, reject: Reject, why: &str) -> Response {

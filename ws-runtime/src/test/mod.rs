@@ -18,21 +18,12 @@
 //! A complete test of an echo server that wants a token:
 //!
 //! ```
-//! use std::sync::OnceLock;
-//!
 //! use ws::{ClientId, Close, Endpoint, Message, Reject, Request};
 //!
-//! #[derive(Default)]
-//! struct Echo {
-//!     endpoint: OnceLock<Endpoint>,
-//! }
+//! struct Echo;
 //!
 //! #[ws::websocket]
 //! impl Echo {
-//!     fn on_start(&self, endpoint: Endpoint) {
-//!         let _ = self.endpoint.set(endpoint);
-//!     }
-//!
 //!     fn on_handshake(&self, req: &Request) -> Result<(), Reject> {
 //!         match req.query("token") {
 //!             Some("secret") => Ok(()),
@@ -40,18 +31,18 @@
 //!         }
 //!     }
 //!
-//!     fn on_data(&self, id: ClientId, msg: Message) {
+//!     fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
 //!         if msg.as_text() == Some("bye") {
-//!             let _ = self.endpoint.get().unwrap().close(id, 4000, "see you");
+//!             let _ = endpoint.close(id, 4000, "see you");
 //!         } else {
-//!             let _ = self.endpoint.get().unwrap().send(id, msg);
+//!             let _ = endpoint.send(id, msg);
 //!         }
 //!     }
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let socket = ws::Socket::new(Echo::default());
+//!     let socket = ws::Socket::new(Echo);
 //!     let server = ws::test::serve(&socket).await;
 //!
 //!     let mut client = server.connect("/?token=secret").await?;
