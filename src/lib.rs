@@ -265,7 +265,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! ws = { version = "0.1", features = ["test"] }
+//! warpsocket = { version = "0.1", features = ["test"] }
 //! ```
 //!
 //! ```
@@ -352,18 +352,18 @@
 #![cfg_attr(feature = "json", doc = "[json-type]: Json")]
 #![cfg_attr(
     not(feature = "json"),
-    doc = "[json-type]: https://docs.rs/ws/latest/ws/struct.Json.html"
+    doc = "[json-type]: https://docs.rs/warpsocket/latest/ws/struct.Json.html"
 )]
 #![cfg_attr(feature = "test", doc = "[test-module]: crate::test")]
 #![cfg_attr(
     not(feature = "test"),
-    doc = "[test-module]: https://docs.rs/ws/latest/ws/test/index.html"
+    doc = "[test-module]: https://docs.rs/warpsocket/latest/ws/test/index.html"
 )]
 #![cfg_attr(feature = "tls", doc = "[server-tls]: Server::tls\n[tls-type]: Tls")]
 #![cfg_attr(
     not(feature = "tls"),
-    doc = "[server-tls]: https://docs.rs/ws/latest/ws/struct.Server.html#method.tls\n\
-           [tls-type]: https://docs.rs/ws/latest/ws/struct.Tls.html"
+    doc = "[server-tls]: https://docs.rs/warpsocket/latest/ws/struct.Server.html#method.tls\n\
+           [tls-type]: https://docs.rs/warpsocket/latest/ws/struct.Tls.html"
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
