@@ -371,3 +371,28 @@
 pub use ws_macros::websocket;
 #[doc(inline)]
 pub use ws_runtime::*;
+
+// The runtime's feature-gated items again, by name: with their feature off, these imports are
+// configured out, so rustc's error on `ws::Json` or `ws::test::...` notes "the item is gated
+// behind the `json` feature" where the glob alone says only "no `Json` in the root"
+// (tests/ui/fail/features). With the feature on, the glob and these name the same items.
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+#[doc(inline)]
+pub use ws_runtime::Json;
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+#[doc(inline)]
+pub use ws_runtime::JsonError;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+#[doc(inline)]
+pub use ws_runtime::Tls;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+#[doc(inline)]
+pub use ws_runtime::rustls;
+#[cfg(feature = "test")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
+#[doc(inline)]
+pub use ws_runtime::test;
