@@ -7,7 +7,7 @@
 //! `/proc/PID/stat`, as a ratio to raw `warp::ws` and to the floor within the same round.
 //!
 //! ```text
-//! cargo build --release --example echo -p ws
+//! cargo build --release --example echo -p warpsocket
 //! cargo run --release -p ws-bench -- all --markdown BENCHMARKS.md
 //! cargo run --release -p ws-bench -- latency --markdown BENCHMARKS.md   # broadcast, open loop
 //! cargo run --release -p ws-bench -- deflate --markdown BENCHMARKS.md   # permessage-deflate
@@ -416,7 +416,7 @@ fn main() -> ExitCode {
         .any(|kind| matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate));
     if wants_ours && !options.ours.is_file() {
         eprintln!(
-            "ws-bench: {} not found; build it first: cargo build --release --example echo -p ws",
+            "ws-bench: {} not found; build it first: cargo build --release --example echo -p warpsocket",
             options.ours.display()
         );
         return ExitCode::FAILURE;

@@ -600,7 +600,7 @@ pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
             )
         }
         _ => format!(
-            "# Benchmarks\n\nRegenerate: `cargo build --release --example echo -p ws && cargo run \
+            "# Benchmarks\n\nRegenerate: `cargo build --release --example echo -p warpsocket && cargo run \
              --release -p ws-bench -- all --markdown BENCHMARKS.md`\n\n{generated}"
         ),
     };

@@ -50,7 +50,7 @@ if [ "$build" = 1 ]; then
     # for anyone else's benchmark (at most 15 minutes; the measurements wait again before
     # every run, and flag a run that could not wait).
     python3 "$here/tsung_load.py" --wait-quiet --max-wait 900 || true
-    (cd "$root" && cargo build --release --example echo -p ws && cargo build --release -p ws-bench)
+    (cd "$root" && cargo build --release --example echo -p warpsocket && cargo build --release -p ws-bench)
 fi
 
 # 5,000 connections on each side.

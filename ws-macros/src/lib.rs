@@ -1,4 +1,4 @@
-//! The `#[websocket]` attribute of the [`ws`](https://docs.rs/ws) framework; use it through `ws`.
+//! The `#[websocket]` attribute of [`ws`](https://docs.rs/warpsocket/latest/ws/); use it via `ws`.
 
 mod args;
 mod ast;

@@ -1,4 +1,4 @@
-//! Runtime of the [`ws`](https://docs.rs/ws) framework: the handshake, the connection tasks,
+//! Runtime of [`ws`](https://docs.rs/warpsocket/latest/ws/): the handshake, the connection tasks,
 //! the [`Endpoint`], the configuration and serving with a graceful shutdown.
 //!
 //! Users depend on the facade crate `ws`, which re-exports everything here together with the

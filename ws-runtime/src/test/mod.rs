@@ -12,7 +12,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! ws = { version = "0.1", features = ["test"] }
+//! warpsocket = { version = "0.1", features = ["test"] }
 //! ```
 //!
 //! A complete test of an echo server that wants a token:
