@@ -1,16 +1,21 @@
-//! Tests of `ws::test` itself: connecting, sending, receiving, closes, refusals, shutdown.
+//! Tests of `ws::test` itself: connecting, sending, receiving, closes, refusals, shutdown,
+//! plain HTTP requests to the routes beside the socket.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::sync::Notify;
 use warp::Filter;
-use ws::test::{ClientError, ConnectError};
+use ws::test::{ClientError, ConnectError, HttpError};
 use ws::{Accept, ClientId, Close, Endpoint, Message, Reject, Request, websocket};
 
 /// Echoes messages; `close:CODE:REASON` makes the server close; refuses without `?token=ok`.
+/// `closed` is notified after each `on_close`.
 #[derive(Default)]
 struct Echo {
     closes: Mutex<Vec<Close>>,
+    closed: Notify,
 }
 
 #[websocket]
@@ -50,6 +55,7 @@ impl Echo {
 
     fn on_close(&self, close: Close) {
         self.closes.lock().unwrap().push(close);
+        self.closed.notify_one();
     }
 }
 
@@ -499,5 +505,247 @@ async fn raw_requests_get_typed_replies_and_raw_connections()
         socket.handler().closes.lock().unwrap().as_slice(),
         [Close::new(4000, "bye")]
     );
+    Ok(())
+}
+
+/// `Echo` at `/ws` and plain routes beside it, served as a user would with `serve_with`:
+/// `/stats` counts the connected clients, `/hello` answers 202 with a header of its own,
+/// `/headers` shows the request's `Host`, `Connection` and `X-Name`, `/echo` takes a POST,
+/// `/chunked` streams its body, `/binary` sends bytes that are not UTF-8, and `/never` waits
+/// for `gate` before it answers.
+fn routes(
+    socket: &ws::Socket<Echo>,
+    gate: Arc<Notify>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    let endpoint = socket.endpoint();
+    let stats = warp::path!("stats").map(move || endpoint.len().to_string());
+    let hello = warp::path!("hello").map(|| {
+        let reply = warp::reply::with_header("plain HTTP", "x-kind", "plain");
+        warp::reply::with_status(reply, ws::StatusCode::ACCEPTED)
+    });
+    let headers = warp::path!("headers")
+        .and(warp::header::<String>("host"))
+        .and(warp::header::<String>("connection"))
+        .and(warp::header::optional::<String>("x-name"))
+        .map(|host, connection, name: Option<String>| {
+            format!("{host} {connection} {}", name.unwrap_or_default())
+        });
+    let echo = warp::path!("echo")
+        .and(warp::post())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::bytes())
+        .map(|length: Option<u64>, body: Bytes| {
+            let length = length.map_or_else(|| "none".to_owned(), |n| n.to_string());
+            format!("{length}: {}", String::from_utf8_lossy(&body))
+        });
+    let chunked = warp::path!("chunked").map(|| {
+        let chunks = ["hello", " ", "world"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+        warp::reply::stream(futures_util::stream::iter(chunks))
+    });
+    let binary = warp::path!("binary").map(|| Bytes::from_static(&[0xff, b'a', 0]).to_vec());
+    let never = warp::path!("never").then(move || {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            "late"
+        }
+    });
+    warp::path("ws")
+        .and(socket.filter())
+        .or(stats)
+        .or(hello)
+        .or(headers)
+        .or(echo)
+        .or(chunked)
+        .or(binary)
+        .or(never)
+}
+
+/// Serves `routes` for a new `Echo`; the gate opens `/never`.
+async fn serve_routes() -> (ws::Socket<Echo>, ws::test::TestServer, Arc<Notify>) {
+    let socket = ws::Socket::new(Echo::default());
+    let gate = Arc::new(Notify::new());
+    let routes = routes(&socket, gate.clone());
+    let server = ws::test::serve_with(ws::serve(routes).socket(&socket)).await;
+    (socket, server, gate)
+}
+
+#[tokio::test]
+async fn get_reads_a_sibling_route() -> Result<(), Box<dyn std::error::Error>> {
+    let (_socket, server, _gate) = serve_routes().await;
+    let response = server.get("/hello").await?;
+    assert_eq!(response.status(), ws::StatusCode::ACCEPTED);
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.version(), http::Version::HTTP_11);
+    assert_eq!(response.header("X-Kind"), Some("plain"));
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(response.header("content-length"), Some("10"));
+    // The server closes the connection after it, as asked.
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(response.headers().contains_key("date"));
+    assert_eq!(response.body(), "plain HTTP");
+    assert_eq!(response.body_bytes().as_ref(), b"plain HTTP");
+    assert_eq!(response.to_string(), "202 Accepted: plain HTTP");
+
+    // What the route sees: the server's address as `Host`, `Connection: close`, the headers
+    // added; the query goes along.
+    let seen = server.get("/headers?q=1").header("x-name", "ada").await?;
+    assert_eq!(seen.body(), format!("{} close ada", server.addr()));
+    let keep = server.get("/headers").header("Connection", "keep-alive");
+    assert_eq!(
+        keep.send().await?.body(),
+        format!("{} keep-alive ", server.addr())
+    );
+
+    // The socket still answers its own path.
+    let mut client = server.connect("/ws?token=ok").await?;
+    assert_eq!(client.recv_text().await?, "welcome anonymous");
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_route_counting_clients_sees_test_clients() -> Result<(), Box<dyn std::error::Error>> {
+    let (socket, server, _gate) = serve_routes().await;
+    let count = || async { Ok::<_, HttpError>(server.get("/stats").await?.body().to_owned()) };
+    assert_eq!(count().await?, "0");
+
+    // The welcome is sent by `on_open`, after the client is registered: once it arrives, the
+    // client is counted.
+    let mut ada = server.connect("/ws?token=ok").await?;
+    assert_eq!(ada.recv_text().await?, "welcome anonymous");
+    assert_eq!(count().await?, "1");
+    let mut bob = server.connect("/ws?token=ok").await?;
+    assert_eq!(bob.recv_text().await?, "welcome anonymous");
+    assert_eq!(count().await?, "2");
+
+    // `on_close` runs after the client is gone from the endpoint.
+    assert_eq!(ada.close(1000, "bye").await?.code, 1000);
+    socket.handler().closed.notified().await;
+    assert_eq!(count().await?, "1");
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_404_response_not_an_error() -> Result<(), Box<dyn std::error::Error>>
+{
+    let (_socket, server, _gate) = serve_routes().await;
+    let response = server.get("/nowhere").await?;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.body(), "");
+    assert_eq!(response.to_string(), "404 Not Found");
+    // Any status is a response: a route's 405 for another method, and the socket's own
+    // refusal of a plain GET.
+    let get = server.get("/echo").await?;
+    assert_eq!(get.status(), 405);
+    let not_upgrade = server.get("/ws?token=ok").await?;
+    assert_eq!(not_upgrade.status(), 426);
+    assert_eq!(not_upgrade.header("upgrade"), Some("websocket"));
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn chunked_and_sized_bodies_are_read_whole() -> Result<(), Box<dyn std::error::Error>> {
+    let (_socket, server, _gate) = serve_routes().await;
+    let chunked = server.get("/chunked").await?;
+    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(chunked.header("content-length"), None);
+    assert_eq!(chunked.body(), "hello world");
+
+    let sized = server.get("/hello").await?;
+    assert_eq!(sized.header("transfer-encoding"), None);
+    assert_eq!(sized.body(), "plain HTTP");
+
+    let binary = server.get("/binary").await?;
+    assert_eq!(binary.header("content-length"), Some("3"));
+    assert_eq!(binary.body_bytes().as_ref(), [0xff, b'a', 0]);
+    assert_eq!(binary.body(), "\u{fffd}a\0");
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn requests_with_any_method_headers_and_body() -> Result<(), Box<dyn std::error::Error>> {
+    let (_socket, server, _gate) = serve_routes().await;
+    let sent = server
+        .http(http::Method::POST, "/echo")
+        .header("content-type", "text/plain")
+        .body("hello")
+        .await?;
+    assert_eq!(sent.status(), 200);
+    assert_eq!(sent.body(), "5: hello");
+    let bytes = server
+        .http(http::Method::POST, "/echo")
+        .body(vec![b'h', 0xff])
+        .send()
+        .await?;
+    assert_eq!(bytes.body(), "2: h\u{fffd}");
+    let empty = server.http(http::Method::POST, "/echo").await?;
+    assert_eq!(empty.body(), "none: ");
+
+    let err = server.get("no-slash").await.unwrap_err();
+    assert!(matches!(err, HttpError::InvalidRequest(_)), "{err}");
+    let err = server.get("/a b").await.unwrap_err();
+    assert!(matches!(err, HttpError::InvalidRequest(_)), "{err}");
+    let err = server
+        .get("/")
+        .header("x-bad", "line\r\nbreak")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::InvalidRequest(_)), "{err}");
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_route_that_never_answers_times_out() -> Result<(), Box<dyn std::error::Error>> {
+    let (_socket, server, gate) = serve_routes().await;
+    let err = server
+        .get("/never")
+        .timeout(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HttpError::Timeout(after) if after == Duration::from_millis(200)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "no HTTP response within 200ms");
+    // Let the route answer, so that the shutdown does not wait for it.
+    gate.notify_one();
+    server.shutdown().await;
+    Ok(())
+}
+
+#[cfg(feature = "json")]
+#[tokio::test]
+async fn json_responses_decode() -> Result<(), Box<dyn std::error::Error>> {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Stats {
+        clients: usize,
+    }
+
+    let socket = ws::Socket::new(Echo::default());
+    let endpoint = socket.endpoint();
+    let stats = warp::path!("stats.json")
+        .map(move || warp::reply::json(&serde_json::json!({ "clients": endpoint.len() })));
+    let routes = warp::path("ws").and(socket.filter()).or(stats);
+    let server = ws::test::serve_with(ws::serve(routes).socket(&socket)).await;
+    let mut client = server.connect("/ws?token=ok").await?;
+    assert_eq!(client.recv_text().await?, "welcome anonymous");
+
+    let response = server.get("/stats.json").await?;
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.json::<Stats>()?, Stats { clients: 1 });
+    assert!(response.json::<Vec<u8>>().is_err());
+    // A refusal's reply decodes too.
+    let refusal = server.connect("/ws").expect_refusal().await;
+    assert!(refusal.reply().json::<Stats>().is_err());
+    server.shutdown().await;
     Ok(())
 }

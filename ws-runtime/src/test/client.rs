@@ -108,32 +108,14 @@ impl Connect {
     /// The handshake as a raw request with this key: the headers given replace the
     /// handshake's own of the same name, and add to each other.
     fn request(&self, key: &str) -> Result<raw::Request, ConnectError> {
-        let path = &self.path;
-        if !path.starts_with('/')
-            || path
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(ConnectError::InvalidRequest(format!(
-                "`{path}` is not a path and query starting with `/`"
-            )));
-        }
-        let mut request = raw::Request::new(self.addr, path)
+        raw::check_target(&self.path).map_err(ConnectError::InvalidRequest)?;
+        let mut request = raw::Request::new(self.addr, &self.path)
             .header("sec-websocket-key", key)
             .timeout(self.timeout);
         if !self.protocols.is_empty() {
             request = request.header("sec-websocket-protocol", &self.protocols.join(", "));
         }
-        let mut replaced: Vec<&str> = Vec::new();
-        for (name, value) in &self.headers {
-            if replaced.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                request = request.append_header(name, value);
-            } else {
-                replaced.push(name);
-                request = request.header(name, value);
-            }
-        }
-        Ok(request)
+        Ok(request.headers(&self.headers))
     }
 
     async fn handshake(self) -> Result<Client, ConnectError> {
@@ -144,7 +126,14 @@ impl Connect {
             .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
             .map_or_else(generate_key, |(_, key)| key.clone());
         let request = self.request(&key)?;
-        let (reply, upgraded) = request.exchange().await.map_err(connect_error)?;
+        let (reply, upgraded) = request.exchange().await.map_err(|err| {
+            err.sort(
+                ConnectError::Timeout,
+                ConnectError::Io,
+                ConnectError::InvalidRequest,
+                ConnectError::InvalidResponse,
+            )
+        })?;
         let Some(upgraded) = upgraded else {
             return Err(ConnectError::Refused(Refusal(Box::new(reply))));
         };
@@ -164,16 +153,6 @@ impl Connect {
             reply.headers().clone(),
             protocol,
         ))
-    }
-}
-
-/// A raw exchange's failure as the handshake's.
-fn connect_error(err: raw::RawError) -> ConnectError {
-    match err {
-        raw::RawError::Timeout(timeout) => ConnectError::Timeout(timeout),
-        raw::RawError::Io(err) => ConnectError::Io(err),
-        raw::RawError::InvalidRequest(what) => ConnectError::InvalidRequest(what),
-        other => ConnectError::InvalidResponse(other.to_string()),
     }
 }
 

@@ -1,5 +1,6 @@
-//! What a test learns when a handshake or a connection does not go as planned: a refused
-//! handshake ([`Refusal`]) and the errors of connecting and of a connection.
+//! What a test learns when a handshake, a connection or a plain HTTP request does not go as
+//! planned: a refused handshake ([`Refusal`]), the errors of connecting, of a connection and of
+//! an HTTP request.
 
 use std::fmt;
 use std::io;
@@ -9,9 +10,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::HeaderMap;
 
-use super::raw;
+use super::Response;
 #[cfg(doc)]
-use super::{Client, TestServer};
+use super::{Client, HttpRequest, TestServer};
 use crate::{Close, Message};
 
 /// A refused handshake: the HTTP reply the server sent instead of `101 Switching Protocols`.
@@ -31,7 +32,7 @@ use crate::{Close, Message};
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 #[derive(Debug, Clone)]
 // Boxed: it travels inside `ConnectError`, which should stay small.
-pub struct Refusal(pub(super) Box<raw::Reply>);
+pub struct Refusal(pub(super) Box<Response>);
 
 impl Refusal {
     /// The status code.
@@ -59,8 +60,8 @@ impl Refusal {
         self.0.body_bytes()
     }
 
-    /// The whole reply.
-    pub fn reply(&self) -> &raw::Reply {
+    /// The whole reply: a [`Response`], for its HTTP version or to decode its body as JSON.
+    pub fn reply(&self) -> &Response {
         &self.0
     }
 }
@@ -130,4 +131,35 @@ pub enum ClientError {
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     #[error("the message is not the expected JSON: {0}")]
     Json(#[source] serde_json::Error),
+}
+
+/// Why a plain HTTP request ([`TestServer::get`], [`TestServer::http`]) got no [`Response`].
+///
+/// Any status is a response, 404 and 500 included: this error means there was none.
+///
+/// ```
+/// # async fn demo(server: &ws::test::TestServer) {
+/// use std::time::Duration;
+///
+/// let err = server.get("/never").timeout(Duration::from_millis(100)).await.unwrap_err();
+/// assert!(matches!(err, ws::test::HttpError::Timeout(_)));
+/// assert_eq!(err.to_string(), "no HTTP response within 100ms");
+/// # }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// No complete response within the request's timeout ([`HttpRequest::timeout`]).
+    #[error("no HTTP response within {0:?}")]
+    Timeout(Duration),
+    /// Connecting, writing or reading failed.
+    #[error("connection failed: {0}")]
+    Io(#[source] io::Error),
+    /// The request could not be built: a path without a leading `/`, an invalid header.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The server's answer was not valid HTTP/1.x, or it ended before the whole response.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
 }

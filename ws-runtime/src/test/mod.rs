@@ -5,6 +5,8 @@
 //! port of 127.0.0.1, and [`TestServer::connect`] opens a real WebSocket connection to it,
 //! with the query, headers and `Origin` you choose. A refused handshake comes back as a
 //! [`Refusal`] with its status, headers and body, which `warp::test::ws()` cannot show.
+//! [`TestServer::get`] and [`TestServer::http`] send plain HTTP requests to the routes served
+//! beside the socket ([`serve_with`]) and return the [`Response`].
 //! [`raw`] writes what a correct client never sends: handshakes with any method and headers,
 //! and frames with any bits, mask and length; it reads the server's frames as they are.
 //!
@@ -65,15 +67,19 @@
 
 mod client;
 mod errors;
+mod http;
 pub mod raw;
+mod response;
 mod server;
 
 use std::time::Duration;
 
+pub use self::http::HttpRequest;
 #[cfg(doc)]
 use crate::Socket;
 pub use client::{Client, Connect};
-pub use errors::{ClientError, ConnectError, Refusal};
+pub use errors::{ClientError, ConnectError, HttpError, Refusal};
+pub use response::Response;
 pub use server::{TestServer, serve, serve_with};
 
 /// How long a connect, a receive or a close waits by default before it fails.
@@ -159,5 +165,34 @@ mod tests {
         let addr = answer_with(b"SSH-2.0-OpenSSH\r\n\r\n").await;
         let err = connect(addr).await.unwrap_err();
         assert!(matches!(err, ConnectError::InvalidResponse(_)), "{err}");
+    }
+
+    fn get(addr: SocketAddr) -> HttpRequest {
+        HttpRequest::new(addr, ::http::Method::GET, "/x?y=1")
+    }
+
+    #[tokio::test]
+    async fn http_bodies_without_length_are_read_to_the_end() {
+        let addr =
+            answer_with(b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-A: b\r\n\r\nall of it").await;
+        let response = get(addr).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.header("x-a"), Some("b"));
+        assert_eq!(response.body(), "all of it");
+    }
+
+    #[tokio::test]
+    async fn an_http_body_cut_short_is_an_invalid_response() {
+        let addr = answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort").await;
+        let err = get(addr).await.unwrap_err();
+        assert!(matches!(err, HttpError::InvalidResponse(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "invalid response: error reading a body from connection: \
+             end of file before message length reached"
+        );
+        let addr = answer_with(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+        let err = get(addr).await.unwrap_err();
+        assert!(matches!(err, HttpError::InvalidResponse(_)), "{err:?}");
     }
 }

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 
+use http::Method;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warp::{Filter, Rejection, Reply};
 
 #[cfg(doc)]
-use super::Client;
-use super::{Connect, raw};
+use super::{Client, Response};
+use super::{Connect, HttpRequest, raw};
 use crate::{Error, Handler, Server, Socket};
 
 /// Serves a socket's [`filter`](Socket::filter) at every path on 127.0.0.1 with an ephemeral
@@ -45,6 +46,7 @@ pub async fn serve<H: Handler>(socket: &Socket<H>) -> TestServer {
 ///
 /// Signals are turned off and a shutdown trigger is added for [`TestServer::shutdown`]; other
 /// settings (the handshake timeout, more shutdown futures, `Server::tls`) are kept.
+/// [`TestServer::get`] and [`TestServer::http`] request the other routes. They,
 /// [`TestServer::connect`] and [`TestServer::raw`] speak plain TCP: against a server with
 /// `Server::tls`, bring your own TLS client to [`TestServer::addr`].
 ///
@@ -170,6 +172,102 @@ impl TestServer {
     /// ```
     pub fn raw(&self, path_and_query: &str) -> raw::Request {
         raw::Request::new(self.addr, path_and_query)
+    }
+
+    /// Prepares a plain HTTP `GET` of `path_and_query` (e.g. `"/stats"`), for the routes served
+    /// beside the socket ([`serve_with`]); await it for the [`Response`]. Add headers or a
+    /// timeout first (see [`HttpRequest`]).
+    ///
+    /// It is an HTTP/1.1 request with `Host: 127.0.0.1:PORT` and `Connection: close`, on a
+    /// connection of its own. Any status is a response: a path no route takes gives warp's
+    /// 404, and only a missing or broken response is an [`HttpError`](super::HttpError).
+    ///
+    /// A route that reports the number of connected clients, checked with a client connected:
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    ///
+    /// use warp::Filter;
+    /// use ws::{ClientId, Endpoint};
+    ///
+    /// #[derive(Default)]
+    /// struct Room {
+    ///     endpoint: OnceLock<Endpoint>,
+    /// }
+    ///
+    /// #[ws::websocket]
+    /// impl Room {
+    ///     fn on_start(&self, endpoint: Endpoint) {
+    ///         let _ = self.endpoint.set(endpoint);
+    ///     }
+    ///
+    ///     fn on_open(&self, id: ClientId) {
+    ///         let _ = self.endpoint.get().unwrap().send(id, "welcome");
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = ws::Socket::new(Room::default());
+    /// let endpoint = socket.endpoint();
+    /// let stats = warp::path("stats").map(move || format!("{} connected", endpoint.len()));
+    /// let routes = warp::path("ws").and(socket.filter()).or(stats);
+    /// let server = ws::test::serve_with(ws::serve(routes).socket(&socket)).await;
+    ///
+    /// let mut client = server.connect("/ws").await?;
+    /// // Once the welcome arrives, `on_open` has run: the client is counted.
+    /// assert_eq!(client.recv_text().await?, "welcome");
+    ///
+    /// let response = server.get("/stats").await?;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.header("content-type"), Some("text/plain; charset=utf-8"));
+    /// assert_eq!(response.body(), "1 connected");
+    ///
+    /// assert_eq!(server.get("/nowhere").await?.status(), 404);
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get(&self, path_and_query: &str) -> HttpRequest {
+        self.http(Method::GET, path_and_query)
+    }
+
+    /// Prepares a plain HTTP request with any method for `path_and_query`; add headers and a
+    /// body, then await it for the [`Response`]. As [`get`](TestServer::get) otherwise.
+    ///
+    /// ```
+    /// use warp::Filter;
+    ///
+    /// struct Quiet;
+    ///
+    /// #[ws::websocket]
+    /// impl Quiet {}
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = ws::Socket::new(Quiet);
+    /// let say = warp::post()
+    ///     .and(warp::path("say"))
+    ///     .and(warp::header::<String>("x-name"))
+    ///     .and(warp::body::bytes())
+    ///     .map(|name: String, body: bytes::Bytes| {
+    ///         format!("{name} said {}", String::from_utf8_lossy(&body))
+    ///     });
+    /// let routes = warp::path("ws").and(socket.filter()).or(say);
+    /// let server = ws::test::serve_with(ws::serve(routes).socket(&socket)).await;
+    ///
+    /// let response = server
+    ///     .http(http::Method::POST, "/say")
+    ///     .header("x-name", "ada")
+    ///     .body("hello")
+    ///     .await?;
+    /// assert_eq!(response.body(), "ada said hello");
+    /// // Without the header, warp refuses the route.
+    /// assert_eq!(server.http(http::Method::POST, "/say").await?.status(), 400);
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn http(&self, method: Method, path_and_query: &str) -> HttpRequest {
+        HttpRequest::new(self.addr, method, path_and_query)
     }
 
     /// Starts the graceful shutdown and waits for it: `on_stop`, every client closed with 1001

@@ -1,7 +1,8 @@
 //! Handshake requests by hand, sent with hyper's client over a fresh TCP connection: the typed
-//! reply, and after a 101 the connection itself for raw frames.
+//! reply, and after a 101 the connection itself for raw frames. Plain HTTP requests
+//! ([`TestServer::http`](crate::test::TestServer::http)) go the same way.
 
-use std::fmt;
+use std::convert::Infallible;
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -10,15 +11,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
-use hyper::body::Body;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::RawError;
-use crate::test::DEFAULT_TIMEOUT;
+use crate::test::{DEFAULT_TIMEOUT, Response};
+
+/// The reply to a raw request: a [`Response`], under the name this module has always used.
+pub type Reply = Response;
 
 /// The `Sec-WebSocket-Key` a [`Request`] sends unless told otherwise: the example of RFC 6455
 /// §1.3, so that the expected `Sec-WebSocket-Accept` is [`SAMPLE_ACCEPT`].
@@ -27,7 +31,7 @@ pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// The `Sec-WebSocket-Accept` that answers [`SAMPLE_KEY`].
 pub const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// Largest reply body read.
+/// Largest response body read.
 const MAX_BODY: usize = 16 << 20;
 
 /// A handshake request written by hand: any method, any headers, headers left out.
@@ -35,7 +39,8 @@ const MAX_BODY: usize = 16 << 20;
 /// [`new`](Request::new) (or [`TestServer::raw`](crate::test::TestServer::raw)) starts from a
 /// valid handshake: `GET`, `Host: 127.0.0.1:PORT`, `Upgrade: websocket`,
 /// `Connection: Upgrade`, `Sec-WebSocket-Key:` [`SAMPLE_KEY`] and
-/// `Sec-WebSocket-Version: 13`. [`send`](Request::send) returns the server's [`Reply`];
+/// `Sec-WebSocket-Version: 13`. [`send`](Request::send) returns the server's [`Reply`] (a
+/// [`Response`]);
 /// [`upgrade`](Request::upgrade) expects a 101 and returns the connection too, for raw frames.
 /// hyper's client sends the request and reads the reply (chunked, sized or until the end),
 /// on a connection of its own each time.
@@ -63,7 +68,7 @@ pub struct Request {
     method: String,
     target: String,
     headers: Vec<(String, String)>,
-    body: String,
+    body: Bytes,
     timeout: Duration,
 }
 
@@ -71,23 +76,24 @@ impl Request {
     /// A valid handshake for `target` (a path and query such as `"/ws?name=ada"`) on the
     /// server at `addr`.
     pub fn new(addr: SocketAddr, target: &str) -> Request {
-        let headers = [
-            ("host", addr.to_string()),
-            ("upgrade", "websocket".to_owned()),
-            ("connection", "Upgrade".to_owned()),
-            ("sec-websocket-key", SAMPLE_KEY.to_owned()),
-            ("sec-websocket-version", "13".to_owned()),
-        ];
+        Request::plain(addr, target, "Upgrade")
+            .append_header("upgrade", "websocket")
+            .append_header("sec-websocket-key", SAMPLE_KEY)
+            .append_header("sec-websocket-version", "13")
+    }
+
+    /// A `GET` of `target` with `Host` and this `Connection` header, nothing else.
+    pub(crate) fn plain(addr: SocketAddr, target: &str, connection: &str) -> Request {
         Request {
             addr,
             local_ip: None,
             method: "GET".to_owned(),
             target: target.to_owned(),
-            headers: headers
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-            body: String::new(),
+            headers: vec![
+                ("host".to_owned(), addr.to_string()),
+                ("connection".to_owned(), connection.to_owned()),
+            ],
+            body: Bytes::new(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -115,9 +121,25 @@ impl Request {
         self
     }
 
-    /// Sends this body (give its `Content-Length` or `Transfer-Encoding` with
-    /// [`header`](Request::header) if the server should see one).
-    pub fn body(mut self, body: impl Into<String>) -> Self {
+    /// Sets these headers in order: the first of each name replaces the request's own ones of
+    /// that name, the next ones add to it.
+    pub(crate) fn headers(mut self, headers: &[(String, String)]) -> Self {
+        let mut replaced: Vec<&str> = Vec::new();
+        for (name, value) in headers {
+            if replaced.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                self = self.append_header(name, value);
+            } else {
+                replaced.push(name);
+                self = self.header(name, value);
+            }
+        }
+        self
+    }
+
+    /// Sends this body. Unless a `Content-Length` or `Transfer-Encoding` is given with
+    /// [`header`](Request::header), a body that is not empty is sent with its
+    /// `Content-Length`, and an empty one without.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }
@@ -169,13 +191,13 @@ impl Request {
             .unwrap_or(Err(RawError::Timeout(timeout)))
     }
 
-    fn build(&self) -> Result<http::Request<String>, RawError> {
+    fn build(&self) -> Result<http::Request<Full>, RawError> {
         let invalid = |what: String| RawError::InvalidRequest(what);
         let method = Method::from_bytes(self.method.as_bytes())
             .map_err(|_| invalid(format!("`{}` is not a method", self.method)))?;
         let uri = Uri::try_from(self.target.as_str())
             .map_err(|_| invalid(format!("`{}` is not a request target", self.target)))?;
-        let mut request = http::Request::new(self.body.clone());
+        let mut request = http::Request::new(Full(Some(self.body.clone())));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -217,7 +239,7 @@ impl Request {
                 .downcast::<TokioIo<TcpStream>>()
                 .map_err(|_| RawError::InvalidResponse("the upgrade lost the connection".into()))?;
             let (head, _) = response.into_parts();
-            let reply = Reply::new(head.status, head.version, head.headers, Bytes::new());
+            let reply = Response::new(head.status, head.version, head.headers, Bytes::new());
             let upgraded = Upgraded {
                 tcp: parts.io.into_inner(),
                 ahead: parts.read_buf,
@@ -237,100 +259,68 @@ impl Request {
             }
         }
         Ok((
-            Reply::new(head.status, head.version, head.headers, bytes.into()),
+            Response::new(head.status, head.version, head.headers, bytes.into()),
             None,
         ))
     }
 }
 
-/// A reply that is not HTTP/1.x, or incomplete, is an invalid response; anything else is the
-/// connection's failure.
+/// The path and query of a request made by the test kit: it starts with `/` and has no white
+/// space or control characters.
+pub(crate) fn check_target(target: &str) -> Result<(), String> {
+    if target.starts_with('/')
+        && !target
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{target}` is not a path and query starting with `/`"
+        ))
+    }
+}
+
+/// A request body known in full: sent with its `Content-Length`, none when it is empty.
+struct Full(Option<Bytes>);
+
+impl Body for Full {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.0
+                .take()
+                .filter(|b| !b.is_empty())
+                .map(|b| Ok(Frame::data(b))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+/// A reply that is not HTTP/1.x, or incomplete (its head, or a body shorter than announced),
+/// is an invalid response; anything else is the connection's failure.
 fn hyper_error(err: hyper::Error) -> RawError {
-    if err.is_parse() || err.is_incomplete_message() {
+    let cut_short = std::error::Error::source(&err)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .filter(|source| source.kind() == io::ErrorKind::UnexpectedEof);
+    if let Some(source) = cut_short {
+        RawError::InvalidResponse(format!("{err}: {source}"))
+    } else if err.is_parse() || err.is_incomplete_message() {
         RawError::InvalidResponse(err.to_string())
     } else {
         RawError::Io(io::Error::other(err))
-    }
-}
-
-/// An HTTP reply: its status, headers and body.
-///
-/// Compare [`status`](Reply::status) with a [`StatusCode`] or a plain number, and
-/// [`body`](Reply::body) with a string:
-///
-/// ```
-/// # async fn demo(server: &ws::test::TestServer) -> Result<(), ws::test::raw::RawError> {
-/// let reply = server.raw("/").header("sec-websocket-version", "12").send().await?;
-/// assert_eq!(reply.status(), 426);
-/// assert_eq!(reply.status(), http::StatusCode::UPGRADE_REQUIRED);
-/// assert_eq!(reply.header("Sec-WebSocket-Version"), Some("13"));
-/// assert!(reply.body().starts_with("Unsupported WebSocket version"));
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Reply {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-    body: Bytes,
-    text: String,
-}
-
-impl Reply {
-    pub(crate) fn new(
-        status: StatusCode,
-        version: Version,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Self {
-        Reply {
-            status,
-            version,
-            headers,
-            text: String::from_utf8_lossy(&body).into_owned(),
-            body,
-        }
-    }
-
-    /// The status code.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The HTTP version of the reply.
-    pub fn version(&self) -> Version {
-        self.version
-    }
-
-    /// All headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// The first value of a header (the name in any case), if it is visible ASCII.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The body as text (invalid UTF-8 replaced by `U+FFFD`); empty for a 101.
-    pub fn body(&self) -> &str {
-        &self.text
-    }
-
-    /// The body as bytes.
-    pub fn body_bytes(&self) -> &Bytes {
-        &self.body
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
-        if !self.text.is_empty() {
-            write!(f, ": {}", self.text)?;
-        }
-        Ok(())
     }
 }
 

@@ -5,9 +5,9 @@
 //!
 //! - [`Request`] (from [`TestServer::raw`](crate::test::TestServer::raw)): a handshake with any
 //!   method and headers, some left out; [`send`](Request::send) returns the typed [`Reply`]
-//!   (status, headers, body), [`upgrade`](Request::upgrade) the reply of a 101 and the
-//!   connection ([`Upgraded`]) for raw frames. hyper's client writes the request and reads the
-//!   reply.
+//!   (status, headers, body: a [`Response`](crate::test::Response)),
+//!   [`upgrade`](Request::upgrade) the reply of a 101 and the connection ([`Upgraded`]) for raw
+//!   frames. hyper's client writes the request and reads the reply.
 //! - [`Frame`]: a masked client frame, with FIN, RSV bits, opcode, mask and length field under
 //!   the test's control; [`close_payload`] for a close frame's code and reason.
 //! - [`read_frame`], [`read_close`] and [`expect_end`]: the server's frames, its close code and
@@ -59,6 +59,7 @@ pub use self::frame::{
     Frame, MASK_KEY, ServerFrame, close_payload, expect_end, opcode, read_close, read_frame,
     read_frame_within,
 };
+pub(crate) use self::http::check_target;
 pub use self::http::{Reply, Request, SAMPLE_ACCEPT, SAMPLE_KEY, Upgraded};
 
 /// What a raw exchange did not get.
@@ -89,4 +90,24 @@ pub enum RawError {
     /// [`expect_end`] got these bytes instead of the end.
     #[error("{} unexpected bytes", .0.len())]
     Unexpected(Vec<u8>),
+}
+
+impl RawError {
+    /// This failure as one of a request's: a timeout, an I/O error, an invalid request, or else
+    /// an invalid response (with this error's message when it is another one).
+    pub(crate) fn sort<E>(
+        self,
+        timeout: impl FnOnce(Duration) -> E,
+        io: impl FnOnce(io::Error) -> E,
+        invalid_request: impl FnOnce(String) -> E,
+        invalid_response: impl FnOnce(String) -> E,
+    ) -> E {
+        match self {
+            RawError::Timeout(after) => timeout(after),
+            RawError::Io(err) => io(err),
+            RawError::InvalidRequest(what) => invalid_request(what),
+            RawError::InvalidResponse(what) => invalid_response(what),
+            other => invalid_response(other.to_string()),
+        }
+    }
 }
