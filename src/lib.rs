@@ -408,7 +408,9 @@
 //!
 //! In the repository's `examples/`: `secure_chat` (the quick start with a page, `--tls-cert`),
 //! `echo` (the Autobahn conformance server), `json_chat` (typed JSON events, feature `json`),
-//! `push` (a ticker broadcast to every client, stopped at shutdown).
+//! `push` (a ticker broadcast to every client, stopped at shutdown), `cursors` (live cursors:
+//! unique names reserved in `on_handshake` and released in `Drop`, a typed message, a `/stats`
+//! route beside the socket, tested with `ws::test` in `tests/cursors.rs`).
 //!
 //! # Behaviour you get without asking
 //!

@@ -41,6 +41,9 @@ use proc_macro::TokenStream;
 ///   answers 403, session `()`); nothing or `()` (always accepts, session `()`). Any other type
 ///   is a compile error that lists these forms. The session type `S` is what it accepts with;
 ///   without `on_handshake`, `S` is `()`. Every hook's session parameter must be that `S`.
+/// - The session type is named in the trait impl the attribute writes, so it must be at least
+///   as visible as the handler type (rustc's E0446 "private type in public interface"
+///   otherwise): a `pub struct Chat` needs a `pub struct Member`.
 /// - An accepted session that never opens (the client left, the upgrade failed, shutdown
 ///   began) is dropped without `on_open` or `on_close`: release what the handshake reserved
 ///   in the session's `Drop` (see the crate documentation).

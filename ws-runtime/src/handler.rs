@@ -151,6 +151,8 @@ impl<E: Into<BoxError>> IntoBoxError for E {
 /// What `on_data` may take as its message parameter
 /// ([`Handler::Message`](crate::Handler::Message)): any [`FromMessage`] type (whole
 /// messages), or a [`MessageStream`] (fragmented messages as they arrive).
+///
+/// Implemented for you: to take a type of your own, implement [`FromMessage`] for it.
 #[diagnostic::on_unimplemented(
     message = "`on_data` cannot take a `{Self}` as its message",
     label = "this type does not implement `ws::FromMessage`",
@@ -158,6 +160,7 @@ impl<E: Into<BoxError>> IntoBoxError for E {
 )]
 pub trait DataParam: Sized {
     /// Whether the handler receives fragmented messages as streams.
+    #[doc(hidden)]
     const STREAMS: bool;
 
     /// Converts a whole message.
@@ -165,6 +168,7 @@ pub trait DataParam: Sized {
     /// # Errors
     ///
     /// The close the conversion asked for.
+    #[doc(hidden)]
     fn from_whole(message: Message) -> Result<Self, Close>;
 
     /// Converts a message still arriving.
@@ -173,6 +177,7 @@ pub trait DataParam: Sized {
     ///
     /// The close the conversion asked for, or the one that ended the connection inside
     /// the message.
+    #[doc(hidden)]
     fn from_stream(stream: MessageStream) -> impl Future<Output = Result<Self, Close>> + Send;
 }
 

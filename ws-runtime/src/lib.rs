@@ -48,7 +48,7 @@ pub mod test;
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
 pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, Recipients, SendError};
 pub use error::Error;
-pub use handler::{BoxError, DataError, Handler};
+pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};
 /// The HTTP status type [`Reject`] takes and `ws::test`'s `Refusal` reports (the `http`
 /// crate's, re-exported so that no dependency on `http` is needed to name one).

@@ -26,7 +26,10 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 
 /// A WebSocket server: a `#[websocket]` handler with its [`Config`] and [`Endpoint`].
 ///
-/// Cloning is cheap and shares everything. Mount [`filter`](Socket::filter) on any warp route
+/// One `Socket` serves every connection of one WebSocket route; it is not a connection (a
+/// connection is a [`ClientId`](crate::ClientId) with its session). Its
+/// [`endpoint`](Socket::endpoint) is the handle to send to those connections; its
+/// [`filter`](Socket::filter) is what warp routes to. Cloning is cheap and shares everything. Mount [`filter`](Socket::filter) on any warp route
 /// and give the socket to [`serve`](crate::serve) for its lifecycle:
 ///
 /// ```no_run
