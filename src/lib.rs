@@ -341,7 +341,9 @@
 //! With the feature `test` (for your dev-dependencies), [`ws::test`][test-module] serves a
 //! socket on 127.0.0.1 exactly as production does and connects real clients to it: query,
 //! headers and `Origin` of your choice, send and receive with a timeout, expect a close code
-//! and reason, and assert a refusal's status, headers and body.
+//! and reason, and assert a refusal's status, headers and body. Served with your own routes
+//! ([`ws::test::serve_with`][test-module]), it also requests the HTTP routes beside the
+//! socket: `server.get("/stats").await?` gives the status, headers and body.
 //!
 //! ```toml
 //! [dev-dependencies]
