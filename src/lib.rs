@@ -243,10 +243,33 @@
 //! | --- | --- |
 //! | [`send(id, msg)`](Endpoint::send) | queues for one client |
 //! | [`broadcast(msg)`](Endpoint::broadcast) | queues for every open client; one shared payload |
-//! | [`deliver(to, msg)`](Endpoint::deliver) | queues for these [`Recipients`]: `Recipients::All`, `Recipients::except(ids)`, an id or a list of ids |
+//! | [`deliver(to, msg)`](Endpoint::deliver) | queues for these [`Recipients`]: `Recipients::All`, `Recipients::except(ids)`, an id or a list of ids, `Recipients::room(name)` |
 //! | [`deliver_wait(to, msg)`](Endpoint::deliver_wait) | the same, waiting for room under [`SlowConsumer::Wait`] |
 //! | [`close(id, code, reason)`](Endpoint::close) | closes one client after what is queued for it |
 //! | [`clients`](Endpoint::clients), [`len`](Endpoint::len), [`info(id)`](Endpoint::info) | who is connected, with counters |
+//! | [`join(id, room)`](Endpoint::join), [`leave(id, room)`](Endpoint::leave) | puts a client in a named [`Room`], takes it out; a client leaves every room when it closes |
+//! | [`rooms(id)`](Endpoint::rooms), [`members(room)`](Endpoint::members), [`room_len(room)`](Endpoint::room_len), [`room_names`](Endpoint::room_names) | who is in which room |
+//!
+//! Rooms are named groups: [`Recipients::room`]`("lobby")` addresses a room's members,
+//! [`Recipients::rooms`] several rooms (a client in two of them gets the message once), and
+//! [`.excluding(ids)`](Recipients::excluding) leaves some out, typically the sender:
+//!
+//! ```
+//! use ws::{ClientId, Endpoint, Recipients};
+//!
+//! struct Chat;
+//!
+//! #[ws::websocket]
+//! impl Chat {
+//!     fn on_open(&self, endpoint: &Endpoint, id: ClientId) {
+//!         endpoint.join(id, "lobby").ok();
+//!     }
+//!
+//!     fn on_data(&self, endpoint: &Endpoint, id: ClientId, text: String) {
+//!         endpoint.deliver(Recipients::room("lobby").excluding([id]), text);
+//!     }
+//! }
+//! ```
 //!
 //! A message is text, binary, or any `Serialize` value made into a text message once with
 //! `Message::json` (feature `json`, see [`Json`][json-type]), then handed to any of these.

@@ -18,4 +18,5 @@ mod heartbeat;
 mod hooks;
 mod limits;
 mod protocol;
+mod rooms;
 mod shutdown;

@@ -3,6 +3,7 @@
 
 mod client;
 mod registry;
+mod rooms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::SystemTime;
 pub use client::ClientId;
 pub(crate) use client::{Client, Outgoing};
 use registry::{CURRENT, Registry};
+pub use rooms::Room;
 
 use crate::config::Config;
 use crate::message::{Close, Message, truncate_reason};
@@ -140,6 +142,9 @@ pub struct Endpoint {
 /// endpoint.deliver([a, b], "to two");
 /// endpoint.deliver(Recipients::All, "to everyone");
 /// endpoint.deliver(Recipients::except([a]), "to everyone but a");
+/// endpoint.deliver(Recipients::room("lobby"), "to the lobby");
+/// endpoint.deliver(Recipients::room("lobby").excluding([a]), "to the lobby but a");
+/// endpoint.deliver(Recipients::rooms(["red", "blue"]), "once to each member of either");
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +156,14 @@ pub enum Recipients {
     AllExcept(Vec<ClientId>),
     /// These clients, each once; ids that are not open are reported as failed.
     Clients(Vec<ClientId>),
+    /// The members of these rooms, each once however many of the rooms it is in, except
+    /// these clients.
+    Rooms {
+        /// The rooms.
+        rooms: Vec<Room>,
+        /// Members left out.
+        except: Vec<ClientId>,
+    },
 }
 
 impl Recipients {
@@ -162,6 +175,46 @@ impl Recipients {
     /// These clients.
     pub fn clients(ids: impl IntoIterator<Item = ClientId>) -> Self {
         Recipients::Clients(ids.into_iter().collect())
+    }
+
+    /// The members of a room ([`Endpoint::join`]).
+    pub fn room(room: impl Into<Room>) -> Self {
+        Recipients::Rooms {
+            rooms: vec![room.into()],
+            except: Vec::new(),
+        }
+    }
+
+    /// The members of any of these rooms, each once.
+    pub fn rooms<R: Into<Room>>(rooms: impl IntoIterator<Item = R>) -> Self {
+        Recipients::Rooms {
+            rooms: rooms.into_iter().map(Into::into).collect(),
+            except: Vec::new(),
+        }
+    }
+
+    /// The same recipients without these clients: `Recipients::room("lobby").excluding([id])`
+    /// is the lobby but `id`, `Recipients::All.excluding(ids)` is
+    /// [`Recipients::except(ids)`](Recipients::except).
+    #[must_use]
+    pub fn excluding(self, ids: impl IntoIterator<Item = ClientId>) -> Self {
+        let ids = ids.into_iter();
+        match self {
+            Recipients::All => Recipients::AllExcept(ids.collect()),
+            Recipients::AllExcept(mut except) => {
+                except.extend(ids);
+                Recipients::AllExcept(except)
+            }
+            Recipients::Clients(mut clients) => {
+                let ids: Vec<ClientId> = ids.collect();
+                clients.retain(|id| !ids.contains(id));
+                Recipients::Clients(clients)
+            }
+            Recipients::Rooms { rooms, mut except } => {
+                except.extend(ids);
+                Recipients::Rooms { rooms, except }
+            }
+        }
     }
 }
 
@@ -196,6 +249,7 @@ enum Target<'a> {
     All,
     AllExcept(&'a [ClientId]),
     Clients(&'a [ClientId]),
+    Rooms(&'a [Room], &'a [ClientId]),
 }
 
 impl<'a> From<&'a Recipients> for Target<'a> {
@@ -204,6 +258,7 @@ impl<'a> From<&'a Recipients> for Target<'a> {
             Recipients::All => Target::All,
             Recipients::AllExcept(ids) => Target::AllExcept(ids),
             Recipients::Clients(ids) => Target::Clients(ids),
+            Recipients::Rooms { rooms, except } => Target::Rooms(rooms, except),
         }
     }
 }
@@ -382,6 +437,13 @@ impl Endpoint {
                     each(id, clients.map.get(&id));
                 }
             }
+            Target::Rooms(rooms, except) => {
+                // Members are open clients: a client leaves its rooms as it unregisters,
+                // under the same lock.
+                for id in clients.rooms.union(rooms, except) {
+                    each(id, clients.map.get(&id));
+                }
+            }
         }
     }
 
@@ -418,6 +480,59 @@ impl Endpoint {
     /// Whether no client is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Adds an open client to a room; joining a room twice is joining it once. The client
+    /// leaves every room when it closes.
+    ///
+    /// ```
+    /// # fn on_open(endpoint: &ws::Endpoint, id: ws::ClientId) {
+    /// // In `on_open`, say: it fails only if the client closed meanwhile.
+    /// endpoint.join(id, "lobby").ok();
+    /// endpoint.deliver(ws::Recipients::room("lobby").excluding([id]), format!("{id} came in"));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::UnknownClient`] if no open client has this id.
+    pub fn join(&self, id: ClientId, room: impl Into<Room>) -> Result<(), SendError> {
+        let mut clients = self.registry.write();
+        if !clients.map.contains_key(&id) {
+            return Err(SendError::UnknownClient(id));
+        }
+        clients.rooms.join(id, room.into());
+        Ok(())
+    }
+
+    /// Removes a client from a room; whether it was in it.
+    pub fn leave(&self, id: ClientId, room: &str) -> bool {
+        self.registry.write().rooms.leave(id, room)
+    }
+
+    /// The rooms a client is in, in the order it joined them (none for a client that is not
+    /// open).
+    pub fn rooms(&self, id: ClientId) -> Vec<Room> {
+        self.registry.read().rooms.of(id).to_vec()
+    }
+
+    /// The members of a room, in id order.
+    pub fn members(&self, room: &str) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self.registry.read().rooms.members(room).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// How many clients are in a room.
+    pub fn room_len(&self, room: &str) -> usize {
+        self.registry.read().rooms.len(room)
+    }
+
+    /// Every room with at least one member, by name.
+    pub fn room_names(&self) -> Vec<Room> {
+        let mut names: Vec<Room> = self.registry.read().rooms.names().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     /// Whether this client is open.

@@ -4,13 +4,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
+use super::client::IdHasher;
+use super::rooms::Rooms;
 use super::{Client, ClientId, Endpoint};
 use crate::config::SlowConsumer;
 use crate::message::Close;
@@ -27,31 +29,11 @@ thread_local! {
     pub(super) static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
 }
 
-/// Hashes a [`ClientId`] with one multiplication (Fibonacci hashing). Ids are handed out by
-/// the server in sequence, never chosen by a peer, so the map needs no keyed hash; `SipHash`
-/// was a visible cost of every `send` in profiles of a busy echo.
-#[derive(Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 #[derive(Debug, Default)]
 pub(super) struct Clients {
     pub(super) map: HashMap<ClientId, Arc<Client>, BuildHasherDefault<IdHasher>>,
+    /// Who is in which room; a client leaves them all as it unregisters.
+    pub(super) rooms: Rooms,
     shutting_down: bool,
 }
 
@@ -93,7 +75,7 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Clients> {
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Clients> {
         self.clients
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -128,7 +110,9 @@ impl Endpoint {
     }
 
     pub(crate) fn unregister(&self, id: ClientId) {
-        self.registry.write().map.remove(&id);
+        let mut clients = self.registry.write();
+        clients.map.remove(&id);
+        clients.rooms.leave_all(id);
     }
 
     /// Refuses new clients and closes every open one with 1001, behind what is queued.
