@@ -185,29 +185,20 @@ impl TestServer {
     /// A route that reports the number of connected clients, checked with a client connected:
     ///
     /// ```
-    /// use std::sync::OnceLock;
-    ///
     /// use warp::Filter;
     /// use ws::{ClientId, Endpoint};
     ///
-    /// #[derive(Default)]
-    /// struct Room {
-    ///     endpoint: OnceLock<Endpoint>,
-    /// }
+    /// struct Room;
     ///
     /// #[ws::websocket]
     /// impl Room {
-    ///     fn on_start(&self, endpoint: Endpoint) {
-    ///         let _ = self.endpoint.set(endpoint);
-    ///     }
-    ///
-    ///     fn on_open(&self, id: ClientId) {
-    ///         let _ = self.endpoint.get().unwrap().send(id, "welcome");
+    ///     fn on_open(&self, endpoint: &Endpoint, id: ClientId) {
+    ///         let _ = endpoint.send(id, "welcome");
     ///     }
     /// }
     ///
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let socket = ws::Socket::new(Room::default());
+    /// let socket = ws::Socket::new(Room);
     /// let endpoint = socket.endpoint();
     /// let stats = warp::path("stats").map(move || format!("{} connected", endpoint.len()));
     /// let routes = warp::path("ws").and(socket.filter()).or(stats);
