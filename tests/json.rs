@@ -18,8 +18,8 @@ enum Command {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Reply {
-    Sum { id: u64, value: i64 },
-    Shouted { from: u64, text: String },
+    Sum { id: ClientId, value: i64 },
+    Shouted { from: ClientId, text: String },
     Failed { error: String },
 }
 
@@ -37,16 +37,12 @@ impl Calc {
         Json(command): Json<Command>,
     ) -> Result<(), ws::BoxError> {
         match command {
-            Command::Add { a, b } => endpoint.send(
-                id,
-                Message::json(&Reply::Sum {
-                    id: id.get(),
-                    value: a + b,
-                })?,
-            )?,
+            Command::Add { a, b } => {
+                endpoint.send(id, Message::json(&Reply::Sum { id, value: a + b })?)?;
+            }
             Command::Shout { text } => {
                 let reply = Reply::Shouted {
-                    from: id.get(),
+                    from: id,
                     text: text.to_uppercase(),
                 };
                 endpoint.deliver(Recipients::except([id]), Message::json(&reply)?);
@@ -88,7 +84,7 @@ async fn round_trip_text_and_binary_json() -> Result<(), Box<dyn std::error::Err
         .await?;
     assert_eq!(
         client.recv().await?,
-        Message::text(format!(r#"{{"type":"sum","id":{id},"value":0}}"#))
+        Message::text(format!(r#"{{"type":"sum","id":"{id}","value":0}}"#))
     );
     server.shutdown().await;
     Ok(())

@@ -80,7 +80,7 @@ async def main(binary: str) -> None:
         check(len(extensions) == 1 and extensions.pop().startswith("permessage-deflate")
               and all(type(m.protocol.extensions[0]).__name__ == "PerMessageDeflate" for m in members),
               f"all {MEMBERS} members negotiated permessage-deflate")
-        await server.wait_for(r"Successful Handshake for user with client id \d+ from 127\.0\.0\.1:\d+")
+        await server.wait_for(r"Successful Handshake for user with client id [0-9a-f]{8}-\d+ from 127\.0\.0\.1:\d+")
         check(True, "on_open logged the successful handshake with id and address")
 
         frames = record_frames(members[1])

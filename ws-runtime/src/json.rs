@@ -172,10 +172,19 @@ impl Message {
     }
 }
 
-/// A [`ClientId`] serializes as its number (feature `json`), so events can carry it.
+/// A [`ClientId`] serializes as its text, `NODE-NUMBER` (feature `json`), so events can carry
+/// it and clients can send it back.
 impl Serialize for ClientId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(self.get())
+        serializer.collect_str(self)
+    }
+}
+
+/// A [`ClientId`] deserializes from its text, `NODE-NUMBER` (feature `json`).
+impl<'de> serde::Deserialize<'de> for ClientId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -245,6 +254,10 @@ mod tests {
         let endpoint = Endpoint::new(&crate::Config::new());
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
         let client = endpoint.register(addr, None).unwrap();
-        assert_eq!(serde_json::to_string(&client.id).unwrap(), "1");
+        let json = serde_json::to_string(&client.id).unwrap();
+        assert_eq!(json, format!("\"{}\"", client.id));
+        assert_eq!(serde_json::from_str::<ClientId>(&json).unwrap(), client.id);
+        assert!(serde_json::from_str::<ClientId>("1").is_err());
+        assert!(serde_json::from_str::<ClientId>("\"1\"").is_err());
     }
 }

@@ -46,7 +46,9 @@ mod stream;
 pub mod test;
 
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
-pub use endpoint::{ClientId, ClientInfo, Delivery, Endpoint, Recipients, Room, SendError};
+pub use endpoint::{
+    ClientId, ClientInfo, Delivery, Endpoint, NodeId, ParseIdError, Recipients, Room, SendError,
+};
 pub use error::Error;
 pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};

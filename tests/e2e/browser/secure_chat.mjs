@@ -295,7 +295,7 @@ async function main() {
       check(extensions.startsWith("permessage-deflate"),
         `tab ${name}'s WebSocket negotiated permessage-deflate (extensions: ${JSON.stringify(extensions)})`);
     }
-    await server.waitFor(/Successful Handshake for user with client id \d+ from 127\.0\.0\.1:\d+/);
+    await server.waitFor(/Successful Handshake for user with client id [0-9a-f]{8}-\d+ from 127\.0\.0\.1:\d+/);
     check(true, "the server logged the browser's successful handshake");
 
     // A message typed in A shows in B (as theirs) and in A (as mine), and does not come back to A.

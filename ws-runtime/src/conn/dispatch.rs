@@ -39,8 +39,8 @@ pub(super) async fn handle_loop<H: Handler>(
 ) {
     // However it ends, the reader learns that nothing more is taken.
     let _stopped = CloseOnDrop(inbox);
-    let id = client.id;
-    if guard(Hook::Open, handler.on_open(endpoint, id, session))
+    // `client.id` at each use, not a copy held across every `.await` of the task.
+    if guard(Hook::Open, handler.on_open(endpoint, client.id, session))
         .await
         .is_err()
     {
@@ -73,7 +73,7 @@ pub(super) async fn handle_loop<H: Handler>(
                 Incoming::Stream(stream) => Box::pin(H::Message::from_stream(stream)).await,
             };
             let message = message.map_err(DataError::Refused)?;
-            handler.on_data(endpoint, id, session, message).await
+            handler.on_data(endpoint, client.id, session, message).await
         })
         .await;
         match outcome {

@@ -110,8 +110,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
         };
         (client, Halves::of(upgraded))
     };
-    let id = client.id;
-    let span = tracing::info_span!("ws", client = %id, peer = %remote_addr);
+    let span = tracing::info_span!("ws", client = %client.id, peer = %remote_addr);
     let deflate = deflate.as_ref();
     async {
         tracing::debug!("open");
@@ -124,13 +123,13 @@ pub(crate) async fn run<H: Handler, A: Send>(
                 drive(&socket, &client, &mut session, reader, writer, buf, deflate).await
             }
         };
-        socket.endpoint.unregister(id);
+        socket.endpoint.unregister(client.id);
         tracing::debug!(code = close.code, reason = %close.reason, "closed");
         let _ = guard(
             Hook::Close,
             socket
                 .handler
-                .on_close(&socket.endpoint, id, session, close),
+                .on_close(&socket.endpoint, client.id, session, close),
         )
         .await;
     }

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use client::ClientId;
 pub(crate) use client::{Client, Outgoing};
+pub use client::{ClientId, NodeId, ParseIdError};
 use registry::{CURRENT, Registry};
 pub use rooms::Room;
 
@@ -583,9 +583,9 @@ mod tests {
         assert!(b.is_closing());
         assert_eq!(b.take_urgent().map(|c| c.code), Some(1008));
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::Closing(b.id)));
-        let delivery = endpoint.deliver([a.id, ClientId(99)], "m");
+        let delivery = endpoint.deliver([a.id, ClientId::new(NodeId::local(), 99)], "m");
         assert_eq!(delivery.queued, 1);
-        assert_eq!(delivery.failed, vec![ClientId(99)]);
+        assert_eq!(delivery.failed, vec![ClientId::new(NodeId::local(), 99)]);
         assert_eq!(
             endpoint.close(a.id, 1005, ""),
             Err(SendError::InvalidCloseCode(1005))

@@ -13,7 +13,7 @@ use std::task::Poll;
 
 use super::client::IdHasher;
 use super::rooms::Rooms;
-use super::{Client, ClientId, Endpoint};
+use super::{Client, ClientId, Endpoint, NodeId};
 use crate::config::SlowConsumer;
 use crate::message::Close;
 use crate::rt::queue::Queue;
@@ -40,6 +40,8 @@ pub(super) struct Clients {
 #[derive(Debug)]
 pub(crate) struct Registry {
     clients: RwLock<Clients>,
+    /// This process's node, in every id.
+    node: NodeId,
     next_id: AtomicU64,
     queue_messages: usize,
     queue_bytes: u32,
@@ -55,6 +57,7 @@ impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
         Registry {
             clients: RwLock::default(),
+            node: NodeId::local(),
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
             queue_bytes: u32::try_from(config.send_queue_bytes)
@@ -95,7 +98,8 @@ impl Endpoint {
         if clients.shutting_down {
             return None;
         }
-        let id = ClientId(registry.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let number = registry.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = ClientId::new(registry.node, number);
         let queue = Queue::new(registry.queue_messages, registry.queue_bytes as usize)
             .keeping(registry.queue_keep);
         let client = Arc::new(Client::new(

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn id(n: u64) -> ClientId {
-        ClientId(n)
+        ClientId::new(crate::endpoint::NodeId::local(), n)
     }
 
     #[test]
