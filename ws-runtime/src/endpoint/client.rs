@@ -116,8 +116,8 @@ impl ClientId {
     }
 }
 
-/// One word of hash input: the number, with the node in its high bits (the map stays a
-/// one-multiplication hash, see [`IdHasher`]).
+// One word of hash input: the number, with the node in its high bits, so that the registry's
+// map stays a one-multiplication hash (`IdHasher`).
 impl Hash for ClientId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.number ^ (u64::from(self.node.0) << 32));
