@@ -2,7 +2,9 @@
 //!
 //! `cargo run --example secure_chat` then open <http://127.0.0.1:8080/>. The page connects to
 //! `/ws?password=...`; a wrong or missing password gets `403 Nope. Valid password required.`,
-//! and every message a member sends is broadcast to the other members.
+//! and every message a member sends is broadcast to the other members, and logged as the
+//! original page describes: `User with client id ID from ADDR sent: TEXT` (a text of more than
+//! 200 characters is cut in the log, not in the broadcast).
 //!
 //! The configuration is the default one with a single change: permessage-deflate (RFC 7692)
 //! is on, with the default [`ws::Deflate`] settings, so browsers (which offer it on every
@@ -47,7 +49,20 @@ impl Chat {
         );
     }
 
-    fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+    fn on_data(&self, endpoint: &Endpoint, id: ClientId, member: &mut Member, msg: Message) {
+        // What the seed's page prints for each message; a long text is cut in the log only.
+        match msg.as_text() {
+            Some(text) => tracing::info!(
+                "User with client id {id} from {} sent: {}",
+                member.addr,
+                shorten(text)
+            ),
+            None => tracing::info!(
+                "User with client id {id} from {} sent {} bytes of binary",
+                member.addr,
+                msg.len()
+            ),
+        }
         endpoint.deliver(Recipients::except([id]), msg);
     }
 
@@ -60,6 +75,15 @@ impl Chat {
 
     fn on_stop(&self) {
         tracing::info!("Server stopping: closing every member with 1001");
+    }
+}
+
+/// At most the first 200 characters of `text`, with `…` when it goes on.
+fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    const LOGGED: usize = 200;
+    match text.char_indices().nth(LOGGED) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
     }
 }
 

@@ -89,6 +89,8 @@ async def main(binary: str) -> None:
             asyncio.gather(*(m.recv() for m in members[1:])), timeout=20
         )
         check(all(r == "hello from member 0" for r in received), f"the other {MEMBERS - 1} members got the message")
+        await server.wait_for(r"User with client id [0-9a-f]{8}-\d+ from 127\.0\.0\.1:\d+ sent: hello from member 0")
+        check(True, "on_data logged the message with the sender's id and address, as the seed's page does")
         await members[1].send("reply from member 1")
         first = await asyncio.wait_for(members[0].recv(), timeout=20)
         check(first == "reply from member 1", "the sender did not get its own message back")
