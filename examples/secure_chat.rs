@@ -51,17 +51,18 @@ impl Chat {
 
     fn on_data(&self, endpoint: &Endpoint, id: ClientId, member: &mut Member, msg: Message) {
         // What the seed's page prints for each message; a long text is cut in the log only.
-        match msg.as_text() {
-            Some(text) => tracing::info!(
+        if let Some(text) = msg.as_text() {
+            tracing::info!(
                 "User with client id {id} from {} sent: {}",
                 member.addr,
                 shorten(text)
-            ),
-            None => tracing::info!(
+            );
+        } else {
+            tracing::info!(
                 "User with client id {id} from {} sent {} bytes of binary",
                 member.addr,
                 msg.len()
-            ),
+            );
         }
         endpoint.deliver(Recipients::except([id]), msg);
     }
