@@ -155,18 +155,13 @@ impl Rooms {
 
     /// The members of any of `rooms`, each once, except `except`, in id order.
     pub(super) fn union(&self, rooms: &[Room], except: &[ClientId]) -> Vec<ClientId> {
-        let mut ids: Vec<ClientId> = match rooms {
-            [room] => self.members(room.as_str()).collect(),
-            _ => rooms
-                .iter()
-                .flat_map(|room| self.members(room.as_str()))
-                .collect(),
-        };
+        let mut ids: Vec<ClientId> = rooms
+            .iter()
+            .flat_map(|room| self.members(room.as_str()))
+            .filter(|id| !except.contains(id))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
-        if !except.is_empty() {
-            ids.retain(|id| !except.contains(id));
-        }
         ids
     }
 }
