@@ -3,7 +3,8 @@
 
 use std::future::Future;
 
-use crate::endpoint::{ClientId, Endpoint};
+use crate::cluster::ClientId;
+use crate::endpoint::Endpoint;
 use crate::handshake::{Accept, Reject, Request};
 use crate::message::{Close, FromMessage, Message};
 use crate::stream::MessageStream;

@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::endpoint::ClientId;
+use crate::cluster::ClientId;
 #[cfg(test)]
 use crate::endpoint::Endpoint;
 use crate::message::{Close, FromMessage, Message};

@@ -28,6 +28,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cluster;
 mod config;
 mod conn;
 mod endpoint;
@@ -45,10 +46,9 @@ mod stream;
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub mod test;
 
+pub use cluster::{ClientId, NodeId, ParseIdError, Room};
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
-pub use endpoint::{
-    ClientId, ClientInfo, Delivery, Endpoint, NodeId, ParseIdError, Recipients, Room, SendError,
-};
+pub use endpoint::{ClientInfo, Delivery, Endpoint, Recipients, SendError};
 pub use error::Error;
 pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};

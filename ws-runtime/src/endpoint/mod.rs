@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub(crate) use client::{Client, Outgoing};
-pub use client::{ClientId, NodeId, ParseIdError};
 use registry::{CURRENT, Registry};
-pub use rooms::Room;
 
+use crate::cluster::{ClientId, NodeId, Room};
 use crate::config::Config;
 use crate::message::{Close, Message, truncate_reason};
 use crate::proto::OutFrame;
@@ -535,6 +534,12 @@ impl Endpoint {
         names
     }
 
+    /// This endpoint's node: the [`NodeId`] in the id of every client it accepts. A client is
+    /// this node's when `id.node() == endpoint.node()`.
+    pub fn node(&self) -> NodeId {
+        self.registry.node
+    }
+
     /// Whether this client is open.
     pub fn contains(&self, id: ClientId) -> bool {
         self.registry.read().map.contains_key(&id)
@@ -583,9 +588,9 @@ mod tests {
         assert!(b.is_closing());
         assert_eq!(b.take_urgent().map(|c| c.code), Some(1008));
         assert_eq!(endpoint.send(b.id, "z"), Err(SendError::Closing(b.id)));
-        let delivery = endpoint.deliver([a.id, ClientId::new(NodeId::local(), 99)], "m");
+        let delivery = endpoint.deliver([a.id, ClientId::new(endpoint.node(), 99)], "m");
         assert_eq!(delivery.queued, 1);
-        assert_eq!(delivery.failed, vec![ClientId::new(NodeId::local(), 99)]);
+        assert_eq!(delivery.failed, vec![ClientId::new(endpoint.node(), 99)]);
         assert_eq!(
             endpoint.close(a.id, 1005, ""),
             Err(SendError::InvalidCloseCode(1005))

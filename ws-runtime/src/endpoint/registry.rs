@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
-use super::client::IdHasher;
 use super::rooms::Rooms;
-use super::{Client, ClientId, Endpoint, NodeId};
+use super::{Client, Endpoint};
+use crate::cluster::{ClientId, IdHasher, NodeId};
 use crate::config::SlowConsumer;
 use crate::message::Close;
 use crate::rt::queue::Queue;
@@ -40,8 +40,8 @@ pub(super) struct Clients {
 #[derive(Debug)]
 pub(crate) struct Registry {
     clients: RwLock<Clients>,
-    /// This process's node, in every id.
-    node: NodeId,
+    /// This endpoint's node, in every id.
+    pub(super) node: NodeId,
     next_id: AtomicU64,
     queue_messages: usize,
     queue_bytes: u32,
@@ -57,7 +57,7 @@ impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
         Registry {
             clients: RwLock::default(),
-            node: NodeId::local(),
+            node: NodeId::random(),
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
             queue_bytes: u32::try_from(config.send_queue_bytes)

@@ -2,83 +2,10 @@
 //! to a room sees a membership consistent with the open clients, and a client leaves every
 //! room in the same step as it unregisters.
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
 
-use super::ClientId;
-use super::client::IdHasher;
-
-/// The name of a room: a named group of clients that a delivery can address
-/// ([`Recipients::room`](crate::Recipients::room)).
-///
-/// Cheap to clone (one reference count); made from a `&str` or a `String`, compared by its
-/// text. A room exists while it has members: joining creates it, the last leave removes it.
-///
-/// ```
-/// let lobby = ws::Room::from("lobby");
-/// assert_eq!(lobby.as_str(), "lobby");
-/// assert_eq!(lobby, ws::Room::from(String::from("lobby")));
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Room(Arc<str>);
-
-impl Room {
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Room {
-    fn from(name: &str) -> Self {
-        Room(name.into())
-    }
-}
-
-impl From<String> for Room {
-    fn from(name: String) -> Self {
-        Room(name.into())
-    }
-}
-
-impl From<&String> for Room {
-    fn from(name: &String) -> Self {
-        Room(name.as_str().into())
-    }
-}
-
-impl From<&Room> for Room {
-    fn from(room: &Room) -> Self {
-        room.clone()
-    }
-}
-
-impl Borrow<str> for Room {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Room {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Room {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Room {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
+use crate::cluster::{ClientId, IdHasher, Room};
 
 type IdSet = HashSet<ClientId, BuildHasherDefault<IdHasher>>;
 
@@ -170,8 +97,11 @@ impl Rooms {
 mod tests {
     use super::*;
 
+    static NODE: std::sync::LazyLock<crate::cluster::NodeId> =
+        std::sync::LazyLock::new(crate::cluster::NodeId::random);
+
     fn id(n: u64) -> ClientId {
-        ClientId::new(crate::endpoint::NodeId::local(), n)
+        ClientId::new(*NODE, n)
     }
 
     #[test]

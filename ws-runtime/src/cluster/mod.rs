@@ -1,0 +1,13 @@
+//! One application over several nodes: what carries envelopes between them (the
+//! [`Backplane`] trait) and the names that travel (`id.rs`: [`NodeId`], [`ClientId`],
+//! [`Room`]).
+//!
+//! Most users only choose a backplane with [`Config::cluster`](crate::Config::cluster); the
+//! trait is here for those who bring their own engine.
+
+mod backplane;
+mod id;
+
+pub use backplane::{Backplane, Event, Inbound, Topic, Unavailable};
+pub(crate) use id::IdHasher;
+pub use id::{ClientId, NodeId, ParseIdError, Room};
