@@ -39,6 +39,11 @@ impl NodeId {
     pub fn get(self) -> u32 {
         self.0
     }
+
+    /// The node numbered `raw`, as [`get`](Self::get) gives it: for a node id read off the wire.
+    pub(crate) const fn from_raw(raw: u32) -> NodeId {
+        NodeId(raw)
+    }
 }
 
 impl fmt::Display for NodeId {
