@@ -122,9 +122,9 @@ async fn sends_keep_their_order_relative_to_broadcasts() {
     }
 }
 
-/// Sends from a hook: to its own client (found without the registry), and to the same id
-/// through another socket's endpoint, which is that socket's client. Ids are per socket, so
-/// the first client of each is 1; the second send must not be mistaken for the first.
+/// Sends from a hook: to its own client (found without the registry), and through another
+/// socket's endpoint. Each socket is a node with its own ids, so the hook's client's id is
+/// unknown to the other socket: that send must fail, not be mistaken for the current client.
 #[tokio::test]
 async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     struct Relay {
@@ -135,7 +135,13 @@ async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     impl Relay {
         fn on_data(&self, own: &Endpoint, id: ClientId, msg: Message) {
             own.send(id, "before").unwrap();
-            self.to.send(id, msg).unwrap();
+            assert_eq!(
+                self.to.send(id, "lost"),
+                Err(ws::SendError::UnknownClient(id))
+            );
+            for theirs in self.to.clients() {
+                self.to.send(theirs, msg.clone()).unwrap();
+            }
             own.send(id, "after").unwrap();
         }
     }
@@ -154,5 +160,7 @@ async fn a_hook_sends_to_its_own_client_and_through_another_sockets_endpoint() {
     assert_eq!(recv_text(&mut a).await, "before");
     assert_eq!(recv_text(&mut a).await, "after");
     assert_eq!(recv_text(&mut b).await, "for b");
-    assert_eq!(relay.endpoint().clients(), other.endpoint().clients());
+    assert_ne!(relay.endpoint().node(), other.endpoint().node());
+    assert_eq!(other.endpoint().clients()[0].number(), 1);
+    assert_eq!(relay.endpoint().clients()[0].number(), 1);
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::proto::deflate::Deflate;
 
 /// Which browser origins may open a connection.
@@ -95,6 +96,7 @@ pub struct Config {
     pub(crate) origins: Origins,
     pub(crate) protocols: Vec<String>,
     pub(crate) deflate: Option<Deflate>,
+    pub(crate) cluster: Cluster,
 }
 
 impl Default for Config {
@@ -118,6 +120,7 @@ impl Default for Config {
             origins: Origins::SameHost,
             protocols: Vec::new(),
             deflate: None,
+            cluster: Cluster::standalone(),
         }
     }
 }
@@ -319,6 +322,21 @@ impl Config {
     pub fn deflate(mut self, deflate: Option<Deflate>) -> Self {
         self.deflate = deflate;
         self
+    }
+
+    /// The cluster this socket is a node of: [`Cluster::standalone`] (the default: one node,
+    /// nothing leaves the process), [`Cluster::in_process`] (nodes in one process), or a
+    /// backplane such as Redis ([`Cluster::with_backplane`]). Every [`Endpoint`](crate::Endpoint)
+    /// operation then reaches the clients of every node; see the crate guide's "Clusters".
+    #[must_use]
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster this socket is a node of.
+    pub fn get_cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// The permessage-deflate settings, `None` when off.

@@ -46,9 +46,11 @@ mod stream;
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub mod test;
 
-pub use cluster::{ClientId, NodeId, ParseIdError, Room};
+pub use cluster::{ClientId, Cluster, NodeId, ParseIdError, Room};
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
-pub use endpoint::{ClientInfo, Delivery, Endpoint, Recipients, SendError};
+pub use endpoint::{
+    ClientInfo, ClusterStats, Delivery, Endpoint, NodeInfo, Partial, Recipients, Remote, SendError,
+};
 pub use error::Error;
 pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};

@@ -109,6 +109,12 @@ impl Inbound {
     pub async fn recv(&mut self) -> Option<Event> {
         self.0.recv().await
     }
+
+    /// The next event if one is waiting.
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Option<Event> {
+        self.0.try_recv().ok()
+    }
 }
 
 /// Why a [`Backplane`] did not take an envelope.

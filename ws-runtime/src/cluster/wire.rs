@@ -1,5 +1,4 @@
 //! The envelope between cluster nodes: its versioned binary layout, encoded and decoded.
-#![cfg_attr(not(test), allow(dead_code))]
 
 // The layout (docs/adr/0002-backplane.md, "The envelope"): a fixed header, then the body of
 // its kind.

@@ -3,6 +3,7 @@
 
 mod client;
 mod registry;
+mod remote;
 mod rooms;
 
 use std::net::SocketAddr;
@@ -11,7 +12,9 @@ use std::time::SystemTime;
 
 pub(crate) use client::{Client, Outgoing};
 use registry::{CURRENT, Registry};
+pub use remote::{ClusterStats, NodeInfo, Partial, Remote};
 
+use crate::cluster::wire::Body;
 use crate::cluster::{ClientId, NodeId, Room};
 use crate::config::Config;
 use crate::message::{Close, Message, truncate_reason};
@@ -19,6 +22,7 @@ use crate::proto::OutFrame;
 
 /// Why a send did not queue its message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// No open client has this id (it never existed or has already closed).
     #[error("no open client with id {0}")]
@@ -34,16 +38,29 @@ pub enum SendError {
     /// The close code cannot be sent in a close frame (see [`Close::is_sendable`]).
     #[error("close code {0} cannot be sent")]
     InvalidCloseCode(u16),
+    /// The client is on another node of the cluster, and this node's link to the cluster is
+    /// down (or its outgoing queue is full): nothing was sent. Operations on this node's own
+    /// clients go on regardless.
+    #[error("client {0} is on another node, and the link to the cluster is down")]
+    Unavailable(ClientId),
 }
 
 /// The outcome of a delivery ([`Endpoint::deliver`], [`Endpoint::broadcast`]).
+///
+/// In a cluster, `queued` and `failed` count this node's clients (and the named ids of nodes
+/// known to be gone, or of any node when the remote part was not sent); what became of the
+/// part for the other nodes is [`remote`](Delivery::remote).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// How many clients had the message queued.
     pub queued: usize,
     /// Clients that did not get it: slow consumers (now closing with 1008), clients already
     /// closing, and named ids that are not open.
     pub failed: Vec<ClientId>,
+    /// The part for the other nodes of the cluster: published once, not needed, or not sent
+    /// because the link is down.
+    pub remote: Remote,
 }
 
 impl Delivery {
@@ -283,7 +300,18 @@ impl Endpoint {
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
     /// 1008 under the default policy).
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
+        if id.node() != self.registry.node {
+            return self.send_remote(id, message.into());
+        }
         self.push_one(id, self.frame(message.into()))
+    }
+
+    /// Sends to another node's client through the cluster.
+    fn send_remote(&self, id: ClientId, message: Message) -> Result<(), SendError> {
+        self.to_owner(id, || Body::ToIds {
+            ids: vec![id],
+            message,
+        })
     }
 
     /// Queues a message for every open client: the short form of
@@ -298,14 +326,16 @@ impl Endpoint {
     /// [`deliver_wait`](Endpoint::deliver_wait) waits instead).
     pub fn deliver(&self, to: impl Into<Recipients>, message: impl Into<Message>) -> Delivery {
         let to = to.into();
+        let message = message.into();
         let mut delivery = Delivery::default();
-        self.push(
-            Target::from(&to),
-            self.frame(message.into()),
-            |id, result| {
-                delivery.count(id, result.is_ok());
-            },
-        );
+        // This node's recipients first, then the rest of the cluster, once.
+        let remote = self.registry.link.as_ref().map(|_| message.clone());
+        self.push(Target::from(&to), self.frame(message), |id, result| {
+            delivery.count(id, result.is_ok());
+        });
+        if let Some(message) = remote {
+            self.publish_remote(Target::from(&to), &message, &mut delivery);
+        }
         delivery
     }
 
@@ -320,8 +350,11 @@ impl Endpoint {
         message: impl Into<Message>,
     ) -> Delivery {
         let to = to.into();
+        let message = message.into();
         let mut delivery = Delivery::default();
-        let frame = self.frame(message.into());
+        // The rest of the cluster first: it does not wait for this node's slow readers.
+        self.publish_remote(Target::from(&to), &message, &mut delivery);
+        let frame = self.frame(message);
         self.push_wait(Target::from(&to), frame, |id, result| {
             delivery.count(id, result.is_ok());
         })
@@ -342,6 +375,9 @@ impl Endpoint {
         id: ClientId,
         message: impl Into<Message>,
     ) -> Result<(), SendError> {
+        if id.node() != self.registry.node {
+            return self.send_remote(id, message.into());
+        }
         let mut sent = Err(SendError::UnknownClient(id));
         let frame = self.frame(message.into());
         self.push_wait(Target::One(id), frame, |_, result| sent = result)
@@ -432,8 +468,12 @@ impl Endpoint {
                 let mut ids = ids.to_vec();
                 ids.sort_unstable();
                 ids.dedup();
+                // In a cluster, other nodes' clients are theirs to deliver to.
+                let clustered = self.registry.link.is_some();
                 for id in ids {
-                    each(id, clients.map.get(&id));
+                    if !(clustered && id.node() != self.registry.node) {
+                        each(id, clients.map.get(&id));
+                    }
                 }
             }
             Target::Rooms(rooms, except) => {
@@ -457,6 +497,10 @@ impl Endpoint {
     pub fn close(&self, id: ClientId, code: u16, reason: &str) -> Result<(), SendError> {
         if !Close::is_sendable(code) {
             return Err(SendError::InvalidCloseCode(code));
+        }
+        if id.node() != self.registry.node {
+            let reason = truncate_reason(reason).to_owned();
+            return self.to_owner(id, || Body::Close { id, code, reason });
         }
         let clients = self.registry.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
@@ -496,17 +540,41 @@ impl Endpoint {
     ///
     /// [`SendError::UnknownClient`] if no open client has this id.
     pub fn join(&self, id: ClientId, room: impl Into<Room>) -> Result<(), SendError> {
+        let room = room.into();
+        if id.node() != self.registry.node {
+            return self.to_owner(id, || Body::Join { id, room });
+        }
+        self.join_local(id, &room)
+    }
+
+    fn join_local(&self, id: ClientId, room: &Room) -> Result<(), SendError> {
         let mut clients = self.registry.write();
         if !clients.map.contains_key(&id) {
             return Err(SendError::UnknownClient(id));
         }
-        clients.rooms.join(id, room.into());
+        if clients.rooms.join(id, room.clone()) && clients.rooms.len(room.as_str()) == 1 {
+            self.room_created(room);
+        }
         Ok(())
     }
 
-    /// Removes a client from a room; whether it was in it.
+    /// Removes a client from a room; whether it was in it. For another node's client it is
+    /// whether the request was sent to its node (which then removes it, if it is there).
     pub fn leave(&self, id: ClientId, room: &str) -> bool {
-        self.registry.write().rooms.leave(id, room)
+        if id.node() != self.registry.node {
+            let room = Room::from(room);
+            return self.to_owner(id, || Body::Leave { id, room }).is_ok();
+        }
+        self.leave_local(id, room)
+    }
+
+    fn leave_local(&self, id: ClientId, room: &str) -> bool {
+        let mut clients = self.registry.write();
+        let left = clients.rooms.leave(id, room);
+        if left && clients.rooms.len(room) == 0 {
+            self.room_emptied(&Room::from(room));
+        }
+        left
     }
 
     /// The rooms a client is in, in the order it joined them (none for a client that is not

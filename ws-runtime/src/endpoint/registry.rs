@@ -51,13 +51,17 @@ pub(crate) struct Registry {
     /// Frames at least this large carry a cell to share their compressed bytes: the socket's
     /// deflate threshold, `usize::MAX` without deflate (see `OutFrame::message`).
     pub(super) share_from: usize,
+    /// The link to the other nodes; `None` for a standalone socket.
+    pub(super) link: Option<super::remote::Link>,
 }
 
 impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
+        let node = NodeId::random();
         Registry {
             clients: RwLock::default(),
-            node: NodeId::random(),
+            node,
+            link: super::remote::Link::new(&config.cluster, node),
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
             queue_bytes: u32::try_from(config.send_queue_bytes)
@@ -116,7 +120,7 @@ impl Endpoint {
     pub(crate) fn unregister(&self, id: ClientId) {
         let mut clients = self.registry.write();
         clients.map.remove(&id);
-        clients.rooms.leave_all(id);
+        clients.rooms.leave_all(id, |room| self.room_emptied(room));
     }
 
     /// Refuses new clients and closes every open one with 1001, behind what is queued.

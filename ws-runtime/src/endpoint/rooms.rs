@@ -48,13 +48,15 @@ impl Rooms {
         true
     }
 
-    /// Removes `id` from every room it is in.
-    pub(super) fn leave_all(&mut self, id: ClientId) {
+    /// Removes `id` from every room it is in; `emptied` is called with each room it was the
+    /// last member of.
+    pub(super) fn leave_all(&mut self, id: ClientId, mut emptied: impl FnMut(&Room)) {
         for room in self.of.remove(&id).unwrap_or_default() {
             if let Some(members) = self.members.get_mut(&room) {
                 members.remove(&id);
                 if members.is_empty() {
                     self.members.remove(&room);
+                    emptied(&room);
                 }
             }
         }
@@ -133,11 +135,11 @@ mod tests {
             rooms.join(id(7), room.into());
         }
         rooms.join(id(8), "b".into());
-        rooms.leave_all(id(7));
+        rooms.leave_all(id(7), |_| {});
         assert!(rooms.of(id(7)).is_empty());
         assert_eq!(rooms.names().collect::<Vec<_>>(), [&Room::from("b")]);
         assert_eq!(rooms.members("b").collect::<Vec<_>>(), [id(8)]);
-        rooms.leave_all(id(9));
+        rooms.leave_all(id(9), |_| panic!("in no room"));
     }
 
     #[test]

@@ -186,6 +186,8 @@ impl<H: Handler> SocketInner<H> {
         self.started
             .get_or_init(|| async {
                 let service = &self.service;
+                // The cluster first: `on_start` may already send to other nodes.
+                service.endpoint.start_cluster();
                 let _ = guard(Hook::Start, service.handler.on_start(&service.endpoint)).await;
             })
             .await;
@@ -202,6 +204,7 @@ impl<H: Handler> SocketInner<H> {
                 self.service.endpoint.begin_shutdown();
                 self.tracker.close();
                 self.tracker.wait().await;
+                self.service.endpoint.stop_cluster().await;
             })
             .await;
     }

@@ -1,0 +1,116 @@
+//! Clusters: several nodes (sockets, each served on its own port) joined by a backplane; every
+//! `Endpoint` operation across nodes, the order one node's operations arrive in, membership,
+//! partial counts, and a node cut off from the others. Each scenario runs over the in-process
+//! `Hub` here; `redis.rs` runs them over Redis.
+
+mod scenarios;
+
+use std::time::Duration;
+
+use ws::Cluster;
+use ws::cluster::Hub;
+
+use scenarios::Timings;
+
+/// Timings short enough for tests: heartbeats every 50 ms, a silent node gone after 400 ms.
+fn hub_cluster(hub: &Hub) -> Cluster {
+    Timings::FAST.apply(Cluster::in_process(hub))
+}
+
+#[tokio::test]
+async fn every_operation_reaches_clients_on_other_nodes() {
+    let hub = Hub::new();
+    scenarios::every_operation(|| hub_cluster(&hub)).await;
+}
+
+#[tokio::test]
+async fn one_nodes_operations_reach_a_remote_client_in_order() {
+    let hub = Hub::new();
+    scenarios::in_order(|| hub_cluster(&hub)).await;
+}
+
+#[tokio::test]
+async fn nodes_see_each_other_count_together_and_see_a_graceful_stop_at_once() {
+    let hub = Hub::new();
+    scenarios::membership(|| hub_cluster(&hub)).await;
+}
+
+#[tokio::test]
+async fn a_cut_off_node_serves_its_own_fails_remote_calls_fast_and_is_dropped_by_the_others() {
+    let hub = Hub::new();
+    let cluster = || hub_cluster(&hub);
+    let [a, b, c] = scenarios::Node::three(cluster).await;
+    let (mut a1, a1_id) = a.enter().await;
+    let (mut b1, b1_id) = b.enter().await;
+    let (_c1, c1_id) = c.enter().await;
+    scenarios::all_see(&[&a, &b, &c], 3).await;
+
+    hub.cut(c.endpoint.node());
+    // The cut node keeps serving its own clients at once, and refuses remote calls at once.
+    let (mut c2, c2_id) = c.enter().await;
+    let delivery = c.endpoint.broadcast("c alone");
+    assert_eq!(delivery.queued, 2, "c's own two clients");
+    assert_eq!(delivery.remote, ws::Remote::Unsent);
+    assert_eq!(c2.recv_text().await.unwrap(), "c alone");
+    assert_eq!(
+        c.endpoint.send(a1_id, "lost"),
+        Err(ws::SendError::Unavailable(a1_id))
+    );
+    assert!(c.endpoint.cluster_stats().unsent >= 2);
+    assert!(!c.endpoint.cluster_stats().up);
+
+    // The others ask it for its count and get a partial answer naming it, before it expires.
+    let count = a.endpoint.cluster_len().await;
+    assert_eq!(count.missing, [c.endpoint.node()]);
+    assert_eq!(count.value, 2, "a's and b's clients");
+    // Then it expires, and sends to its clients fail at once.
+    scenarios::eventually("c expired on a", || a.endpoint.nodes().len() == 2).await;
+    assert_eq!(
+        a.endpoint.send(c1_id, "x"),
+        Err(ws::SendError::UnknownClient(c1_id))
+    );
+    // While cut off, c does not declare the others dead: it is the one that cannot hear.
+    tokio::time::sleep(Timings::FAST.expiry * 2).await;
+    assert_eq!(
+        c.endpoint.nodes().len(),
+        3,
+        "a cut-off node freezes its view"
+    );
+
+    // Restored: its hello brings it back into the others' view, and traffic flows again.
+    hub.restore(c.endpoint.node());
+    scenarios::all_see(&[&a, &b, &c], 3).await;
+    a.endpoint.send(c2_id, "back").unwrap();
+    assert_eq!(c2.recv_text().await.unwrap(), "back");
+    c.endpoint.broadcast("c again");
+    assert_eq!(a1.recv_text().await.unwrap(), "c again");
+    assert_eq!(b1.recv_text().await.unwrap(), "c again");
+    let _ = b1_id;
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
+
+/// A standalone socket (the default) has no cluster: another node's id is unknown there, and
+/// the cluster queries answer for this node alone at once.
+#[tokio::test]
+async fn a_standalone_socket_is_a_cluster_of_one() {
+    let node = scenarios::Node::start(Cluster::standalone()).await;
+    let (_client, id) = node.enter().await;
+    let foreign = scenarios::foreign_id(&node.endpoint);
+    assert_eq!(
+        node.endpoint.send(foreign, "x"),
+        Err(ws::SendError::UnknownClient(foreign))
+    );
+    let delivery = node.endpoint.deliver([id, foreign], "x");
+    assert_eq!(delivery.queued, 1);
+    assert_eq!(delivery.failed, [foreign]);
+    assert_eq!(delivery.remote, ws::Remote::NotNeeded);
+    let count = node.endpoint.cluster_len().await;
+    assert_eq!((count.value, count.is_complete()), (1, true));
+    assert_eq!(node.endpoint.cluster_clients().await.value, [id]);
+    assert_eq!(node.endpoint.nodes().len(), 1);
+    assert_eq!(node.endpoint.cluster_stats(), ws::ClusterStats::default());
+    node.stop().await;
+    let _ = Duration::ZERO;
+}

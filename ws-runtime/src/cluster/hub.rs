@@ -1,0 +1,225 @@
+//! The in-process backplane: several nodes in one process, joined by a [`Hub`].
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::backplane::{Backplane, Event, Inbound, Topic, Unavailable};
+use super::id::NodeId;
+
+/// Envelopes a node may have waiting before the hub drops what it publishes to that node
+/// (as Redis drops a subscriber that reads too slowly).
+const INBOUND: usize = 65_536;
+
+/// Joins the nodes of a cluster inside one process: each [`Socket`](crate::Socket) configured
+/// with [`Cluster::in_process(&hub)`](crate::Cluster::in_process) is one node, and they reach
+/// each other as nodes on Redis would, in order and without a network. For tests of a cluster
+/// in one process, and for several sockets that should act as one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # struct Chat;
+/// # #[ws::websocket]
+/// # impl Chat {}
+/// let hub = ws::cluster::Hub::new();
+/// let a = ws::Socket::with_config(Chat, ws::Config::new().cluster(ws::Cluster::in_process(&hub)));
+/// let b = ws::Socket::with_config(Chat, ws::Config::new().cluster(ws::Cluster::in_process(&hub)));
+/// // A broadcast from either endpoint reaches the clients of both.
+/// # drop((a, b));
+/// # }
+/// ```
+///
+/// [`cut`](Hub::cut) and [`restore`](Hub::restore) take one node's link down and up again,
+/// for tests of what a node does while it cannot reach the others.
+#[derive(Clone, Default)]
+pub struct Hub {
+    nodes: Arc<Mutex<HashMap<NodeId, Member>>>,
+}
+
+/// One started node on the hub.
+struct Member {
+    sender: mpsc::Sender<Event>,
+    /// Shared with the node's [`InProcess`], which changes it without the hub's lock.
+    topics: Arc<Mutex<HashSet<Topic>>>,
+    cut: bool,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("nodes", &lock(&self.nodes).len())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// A hub with no node yet.
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    /// A backplane for one more node on this hub.
+    pub fn backplane(&self) -> InProcess {
+        InProcess {
+            hub: self.clone(),
+            node: OnceLock::new(),
+            topics: Arc::default(),
+        }
+    }
+
+    /// Takes `node`'s link down: what it publishes is refused ([`Unavailable::Down`]), nothing
+    /// reaches it, and it gets [`Event::Down`]; the others stop hearing from it.
+    pub fn cut(&self, node: NodeId) {
+        self.set_cut(node, true);
+    }
+
+    /// Brings a [`cut`](Hub::cut) node's link back up ([`Event::Up`]).
+    pub fn restore(&self, node: NodeId) {
+        self.set_cut(node, false);
+    }
+
+    fn set_cut(&self, node: NodeId, cut: bool) {
+        let mut nodes = lock(&self.nodes);
+        if let Some(member) = nodes.get_mut(&node) {
+            if member.cut != cut {
+                member.cut = cut;
+                let event = if cut {
+                    Event::Down("cut off from the hub".into())
+                } else {
+                    Event::Up
+                };
+                // A node too far behind to take the event sees the change in `is_up`.
+                let _ = member.sender.try_send(event);
+            }
+        }
+    }
+}
+
+/// One node's link to a [`Hub`] (from [`Hub::backplane`]).
+pub struct InProcess {
+    hub: Hub,
+    node: OnceLock<NodeId>,
+    topics: Arc<Mutex<HashSet<Topic>>>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("node", &self.node.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backplane for InProcess {
+    fn start(&self, node: NodeId) -> Inbound {
+        let (sender, inbound) = Inbound::channel(INBOUND);
+        if self.node.set(node).is_ok() {
+            let _ = sender.try_send(Event::Up);
+            lock(&self.hub.nodes).insert(
+                node,
+                Member {
+                    sender,
+                    topics: self.topics.clone(),
+                    cut: false,
+                },
+            );
+        }
+        inbound
+    }
+
+    fn publish(&self, topic: &Topic, envelope: Bytes) -> Result<(), Unavailable> {
+        let node = self.node.get().ok_or(Unavailable::Down)?;
+        let nodes = lock(&self.hub.nodes);
+        match nodes.get(node) {
+            Some(member) if !member.cut => {}
+            _ => return Err(Unavailable::Down),
+        }
+        // Under the hub's lock: every node gets what everyone publishes in one order.
+        for member in nodes.values() {
+            if !member.cut && lock(&member.topics).contains(topic) {
+                let _ = member.sender.try_send(Event::Envelope(envelope.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, topic: &Topic) {
+        lock(&self.topics).insert(topic.clone());
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        lock(&self.topics).remove(topic);
+    }
+
+    fn is_up(&self) -> bool {
+        self.node
+            .get()
+            .is_some_and(|node| lock(&self.hub.nodes).get(node).is_some_and(|m| !m.cut))
+    }
+
+    fn stop(&self, _within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        if let Some(node) = self.node.get() {
+            lock(&self.hub.nodes).remove(node);
+        }
+        Box::pin(std::future::ready(()))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(inbound: &mut Inbound) -> Option<Event> {
+        inbound.try_recv()
+    }
+
+    #[test]
+    fn nodes_get_what_they_subscribed_to_in_order_and_nothing_once_cut() {
+        let hub = Hub::new();
+        let (a, b) = (hub.backplane(), hub.backplane());
+        let (na, nb) = (NodeId::random(), NodeId::random());
+        let mut ia = a.start(na);
+        let mut ib = b.start(nb);
+        assert_eq!(envelope(&mut ia), Some(Event::Up));
+        assert_eq!(envelope(&mut ib), Some(Event::Up));
+        b.subscribe(&Topic::All);
+        for n in 0..3u8 {
+            a.publish(&Topic::All, Bytes::from(vec![n])).unwrap();
+        }
+        a.publish(&Topic::Node(nb), Bytes::from_static(b"x"))
+            .unwrap();
+        for n in 0..3u8 {
+            assert_eq!(
+                envelope(&mut ib),
+                Some(Event::Envelope(Bytes::from(vec![n])))
+            );
+        }
+        assert_eq!(envelope(&mut ib), None, "not subscribed to its node topic");
+        assert_eq!(envelope(&mut ia), None, "a is not subscribed to all");
+        hub.cut(na);
+        assert!(!a.is_up());
+        assert_eq!(
+            envelope(&mut ia),
+            Some(Event::Down("cut off from the hub".into()))
+        );
+        assert_eq!(a.publish(&Topic::All, Bytes::new()), Err(Unavailable::Down));
+        hub.restore(na);
+        assert_eq!(envelope(&mut ia), Some(Event::Up));
+        b.unsubscribe(&Topic::All);
+        a.publish(&Topic::All, Bytes::new()).unwrap();
+        assert_eq!(envelope(&mut ib), None);
+        drop(a.stop(Duration::ZERO));
+        assert!(!a.is_up());
+        assert_eq!(a.publish(&Topic::All, Bytes::new()), Err(Unavailable::Down));
+    }
+}
