@@ -1,6 +1,6 @@
 //! One application over several nodes: what carries envelopes between them (the
 //! [`Backplane`] trait, and the in-process [`Hub`]), which cluster a socket joins
-//! ([`Cluster`](crate::Cluster)), the names that travel (`id.rs`: [`NodeId`], [`ClientId`],
+//! ([`Cluster`]), the names that travel (`id.rs`: [`NodeId`], [`ClientId`],
 //! [`Room`]) and the envelope they travel in (`wire.rs`).
 //!
 //! Most users only choose a cluster with [`Config::cluster`](crate::Config::cluster); the

@@ -279,11 +279,25 @@ impl<'a> From<&'a Recipients> for Target<'a> {
     }
 }
 
+/// An [`Endpoint`] that does not keep its clients' registry alive: the cluster's tasks hold
+/// one, so that a socket dropped without a shutdown does not live on in them.
+struct WeakEndpoint(std::sync::Weak<Registry>);
+
+impl WeakEndpoint {
+    fn upgrade(&self) -> Option<Endpoint> {
+        self.0.upgrade().map(|registry| Endpoint { registry })
+    }
+}
+
 impl Endpoint {
     pub(crate) fn new(config: &Config) -> Self {
         Endpoint {
             registry: Arc::new(Registry::new(config)),
         }
+    }
+
+    fn downgrade(&self) -> WeakEndpoint {
+        WeakEndpoint(Arc::downgrade(&self.registry))
     }
 
     /// A data frame of this message, encoded once for all its receivers.

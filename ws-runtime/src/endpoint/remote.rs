@@ -9,14 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::registry::Registry;
-use super::{Delivery, Endpoint, SendError, Target};
+use super::{Delivery, Endpoint, SendError, Target, WeakEndpoint};
 use crate::cluster::wire::{self, Body, Heartbeat};
 use crate::cluster::{Backplane, ClientId, Cluster, Event, NodeId, Room, Topic, Unavailable};
 use crate::message::{Close, Message, truncate_reason};
@@ -452,9 +451,8 @@ impl Endpoint {
         let inbound = link.backplane.start(link.node);
         link.backplane.subscribe(&Topic::All);
         link.backplane.subscribe(&Topic::Node(link.node));
-        let registry = Arc::downgrade(&self.registry);
-        let receive = tokio::spawn(receive(registry.clone(), inbound));
-        let beat = tokio::spawn(beat(registry, link.heartbeat));
+        let receive = tokio::spawn(receive(self.downgrade(), inbound));
+        let beat = tokio::spawn(beat(self.downgrade(), link.heartbeat));
         lock(&link.tasks).extend([receive, beat]);
     }
 
@@ -690,12 +688,11 @@ impl Endpoint {
 
 /// Applies what arrives from the cluster, in order, until the backplane stops or the
 /// endpoint is dropped.
-async fn receive(registry: Weak<Registry>, mut inbound: crate::cluster::Inbound) {
+async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
     while let Some(event) = inbound.recv().await {
-        let Some(registry) = registry.upgrade() else {
+        let Some(endpoint) = endpoint.upgrade() else {
             return;
         };
-        let endpoint = Endpoint { registry };
         let Some(link) = endpoint.link() else { return };
         match event {
             Event::Envelope(bytes) => endpoint.apply(link, &bytes),
@@ -716,15 +713,14 @@ async fn receive(registry: Weak<Registry>, mut inbound: crate::cluster::Inbound)
 
 /// Sends a heartbeat every `every` and sweeps the silent nodes four times as often, until the
 /// endpoint is dropped (or the task aborted at shutdown).
-async fn beat(registry: Weak<Registry>, every: Duration) {
+async fn beat(endpoint: WeakEndpoint, every: Duration) {
     let mut tick = tokio::time::interval(every / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
         tick.tick().await;
-        let Some(registry) = registry.upgrade() else {
+        let Some(endpoint) = endpoint.upgrade() else {
             return;
         };
-        let endpoint = Endpoint { registry };
         let Some(link) = endpoint.link() else { return };
         if n % 4 == 0 && link.up.load(Ordering::Relaxed) {
             let heartbeat = link.heartbeat(endpoint.len(), false, false);
