@@ -293,6 +293,75 @@
 //! `examples/push.rs` is a complete server-push example: `on_start` spawns a task that
 //! broadcasts a tick every second, `on_stop` stops it.
 //!
+//! # Clusters: one application on many nodes
+//!
+//! When one process is not enough, run several behind a load balancer and make each socket a
+//! node of one cluster with [`Config::cluster`]: every [`Endpoint`] operation then reaches the
+//! clients of every node. Nodes reach each other through a backplane: Redis (feature `redis`,
+//! [`Cluster::redis`]), the in-process [`cluster::Hub`] (several nodes in one process, as in
+//! tests), or your own engine ([`cluster::Backplane`]). The default, [`Cluster::standalone`],
+//! is a cluster of one: nothing leaves the process.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! struct Chat;
+//!
+//! #[ws::websocket]
+//! impl Chat {
+//!     fn on_data(&self, endpoint: &ws::Endpoint, text: String) {
+//!         // Every client of every node.
+//!         endpoint.broadcast(text);
+//!     }
+//! }
+//!
+//! let hub = ws::cluster::Hub::new();
+//! let node = |hub| ws::Socket::with_config(Chat, ws::Config::new().cluster(ws::Cluster::in_process(hub)));
+//! let (a, b) = (node(&hub), node(&hub));
+//! # drop((a, b));
+//! # }
+//! ```
+//!
+//! Every [`ClientId`] names its node ([`ClientId::node`], shown as `NODE-NUMBER`), so an
+//! operation on one client goes to that client's node only:
+//!
+//! | operation | across nodes |
+//! | --- | --- |
+//! | [`send`](Endpoint::send), [`close`](Endpoint::close), [`join`](Endpoint::join), [`leave`](Endpoint::leave) of another node's client | sent to that node alone, which applies it to its client; `Ok` once sent (what the node then does is not reported back) |
+//! | [`deliver`](Endpoint::deliver) / [`broadcast`](Endpoint::broadcast) to all, all but some, ids, rooms | this node's recipients at once, the rest published **once** (not once per node) with the payload encoded once; [`Delivery::remote`] says whether it was published |
+//! | a room | membership stays with the client's node; a node receives a room's deliveries only while it has members there; a client in two of the rooms gets the message once |
+//! | [`clients`](Endpoint::clients), [`len`](Endpoint::len), [`info`](Endpoint::info), [`members`](Endpoint::members), [`rooms`](Endpoint::rooms), [`room_len`](Endpoint::room_len) | this node's clients only, at once |
+//! | [`nodes`](Endpoint::nodes), [`cluster_len`](Endpoint::cluster_len), [`cluster_clients`](Endpoint::cluster_clients) | the whole cluster: the nodes answer within a timeout (1 s), and a [`Partial`] names those that did not, instead of waiting for them |
+//!
+//! **Order.** What one node does to a client of another (sends, deliveries of any kind, its
+//! close), in any mix and from one task, reaches that client in the order it was done: each
+//! node publishes through one ordered link and applies what arrives in arrival order to the
+//! clients' ordered queues. Not ordered: operations of different nodes with each other, and
+//! a room delivery made right after a remote [`join`](Endpoint::join) to a room the client's
+//! node had no member in yet (the join is applied first, but the node subscribes to the
+//! room's topic as it applies it, and over Redis that subscription can land after the
+//! delivery was published).
+//!
+//! **Membership.** Each node sends a heartbeat every second ([`Cluster::heartbeat`]); a node
+//! that stops gracefully tells the others, which drop it at once; a node killed without a
+//! word is dropped by the others within 4 s (its last heartbeat's 3 s expiry,
+//! [`Cluster::expiry`], plus a quarter-second sweep). Sends to a departed node's clients then
+//! fail at once with [`SendError::UnknownClient`].
+//!
+//! **When the backplane is down**, each node keeps serving its own clients and accepting new
+//! ones: local delivery never waits on the backplane. Calls that need another node fail at
+//! once ([`SendError::Unavailable`], [`Remote::Unsent`]) and are counted
+//! ([`Endpoint::cluster_stats`]); a node that cannot hear the others does not declare them
+//! dead. Lost, and only this: the remote part of what was done while the link was down,
+//! envelopes in flight when it broke (never sent twice), and what others published while this
+//! node's subscription was down (counted as `missed`, from sequence numbers). Room membership,
+//! sessions and ids survive: membership lives on each client's node, and room subscriptions
+//! are restored from it when the link comes back.
+//!
+//! **Rolling upgrades.** The envelope between nodes carries a version; a node that receives
+//! one it cannot read drops it, counts it (`unreadable`) and warns once per version, rather
+//! than misreading it.
+//!
 //! # Configuration and defaults
 //!
 //! [`Socket::new`] uses [`Config::default`]; [`Socket::with_config`] takes your own. Every

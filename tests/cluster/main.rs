@@ -5,8 +5,6 @@
 
 mod scenarios;
 
-use std::time::Duration;
-
 use ws::Cluster;
 use ws::cluster::Hub;
 
@@ -112,5 +110,34 @@ async fn a_standalone_socket_is_a_cluster_of_one() {
     assert_eq!(node.endpoint.nodes().len(), 1);
     assert_eq!(node.endpoint.cluster_stats(), ws::ClusterStats::default());
     node.stop().await;
-    let _ = Duration::ZERO;
+}
+
+/// Anyone with access to the backplane can publish: envelopes of another version, of an
+/// unknown kind or with a text payload that is not UTF-8 are counted and skipped, and the node
+/// goes on with the next.
+#[tokio::test]
+async fn unreadable_envelopes_are_counted_and_skipped() {
+    use ws::cluster::{Backplane, Topic};
+
+    let hub = Hub::new();
+    let node = scenarios::Node::start(hub_cluster(&hub)).await;
+    let (mut client, _) = node.enter().await;
+    let intruder = hub.backplane();
+    let _inbound = intruder.start("0000abcd".parse().unwrap());
+    // version, kind, flags, sender (4), seq (4), then the body.
+    let header = |version: u8, kind: u8, flags: u8| {
+        let mut bytes = vec![version, kind, flags, 0, 0, 0xab, 0xcd, 0, 0, 0, 1];
+        bytes.push(0); // no exceptions (a to-all body)
+        bytes
+    };
+    let mut not_utf8 = header(1, 0x01, 0);
+    not_utf8.push(0xff);
+    let mut binary = header(1, 0x01, 1);
+    binary.extend_from_slice(b"ok");
+    for envelope in [header(2, 0x01, 0), header(1, 0x7f, 0), not_utf8, binary] {
+        intruder.publish(&Topic::All, envelope.into()).unwrap();
+    }
+    assert_eq!(&client.recv_binary().await.unwrap()[..], b"ok");
+    assert_eq!(node.endpoint.cluster_stats().unreadable, 3);
+    node.stop().await;
 }
