@@ -6,12 +6,18 @@
 //! Most users only choose a cluster with [`Config::cluster`](crate::Config::cluster); the
 //! trait is here for those who bring their own engine.
 
+#[cfg(feature = "redis")]
+mod backoff;
 mod backplane;
 mod hub;
 mod id;
+#[cfg(feature = "redis")]
+mod redis;
 mod settings;
 pub(crate) mod wire;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{Redis, RedisError, RedisStats};
 pub use backplane::{Backplane, Event, Inbound, Topic, Unavailable};
 pub use hub::{Hub, InProcess};
 pub(crate) use id::IdHasher;
