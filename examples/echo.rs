@@ -4,7 +4,9 @@
 //! `cargo run --release --example echo -- --addr 127.0.0.1:9001`
 //!
 //! With `--broadcast` it relays every message unchanged to all *other* clients through the
-//! `Endpoint` instead (the fan-out server of the benchmark).
+//! `Endpoint` instead (the fan-out server of the benchmark). With `--redis URL` (feature
+//! `redis`) it is one node of a cluster on that Redis: a broadcast reaches the other clients
+//! of every node (`--features redis -- --broadcast --redis redis://127.0.0.1:6379`).
 //!
 //! With `--deflate` it negotiates permessage-deflate (RFC 7692) with clients that offer it,
 //! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
@@ -47,6 +49,7 @@ async fn main() -> std::process::ExitCode {
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
     let mut deflate: Option<usize> = None;
+    let mut redis: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -60,11 +63,15 @@ async fn main() -> std::process::ExitCode {
                 Some(value) => addr = value,
                 None => return usage(),
             },
+            "--redis" => match args.next() {
+                Some(value) => redis = Some(value),
+                None => return usage(),
+            },
             _ => return usage(),
         }
     }
     // Conformance and benchmark runs push far past the production defaults.
-    let config = Config::new()
+    let mut config = Config::new()
         .max_message_size(64 << 20)
         .max_frame_size(16 << 20)
         .origins(Origins::Any)
@@ -72,6 +79,15 @@ async fn main() -> std::process::ExitCode {
         .max_connections(None)
         .max_connections_per_ip(None)
         .deflate(deflate.map(|threshold| Deflate::new().threshold(threshold)));
+    if let Some(url) = redis {
+        match cluster_on(&url) {
+            Ok(cluster) => config = config.cluster(cluster),
+            Err(err) => {
+                eprintln!("echo: --redis {url}: {err}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let echo = ws::Socket::with_config(Echo { broadcast }, config);
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
@@ -91,9 +107,20 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+#[cfg(feature = "redis")]
+fn cluster_on(url: &str) -> Result<ws::Cluster, String> {
+    ws::Cluster::redis(url).map_err(|err| err.to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+fn cluster_on(_url: &str) -> Result<ws::Cluster, String> {
+    Err("build with --features redis".into())
+}
+
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: echo [--addr HOST:PORT] [--broadcast] [--deflate] [--deflate-threshold BYTES]"
+        "usage: echo [--addr HOST:PORT] [--broadcast] [--deflate] [--deflate-threshold BYTES] \
+         [--redis URL]"
     );
     std::process::ExitCode::from(2)
 }

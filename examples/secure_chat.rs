@@ -14,7 +14,9 @@
 //! Options: `--addr HOST:PORT` (default `127.0.0.1:8080`), `--password PASSWORD` (default
 //! `$CHAT_PASSWORD`, else `reallyverysecure`), `--tls-cert PATH --tls-key PATH` (PEM files,
 //! both or neither: serve `https://` and `wss://`; the page then connects with `wss:`),
-//! `--no-deflate` (decline permessage-deflate: the configuration is then entirely the default).
+//! `--no-deflate` (decline permessage-deflate: the configuration is then entirely the default),
+//! `--redis redis://HOST:PORT` (feature `redis`: this process is one node of a chat shared by
+//! every process on that Redis; run several on different `--addr` ports).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -88,16 +90,31 @@ fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The cluster of every `secure_chat` on the Redis at `url`. Redis is reached in the
+/// background: the chat starts and serves its own members while Redis is down.
+#[cfg(feature = "redis")]
+fn redis_cluster(url: &str) -> Result<ws::Cluster, String> {
+    ws::Cluster::redis(url).map_err(|err| format!("--redis {url}: {err}"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_cluster(_url: &str) -> Result<ws::Cluster, String> {
+    Err("--redis needs the feature `redis`: \
+         cargo run --example secure_chat --features redis -- --redis URL"
+        .into())
+}
+
 struct Args {
     addr: String,
     password: String,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    redis: Option<String>,
     deflate: bool,
 }
 
 const USAGE: &str = "usage: secure_chat [--addr HOST:PORT] [--password PASSWORD] \
-                     [--tls-cert CERT.pem --tls-key KEY.pem] [--no-deflate]";
+                     [--tls-cert CERT.pem --tls-key KEY.pem] [--no-deflate] [--redis URL]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -106,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
         tls_cert: None,
         tls_key: None,
         deflate: true,
+        redis: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -116,6 +134,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => args.tls_cert = Some(value("--tls-cert")?),
             "--tls-key" => args.tls_key = Some(value("--tls-key")?),
             "--no-deflate" => args.deflate = false,
+            "--redis" => args.redis = Some(value("--redis")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
@@ -147,7 +166,16 @@ async fn main() -> std::process::ExitCode {
     // context per connection (each message is compressed on its own, a broadcast once for all
     // receivers that negotiated the same window); messages under 256 bytes go uncompressed. A
     // member that sends compressed messages keeps a decompression context (about 46 KiB).
-    let config = ws::Config::default().deflate(args.deflate.then(ws::Deflate::default));
+    let mut config = ws::Config::default().deflate(args.deflate.then(ws::Deflate::default));
+    if let Some(url) = &args.redis {
+        match redis_cluster(url) {
+            Ok(cluster) => config = config.cluster(cluster),
+            Err(msg) => {
+                eprintln!("secure_chat: {msg}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let chat = ws::Socket::with_config(
         Chat {
             password: args.password,
@@ -178,6 +206,12 @@ async fn main() -> std::process::ExitCode {
     };
     let scheme = if server.is_tls() { "https" } else { "http" };
     tracing::info!("Chat at {scheme}://{}/", server.local_addr());
+    if let Some(url) = &args.redis {
+        tracing::info!(
+            "Node {} of the chat shared over Redis at {url}",
+            chat.endpoint().node()
+        );
+    }
     match server.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -298,7 +298,7 @@
 //! When one process is not enough, run several behind a load balancer and make each socket a
 //! node of one cluster with [`Config::cluster`]: every [`Endpoint`] operation then reaches the
 //! clients of every node. Nodes reach each other through a backplane: Redis (feature `redis`,
-//! [`Cluster::redis`]), the in-process [`cluster::Hub`] (several nodes in one process, as in
+//! [`Cluster::redis`][cluster-redis]), the in-process [`cluster::Hub`] (several nodes in one process, as in
 //! tests), or your own engine ([`cluster::Backplane`]). The default, [`Cluster::standalone`],
 //! is a cluster of one: nothing leaves the process.
 //!
@@ -497,6 +497,7 @@
 //! | `tls` | yes | `wss://` with rustls: [`Server::tls`][server-tls], [`Tls`][tls-type] |
 //! | `json` | no | [`Json<T>`][json-type] for `on_data`, `Message::json` to send any `Serialize` value (`serde`, `serde_json`) |
 //! | `test` | no | [`ws::test`][test-module]: in-process tests with a real client |
+//! | `redis` | no | clusters over Redis: [`Cluster::redis`][cluster-redis], [`cluster::Redis`][redis-type] (the `redis` crate) |
 //!
 //! # Examples
 //!
@@ -540,6 +541,15 @@
     not(feature = "tls"),
     doc = "[server-tls]: https://docs.rs/warpsocket/latest/ws/struct.Server.html#method.tls\n\
            [tls-type]: https://docs.rs/warpsocket/latest/ws/struct.Tls.html"
+)]
+#![cfg_attr(
+    feature = "redis",
+    doc = "[cluster-redis]: Cluster::redis\n[redis-type]: cluster::Redis"
+)]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "[cluster-redis]: https://docs.rs/warpsocket/latest/ws/struct.Cluster.html#method.redis\n\
+           [redis-type]: https://docs.rs/warpsocket/latest/ws/cluster/struct.Redis.html"
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,8 +1,10 @@
 //! Clusters: several nodes (sockets, each served on its own port) joined by a backplane; every
 //! `Endpoint` operation across nodes, the order one node's operations arrive in, membership,
 //! partial counts, and a node cut off from the others. Each scenario runs over the in-process
-//! `Hub` here; `redis.rs` runs them over Redis.
+//! `Hub` here; `redis.rs` (feature `redis`) runs them over Redis, with Redis' own failures.
 
+#[cfg(feature = "redis")]
+mod redis;
 mod scenarios;
 
 use ws::Cluster;
@@ -18,13 +20,13 @@ fn hub_cluster(hub: &Hub) -> Cluster {
 #[tokio::test]
 async fn every_operation_reaches_clients_on_other_nodes() {
     let hub = Hub::new();
-    scenarios::every_operation(|| hub_cluster(&hub)).await;
+    scenarios::every_operation(|| hub_cluster(&hub), &|_, _| {}).await;
 }
 
 #[tokio::test]
 async fn one_nodes_operations_reach_a_remote_client_in_order() {
     let hub = Hub::new();
-    scenarios::in_order(|| hub_cluster(&hub)).await;
+    scenarios::in_order(|| hub_cluster(&hub), &|_, _| {}).await;
 }
 
 #[tokio::test]

@@ -116,9 +116,13 @@ async fn marker(endpoint: &Endpoint, client: &mut Client, id: ClientId) {
     assert_eq!(client.recv_text().await.unwrap(), "marker");
 }
 
+/// Waits until `nodes` nodes receive a room's deliveries: over Redis a node's SUBSCRIBE to a
+/// room's topic completes after the join that made it (the crate guide's "Order").
+pub(crate) type RoomReady<'a> = &'a dyn Fn(&str, usize);
+
 /// Sends, deliveries to all, all-but, ids, rooms (one and several, each member once), remote
 /// join and leave, and a remote close, from node a to clients of b and c.
-pub(crate) async fn every_operation(cluster: impl Fn() -> Cluster) {
+pub(crate) async fn every_operation(cluster: impl Fn() -> Cluster, room_ready: RoomReady<'_>) {
     let [a, b, c] = Node::three(cluster).await;
     all_see(&[&a, &b, &c], 3).await;
     let (mut a1, a1_id) = a.enter().await;
@@ -161,6 +165,7 @@ pub(crate) async fn every_operation(cluster: impl Fn() -> Cluster) {
     ea.join(a1_id, "blue").unwrap();
     eventually("b1 in red", || eb.members("red") == [b1_id]).await;
     eventually("c1 in red and blue", || ec.rooms(c1_id).len() == 2).await;
+    room_ready("red", 2);
     assert!(
         ea.members("red").is_empty(),
         "membership stays with the client's node"
@@ -214,11 +219,12 @@ pub(crate) async fn every_operation(cluster: impl Fn() -> Cluster) {
 
 /// A thousand operations of every kind from one node reach a client of another in the order
 /// they were made, then its close.
-pub(crate) async fn in_order(cluster: impl Fn() -> Cluster) {
+pub(crate) async fn in_order(cluster: impl Fn() -> Cluster, room_ready: RoomReady<'_>) {
     let [a, b, _c] = Node::three(cluster).await;
     all_see(&[&a, &b], 3).await;
     let (mut b1, b1_id) = b.enter().await;
     b.endpoint.join(b1_id, "room").unwrap();
+    room_ready("room", 1);
     let ea = &a.endpoint;
     for n in 0..1000 {
         let text = n.to_string();

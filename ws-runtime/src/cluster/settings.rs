@@ -63,6 +63,29 @@ impl Cluster {
         Cluster::with_backplane(hub.backplane())
     }
 
+    /// A node of the cluster of every node on the Redis at `url` (feature `redis`): Redis
+    /// pub/sub carries the envelopes, on channels prefixed `ws:`. Nothing connects until the
+    /// socket starts, and a node serves its own clients while Redis is down; see
+    /// [`Redis`](super::Redis) for the link's behaviour, and
+    /// `Cluster::with_backplane(Redis::new(url)?.prefix(..))` for another prefix.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ws::cluster::RedisError> {
+    /// let config = ws::Config::new().cluster(ws::Cluster::redis("redis://127.0.0.1:6379/")?);
+    /// # drop(config);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RedisError`](super::RedisError) if `url` is not a Redis URL.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(url: &str) -> Result<Cluster, super::RedisError> {
+        Ok(Cluster::with_backplane(super::Redis::new(url)?))
+    }
+
     /// A node of a cluster joined by this backplane.
     pub fn with_backplane(backplane: impl Backplane) -> Cluster {
         Cluster {
