@@ -299,11 +299,22 @@ impl Link {
             peers.seqs.remove(&node);
             peers.departed.insert(node, now);
         }
-        peers
-            .departed
-            .retain(|_, since| now.duration_since(*since) < DEPARTED);
+        let mut forgotten = Vec::new();
+        peers.departed.retain(|node, since| {
+            let keep = now.duration_since(*since) < DEPARTED;
+            if !keep {
+                forgotten.push(*node);
+            }
+            keep
+        });
         let live: Vec<NodeId> = peers.live.keys().copied().collect();
         drop(peers);
+        if !forgotten.is_empty() {
+            let mut seqs = lock(&self.seqs);
+            for node in forgotten {
+                seqs.nodes.remove(&node);
+            }
+        }
         // A query waits only for nodes still alive.
         let mut queries = lock(&self.queries);
         for query in queries.pending.values_mut() {
