@@ -17,16 +17,25 @@ fn hub_cluster(hub: &Hub) -> Cluster {
     Timings::FAST.apply(Cluster::in_process(hub))
 }
 
+/// On the hub a node subscribes as it applies the join (and unsubscribes as it applies the last
+/// leave), which the scenarios have waited for: the count is checked, not waited on.
+fn room_ready(hub: &Hub) -> impl Fn(&str, usize) + '_ {
+    move |room, nodes| {
+        let topic = ws::cluster::Topic::Room(room.into());
+        assert_eq!(hub.subscribers(&topic), nodes, "nodes receiving {room}");
+    }
+}
+
 #[tokio::test]
 async fn every_operation_reaches_clients_on_other_nodes() {
     let hub = Hub::new();
-    scenarios::every_operation(|| hub_cluster(&hub), &|_, _| {}).await;
+    scenarios::every_operation(|| hub_cluster(&hub), &room_ready(&hub)).await;
 }
 
 #[tokio::test]
 async fn one_nodes_operations_reach_a_remote_client_in_order() {
     let hub = Hub::new();
-    scenarios::in_order(|| hub_cluster(&hub), &|_, _| {}).await;
+    scenarios::in_order(|| hub_cluster(&hub), &room_ready(&hub)).await;
 }
 
 #[tokio::test]

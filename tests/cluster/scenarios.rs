@@ -116,8 +116,9 @@ async fn marker(endpoint: &Endpoint, client: &mut Client, id: ClientId) {
     assert_eq!(client.recv_text().await.unwrap(), "marker");
 }
 
-/// Waits until `nodes` nodes receive a room's deliveries: over Redis a node's SUBSCRIBE to a
-/// room's topic completes after the join that made it (the crate guide's "Order").
+/// Waits until exactly `nodes` nodes receive a room's deliveries: a node subscribes to a room's
+/// topic while it has members there (over Redis the SUBSCRIBE completes after the join that
+/// made it, the crate guide's "Order"; the UNSUBSCRIBE after the last leave).
 pub(crate) type RoomReady<'a> = &'a dyn Fn(&str, usize);
 
 /// Sends, deliveries to all, all-but, ids, rooms (one and several, each member once), remote
@@ -198,6 +199,8 @@ pub(crate) async fn every_operation(cluster: impl Fn() -> Cluster, room_ready: R
     // A remote leave: then the room no longer reaches it.
     assert!(ea.leave(b1_id, "red"), "sent to b1's node");
     eventually("b1 left red", || eb.room_len("red") == 0).await;
+    // b had no other member there: it no longer receives the room's deliveries.
+    room_ready("red", 1);
     ea.deliver(Recipients::room("red"), "red again");
     assert_eq!(c1.recv_text().await.unwrap(), "red again");
     marker(eb, &mut b1, b1_id).await;
@@ -248,6 +251,9 @@ pub(crate) async fn in_order(cluster: impl Fn() -> Cluster, room_ready: RoomRead
     }
     assert_eq!(b1.expect_close().await.unwrap().code, 4000);
     assert_eq!(b.endpoint.cluster_stats().missed, 0);
+    // Its last member closed: b stops receiving the room's deliveries.
+    eventually("b1 unregistered", || !b.endpoint.contains(b1_id)).await;
+    room_ready("room", 0);
     a.stop().await;
     b.stop().await;
 }

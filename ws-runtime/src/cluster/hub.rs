@@ -84,6 +84,15 @@ impl Hub {
         self.set_cut(node, false);
     }
 
+    /// How many started nodes receive `topic` now: in tests, whether a node subscribes to a
+    /// room's topic exactly while it has members there.
+    pub fn subscribers(&self, topic: &Topic) -> usize {
+        lock(&self.nodes)
+            .values()
+            .filter(|member| lock(&member.topics).contains(topic))
+            .count()
+    }
+
     fn set_cut(&self, node: NodeId, cut: bool) {
         let mut nodes = lock(&self.nodes);
         if let Some(member) = nodes.get_mut(&node) {
