@@ -124,6 +124,13 @@ pub struct ClientInfo {
 /// reason of a failure) and [`broadcast`](Endpoint::broadcast) (everyone) are their short forms.
 /// Any message goes: text, binary, or JSON through `Message::json` (feature `json`).
 ///
+/// In a cluster ([`Config::cluster`](crate::Config::cluster)) the same calls reach the clients
+/// of every node: an id names its node, and what is for other nodes is published once (see
+/// the crate guide's "Clusters" for the order kept and what an outage loses). The queries
+/// ([`clients`](Endpoint::clients), [`len`](Endpoint::len), [`members`](Endpoint::members), ...)
+/// answer for this node; [`cluster_len`](Endpoint::cluster_len) and
+/// [`cluster_clients`](Endpoint::cluster_clients) ask every node.
+///
 /// ```
 /// use ws::Recipients;
 ///
@@ -312,7 +319,9 @@ impl Endpoint {
     ///
     /// [`SendError::UnknownClient`] if no open client has this id, [`SendError::Closing`] if
     /// it is closing, [`SendError::QueueFull`] if its queue is full (it is then closed with
-    /// 1008 under the default policy).
+    /// 1008 under the default policy). For another node's client: `Ok` once sent to its node
+    /// (which then queues it, or not, as here), [`SendError::Unavailable`] if the link to the
+    /// cluster is down, [`SendError::UnknownClient`] if its node is known to be gone.
     pub fn send(&self, id: ClientId, message: impl Into<Message>) -> Result<(), SendError> {
         if id.node() != self.registry.node {
             return self.send_remote(id, message.into());
@@ -507,7 +516,8 @@ impl Endpoint {
     ///
     /// [`SendError::InvalidCloseCode`] for a code that cannot be sent (see
     /// [`Close::is_sendable`]), [`SendError::UnknownClient`] if no open client has this id.
-    /// Closing a client that is already closing succeeds and changes nothing.
+    /// Closing a client that is already closing succeeds and changes nothing. Another node's
+    /// client is closed by its node, as [`send`](Endpoint::send) reaches it.
     pub fn close(&self, id: ClientId, code: u16, reason: &str) -> Result<(), SendError> {
         if !Close::is_sendable(code) {
             return Err(SendError::InvalidCloseCode(code));
@@ -550,9 +560,14 @@ impl Endpoint {
     /// # }
     /// ```
     ///
+    /// Another node's client joins on its node, which keeps the membership (so
+    /// [`members`](Endpoint::members) there lists it, not here); the call returns once the
+    /// request is sent.
+    ///
     /// # Errors
     ///
-    /// [`SendError::UnknownClient`] if no open client has this id.
+    /// [`SendError::UnknownClient`] if no open client has this id; for another node's
+    /// client, as [`send`](Endpoint::send).
     pub fn join(&self, id: ClientId, room: impl Into<Room>) -> Result<(), SendError> {
         let room = room.into();
         if id.node() != self.registry.node {
