@@ -12,7 +12,7 @@ use ws::cluster::Hub;
 
 use scenarios::Timings;
 
-/// Timings short enough for tests: heartbeats every 50 ms, a silent node gone after 400 ms.
+/// Timings short enough for tests (`Timings::FAST`).
 fn hub_cluster(hub: &Hub) -> Cluster {
     Timings::FAST.apply(Cluster::in_process(hub))
 }

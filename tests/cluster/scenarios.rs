@@ -18,11 +18,13 @@ pub(crate) struct Timings {
 }
 
 impl Timings {
-    /// Heartbeats every 50 ms; a silent node is gone after 400 ms; queries wait 150 ms.
+    /// Heartbeats every 50 ms; a silent node is gone after 800 ms; queries wait 500 ms. Short,
+    /// yet long enough that a node starved of CPU for a moment on a busy test machine is not
+    /// taken for dead, nor its answer for missing.
     pub(crate) const FAST: Timings = Timings {
         heartbeat: Duration::from_millis(50),
-        expiry: Duration::from_millis(400),
-        query_timeout: Duration::from_millis(150),
+        expiry: Duration::from_millis(800),
+        query_timeout: Duration::from_millis(500),
     };
 
     pub(crate) fn apply(&self, cluster: Cluster) -> Cluster {

@@ -334,7 +334,7 @@ impl Endpoint {
     }
 
     /// Publishes the part of a delivery meant for other nodes, once, on one topic: a room's
-    /// topic for one room, this node's peers' topic for clients all on one node, `all`
+    /// topic for one room, that node's topic for clients all on one other node, `all`
     /// otherwise. Named ids of nodes known to be gone, and every named id of another node
     /// when the envelope could not be sent, go to `delivery.failed`.
     pub(super) fn publish_remote(
