@@ -407,8 +407,8 @@ impl Conn {
         let mut in_message = false;
         let mut received = 0;
         while received < count {
-            // Parse every whole frame in buf[start..end].
-            loop {
+            // Parse every whole frame in buf[start..end], up to the `count`th message.
+            while received < count {
                 let rest = &buf[start..end];
                 let Some((fin, opcode, head, len)) = frame_head(rest)? else {
                     break;
@@ -467,6 +467,8 @@ impl Conn {
             }
             end += n;
         }
+        // What was read past the last message stays for the next call.
+        self.leftover = buf[start..end].to_vec();
         Ok(received)
     }
 
