@@ -1239,7 +1239,8 @@ fn render_scale(out: &mut String, options: &Options, results: &Results) {
          The subscribers are spread evenly over {SCALE_NODES} nodes (`echo --broadcast --redis \
          URL`) on one Redis, then all on one node (`echo --broadcast`, no Redis), in the same \
          run; one publisher on node 1 sends {SCALE_MESSAGES} broadcasts of {SIZE} B, one every \
-         {:.0} s (the first {} left out of the latency figures). Every subscriber checks every \
+         {:.0} s (the first {} left out of the latency figures, so p99 is the slowest of the \
+         rest). Every subscriber checks every \
          byte and that each message is the next in sequence (none lost or reordered: any miss \
          fails the run). The whole load generator is one process (one core) holding every \
          socket, within the open-file limit of {}. Memory: each node's `VmRSS` once its \
@@ -1253,15 +1254,15 @@ fn render_scale(out: &mut String, options: &Options, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "| setup | subscribers per node | broadcasts | p50 publish → last delivery (ms) | p99 (ms) | p99 publisher's node (ms) | p99 other nodes (ms) | nodes' CPU µs/delivery | Redis CPU µs/delivery | × one node (CPU) | × one node (p99) | KiB per idle connection, per node | RSS before clients, per node (MiB) |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+        "| setup | subscribers per node | broadcasts | p50 publish → last delivery (ms) | p99 (ms) | p99 publisher's node (ms) | p99 other nodes (ms) | nodes' CPU µs/delivery | Redis CPU µs/delivery | × one node (CPU) | × one node (p99) | KiB per idle connection, per node | RSS before clients, per node (MiB) | nodes' core | client core |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |"
     );
     let base = results.fan.iter().find(|f| !f.cluster);
     for sample in &results.fan {
         let list = |v: Vec<String>| v.join(" / ");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             if sample.cluster {
                 format!("**{}**", setup_name(true, sample.nodes))
             } else {
@@ -1296,6 +1297,8 @@ fn render_scale(out: &mut String, options: &Options, results: &Results) {
                     .map(|k| format!("{:.1}", *k as f64 / 1024.0))
                     .collect()
             ),
+            percent(sample.nodes_busy),
+            percent(sample.client_busy),
         );
     }
     out.push('\n');

@@ -350,12 +350,16 @@ pub(crate) fn header(out: &mut String, options: &Options, elapsed: Duration, sca
     let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let rounds = if scale { 1 } else { options.rounds };
+    let order = if scale {
+        "the cluster first, then the single node"
+    } else {
+        "the cluster and the single node alternating (rotated each round)"
+    };
     let _ = writeln!(
         out,
-        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), the cluster and \
-         the single node alternating (rotated each round), each run against fresh processes \
-         (nodes and Redis). Every node and Redis pinned to CPU 0, the load generator to CPU 1: \
-         {}.\n",
+        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), {order}, each run \
+         against fresh processes (nodes and Redis). Every node and Redis pinned to CPU 0, the \
+         load generator to CPU 1: {}.\n",
         elapsed.as_secs_f64(),
         if options.pin {
             "yes"
