@@ -8,6 +8,11 @@
 //! `redis`) it is one node of a cluster on that Redis: a broadcast reaches the other clients
 //! of every node (`--features redis -- --broadcast --redis redis://127.0.0.1:6379`).
 //!
+//! With `--pair` (for the benchmark's point-to-point rows) each client first gets its own id
+//! (`NODE-NUMBER`) as a text message, and a text message `@ID rest` is sent as `rest` to the
+//! client `ID`, on this node or, in a cluster, on another; every other message is handled as
+//! without `--pair`. Without `--pair` nothing is sent on open.
+//!
 //! With `--deflate` it negotiates permessage-deflate (RFC 7692) with clients that offer it,
 //! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
 //! echo compressed); `--deflate-threshold BYTES` sets another threshold.
@@ -23,18 +28,35 @@ use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, Recipients, webs
 #[derive(Default)]
 struct Echo {
     broadcast: bool,
+    pair: bool,
 }
 
 #[websocket]
 impl Echo {
+    fn on_open(&self, endpoint: &Endpoint, id: ClientId) {
+        if self.pair {
+            // A failed send means the client is already closing; nothing to do.
+            let _ = endpoint.send(id, Message::text(id.to_string()));
+        }
+    }
+
     fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
-        if self.broadcast {
+        if let Some((to, rest)) = self.pair.then(|| addressed(&msg)).flatten() {
+            // An unknown or departed client: the message is dropped, as a chat would.
+            let _ = endpoint.send(to, Message::text(rest.to_owned()));
+        } else if self.broadcast {
             endpoint.deliver(Recipients::except([id]), msg);
         } else {
             // A failed send means the client is already closing; nothing to do.
             let _ = endpoint.send(id, msg);
         }
     }
+}
+
+/// The client and the rest of a text message `@NODE-NUMBER rest`.
+fn addressed(msg: &Message) -> Option<(ClientId, &str)> {
+    let (to, rest) = msg.as_text()?.strip_prefix('@')?.split_once(' ')?;
+    Some((to.parse().ok()?, rest))
 }
 
 #[tokio::main]
@@ -48,12 +70,14 @@ async fn main() -> std::process::ExitCode {
         .init();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
+    let mut pair = false;
     let mut deflate: Option<usize> = None;
     let mut redis: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--broadcast" => broadcast = true,
+            "--pair" => pair = true,
             "--deflate" => deflate = Some(deflate.unwrap_or(0)),
             "--deflate-threshold" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(bytes) => deflate = Some(bytes),
@@ -88,7 +112,7 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let echo = ws::Socket::with_config(Echo { broadcast }, config);
+    let echo = ws::Socket::with_config(Echo { broadcast, pair }, config);
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
         Ok(server) => server,
@@ -119,7 +143,7 @@ fn cluster_on(_url: &str) -> Result<ws::Cluster, String> {
 
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: echo [--addr HOST:PORT] [--broadcast] [--deflate] [--deflate-threshold BYTES] \
+        "usage: echo [--addr HOST:PORT] [--broadcast] [--pair] [--deflate] [--deflate-threshold BYTES] \
          [--redis URL]"
     );
     std::process::ExitCode::from(2)

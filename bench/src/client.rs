@@ -391,8 +391,8 @@ impl Conn {
     }
 
     /// Reads server frames until `count` data messages (text or binary, reassembled if
-    /// fragmented) have been handed to `on_message`; pings and pongs are skipped, a close frame
-    /// or a masked frame is an error. Returns when `count` messages have been received.
+    /// fragmented) have been handed to `on_message`; pings are answered with a pong, pongs are
+    /// skipped, a close frame or a masked frame is an error. Returns when `count` messages have been received.
     pub(crate) async fn read_messages(
         &mut self,
         count: u64,
@@ -406,9 +406,10 @@ impl Conn {
         let mut message: Vec<u8> = Vec::new();
         let mut in_message = false;
         let mut received = 0;
+        let mut pongs = Vec::new();
         while received < count {
-            // Parse every whole frame in buf[start..end].
-            loop {
+            // Parse every whole frame in buf[start..end], up to the `count`th message.
+            while received < count {
                 let rest = &buf[start..end];
                 let Some((fin, opcode, head, len)) = frame_head(rest)? else {
                     break;
@@ -442,11 +443,18 @@ impl Conn {
                         }
                     }
                     0x0 => return Err(invalid("continuation frame without a message")),
-                    0x8 => return Err(invalid("server sent a close frame")),
-                    0x9 | 0xa => {}
+                    0x8 => return Err(invalid(close_reason(body))),
+                    // Answered below: a subscriber that never writes is pinged by the server's
+                    // heartbeat, and closed if it does not answer.
+                    0x9 => pongs.extend_from_slice(&client_frame(0xa, body)),
+                    0xa => {}
                     other => return Err(invalid(format!("unknown opcode {other}"))),
                 }
                 start += head + len;
+            }
+            if !pongs.is_empty() {
+                self.stream.write_all(&pongs).await?;
+                pongs.clear();
             }
             if received >= count {
                 break;
@@ -467,6 +475,8 @@ impl Conn {
             }
             end += n;
         }
+        // What was read past the last message stays for the next call.
+        self.leftover = buf[start..end].to_vec();
         Ok(received)
     }
 
@@ -481,6 +491,18 @@ impl Conn {
             left -= n;
         }
         Ok(())
+    }
+}
+
+/// "server sent a close frame", with its code and reason if it has them.
+fn close_reason(body: &[u8]) -> String {
+    match body {
+        [hi, lo, reason @ ..] => format!(
+            "server sent a close frame ({} {:?})",
+            u16::from_be_bytes([*hi, *lo]),
+            String::from_utf8_lossy(reason)
+        ),
+        _ => "server sent a close frame".to_owned(),
     }
 }
 

@@ -126,25 +126,35 @@ pub(crate) struct FanoutRun {
 }
 
 /// Per-message records shared by the publisher and the subscribers.
-struct Shared {
-    epoch: Instant,
+pub(crate) struct Shared {
+    pub(crate) epoch: Instant,
     /// Send time of each message, ns since `epoch`.
-    sent: Vec<AtomicU64>,
+    pub(crate) sent: Vec<AtomicU64>,
     /// Latest receive time of each message over all subscribers, ns since `epoch`.
-    last: Vec<AtomicU64>,
+    pub(crate) last: Vec<AtomicU64>,
     /// Subscribers that have received each message.
-    got: Vec<AtomicU32>,
+    pub(crate) got: Vec<AtomicU32>,
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
+    /// Records for `count` messages, times counted from `epoch`.
+    pub(crate) fn new(epoch: Instant, count: usize) -> Shared {
+        Shared {
+            epoch,
+            sent: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            last: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            got: (0..count).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
 /// The payload of message `seq`: sequence number and send time (little-endian `u64`s), then a
 /// pattern that depends on `seq`.
-fn payload(seq: u64, sent: u64, size: usize) -> Vec<u8> {
+pub(crate) fn payload(seq: u64, sent: u64, size: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&sent.to_le_bytes());
@@ -158,13 +168,13 @@ fn pattern(seq: u64, i: usize) -> u8 {
     u8::try_from((seq % 251 + i * 7 % 251) % 251).unwrap_or(0)
 }
 
-fn invalid(msg: impl Into<String>) -> io::Error {
+pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
 /// Checks one received message against what was published, byte for byte, and records its
 /// receive time.
-fn check(shared: &Shared, expected: u64, size: usize, msg: &[u8]) -> io::Result<()> {
+pub(crate) fn check(shared: &Shared, expected: u64, size: usize, msg: &[u8]) -> io::Result<()> {
     if msg.len() != size {
         return Err(invalid(format!(
             "message of {} bytes, sent {size}",
@@ -216,12 +226,7 @@ pub(crate) async fn run(
         .pop()
         .ok_or_else(|| io::Error::other("no connection"))?;
     let count = usize::try_from(messages).map_err(io::Error::other)?;
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        sent: (0..count).map(|_| AtomicU64::new(0)).collect(),
-        last: (0..count).map(|_| AtomicU64::new(0)).collect(),
-        got: (0..count).map(|_| AtomicU32::new(0)).collect(),
-    });
+    let shared = Arc::new(Shared::new(Instant::now(), count));
     let mut tasks: JoinSet<io::Result<u64>> = JoinSet::new();
     for mut conn in conns {
         let shared = shared.clone();

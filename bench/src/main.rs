@@ -18,6 +18,7 @@
 //! echoes every byte correctly.
 
 mod client;
+mod cluster;
 mod deflate;
 mod fanout;
 mod procs;
@@ -169,6 +170,10 @@ pub(crate) enum Block {
     Latency,
     /// permessage-deflate (`deflate`).
     Deflate,
+    /// Clusters over Redis (`cluster`).
+    Cluster,
+    /// Clusters at scale (`cluster --scale`).
+    ClusterScale,
 }
 
 impl Parts {
@@ -209,6 +214,12 @@ pub(crate) struct Options {
     pub(crate) ours_built: Option<String>,
     pub(crate) pin: bool,
     pub(crate) ticks_per_sec: u64,
+    /// `cluster`: which of its runs.
+    pub(crate) cluster: Option<cluster::Mode>,
+    /// Subscribers in all of `cluster --scale`.
+    pub(crate) subscribers: usize,
+    /// The soft limit on open files in force (raised to the hard limit).
+    pub(crate) nofile: u64,
 }
 
 const USAGE: &str = "\
@@ -225,8 +236,13 @@ commands:
   open-loop    only the fixed-rate open-loop echo (ours vs warp-ws by default)
   deflate      permessage-deflate: JSON chat echo (ours --deflate, ours, warp-ws) and memory
                per idle connection with deflate, written to their own generated block
+  cluster      clusters over Redis (echo built with --features redis, redis-server
+               installed): cross-node fan-out over 3 nodes, point-to-point between 2 nodes,
+               Redis' return, each against one node; its own generated block
+  cluster --scale
+               --subscribers N (default 19000) over 4 nodes against one node; its own block
   smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
-               any error
+               any error; a small cluster check when echo has the feature redis
                (also: --smoke)
 
 options:
@@ -235,6 +251,7 @@ options:
                       run (default 3)
   --warmup S          seconds of load before measuring (default 0.5)
   --idle N            idle connections for the memory figures (default 10000)
+  --subscribers N     subscribers of `cluster --scale` (default 19000)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
                       tcp-floor (default all); `ours` selects ours-deflate in `deflate`
@@ -272,6 +289,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         ours_built: None,
         pin: true,
         ticks_per_sec: 100,
+        cluster: None,
+        subscribers: 19_000,
+        nofile: 1024,
     };
     let command = args.next().ok_or("missing command")?;
     if command_parts(&mut options, &command)? {
@@ -317,6 +337,10 @@ fn command_parts(options: &mut Options, command: &str) -> Result<bool, String> {
                 deflate: true,
             };
         }
+        "cluster" => {
+            options.cluster = Some(cluster::Mode::Rows);
+            options.kinds = vec![Kind::OursBroadcast];
+        }
         "smoke" | "--smoke" => options.smoke = true,
         "help" | "--help" | "-h" => return Ok(true),
         other => return Err(format!("unknown command {other:?}")),
@@ -338,6 +362,10 @@ fn parse_flags(
             options.smoke = true;
             continue;
         }
+        if flag == "--scale" {
+            options.cluster = Some(cluster::Mode::Scale);
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
@@ -345,6 +373,7 @@ fn parse_flags(
             "--secs" => options.secs = value.parse().map_err(|e| bad(&e))?,
             "--warmup" => options.warmup = value.parse().map_err(|e| bad(&e))?,
             "--idle" => options.idle = value.parse().map_err(|e| bad(&e))?,
+            "--subscribers" => options.subscribers = value.parse().map_err(|e| bad(&e))?,
             "--rate" => options.open_loop_rate = value.parse().map_err(|e| bad(&e))?,
             "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
             "--ours" => options.ours = PathBuf::from(&value),
@@ -443,6 +472,7 @@ fn main() -> ExitCode {
         options.pin = false;
     }
     let nofile = procs::raise_nofile().unwrap_or(1024);
+    options.nofile = nofile;
     let needed = options.idle as u64 + 256;
     if (options.parts.memory || options.parts.deflate) && !options.smoke && nofile < needed {
         eprintln!("ws-bench: open-file limit {nofile} < {needed}; lowering --idle");
@@ -464,6 +494,9 @@ fn main() -> ExitCode {
     if options.smoke {
         return runtime.block_on(smoke(&options));
     }
+    if let Some(mode) = options.cluster {
+        return run_cluster(&options, mode, &runtime);
+    }
     let results = runtime.block_on(bench(&options));
     let markdown = report::render(&options, &results);
     println!("\n{markdown}");
@@ -479,6 +512,25 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `ws-bench cluster [--scale]`, after a check of the open-file limit for `--scale`.
+fn run_cluster(
+    options: &Options,
+    mode: cluster::Mode,
+    runtime: &tokio::runtime::Runtime,
+) -> ExitCode {
+    // The load generator holds every subscriber socket and the publisher, plus a few.
+    let needed = options.subscribers as u64 + 64;
+    if mode == cluster::Mode::Scale && options.nofile < needed {
+        eprintln!(
+            "ws-bench: open-file limit {} < {needed} for {} subscribers in one load generator; \
+             lower --subscribers",
+            options.nofile, options.subscribers
+        );
+        return ExitCode::FAILURE;
+    }
+    runtime.block_on(cluster::main(options, mode))
 }
 
 /// Runs every selected measurement, implementations interleaved (in a rotated order) each round.
@@ -985,11 +1037,21 @@ pub(crate) async fn open_many_with(
     count: usize,
     offer: Option<&'static str>,
 ) -> io::Result<Vec<Conn>> {
+    open_to(&server.target, count, offer).await
+}
+
+/// Opens `count` connections to `target` with [`CONNECTORS`] connectors at a time, each
+/// offering the extensions in `offer`.
+pub(crate) async fn open_to(
+    target: &client::Target,
+    count: usize,
+    offer: Option<&'static str>,
+) -> io::Result<Vec<Conn>> {
     let mut tasks = JoinSet::new();
     let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
     for i in 0..connectors {
         let share = count / connectors + usize::from(i < count % connectors);
-        let target = server.target.clone();
+        let target = target.clone();
         tasks.spawn(async move {
             let mut conns = Vec::with_capacity(share);
             for _ in 0..share {
@@ -1182,7 +1244,9 @@ async fn smoke(options: &Options) -> ExitCode {
     }
     let (deflate_runs, deflate_failed) = smoke_deflate(options).await;
     failed += deflate_failed;
-    let passed = options.kinds.len() + broadcast.len() + deflate_runs - failed;
+    let (cluster_runs, cluster_failed) = cluster::smoke_row(options).await;
+    failed += cluster_failed;
+    let passed = options.kinds.len() + broadcast.len() + deflate_runs + cluster_runs - failed;
     eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

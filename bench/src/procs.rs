@@ -12,7 +12,7 @@ use crate::client::Target;
 use crate::servers::Kind;
 
 /// The CPU the servers run on; the client (this process) runs on [`CLIENT_CPU`].
-const SERVER_CPU: &str = "0";
+pub(crate) const SERVER_CPU: &str = "0";
 const CLIENT_CPU: &str = "1";
 
 /// Whether `taskset` (util-linux) is there to pin processes.
@@ -163,6 +163,18 @@ impl Server {
             Kind::OursDeflate => (ours, vec!["--deflate", "--addr", "127.0.0.1:0"]),
             _ => (exe.as_path(), vec!["serve", kind.name()]),
         };
+        Server::spawn(kind.name(), program, &args, pin, kind.is_websocket()).await
+    }
+
+    /// Starts `program ARGS` (a server that prints `… listening on ws://ADDR/PATH` first),
+    /// pinned to the server CPU if `pin`, and waits (at most 10 s) for that line.
+    pub(crate) async fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        pin: bool,
+        websocket: bool,
+    ) -> io::Result<Server> {
         let mut command = if pin {
             let mut command = Command::new("taskset");
             command.args(["-c", SERVER_CPU]).arg(program);
@@ -190,18 +202,18 @@ impl Server {
         let mut line = String::new();
         tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
             .await
-            .map_err(|_| io::Error::other(format!("{} did not start in 10 s", kind.name())))??;
+            .map_err(|_| io::Error::other(format!("{name} did not start in 10 s")))??;
         let url = line
             .split_once("ws://")
             .map(|(_, url)| url.trim())
-            .ok_or_else(|| io::Error::other(format!("{}: odd first line {line:?}", kind.name())))?;
+            .ok_or_else(|| io::Error::other(format!("{name}: odd first line {line:?}")))?;
         let (addr, path) = url.split_once('/').unwrap_or((url, ""));
         let target = Target {
-            addr: addr.parse().map_err(|e| {
-                io::Error::other(format!("{}: bad address {addr}: {e}", kind.name()))
-            })?,
+            addr: addr
+                .parse()
+                .map_err(|e| io::Error::other(format!("{name}: bad address {addr}: {e}")))?,
             path: path.to_owned(),
-            websocket: kind.is_websocket(),
+            websocket,
         };
         Ok(Server {
             child,

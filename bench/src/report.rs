@@ -156,13 +156,13 @@ impl Results {
 }
 
 /// Median and range of a set of figures.
-struct Spread {
+pub(crate) struct Spread {
     median: f64,
     min: f64,
     max: f64,
 }
 
-fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+pub(crate) fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
     let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -182,7 +182,7 @@ fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
 }
 
 /// `median (min–max)` with `fmt` for each number, or `–`.
-fn cell(s: Option<Spread>, fmt: impl Fn(f64) -> String, rounds: usize) -> String {
+pub(crate) fn cell(s: Option<Spread>, fmt: impl Fn(f64) -> String, rounds: usize) -> String {
     match s {
         None => "–".to_owned(),
         Some(s) if rounds <= 1 => fmt(s.median),
@@ -190,7 +190,7 @@ fn cell(s: Option<Spread>, fmt: impl Fn(f64) -> String, rounds: usize) -> String
     }
 }
 
-fn rate(x: f64) -> String {
+pub(crate) fn rate(x: f64) -> String {
     if x >= 1e6 {
         format!("{:.2} M", x / 1e6)
     } else if x >= 1e4 {
@@ -202,7 +202,7 @@ fn rate(x: f64) -> String {
     }
 }
 
-fn micros(x: f64) -> String {
+pub(crate) fn micros(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 10.0 {
@@ -212,11 +212,11 @@ fn micros(x: f64) -> String {
     }
 }
 
-fn ratio(x: f64) -> String {
+pub(crate) fn ratio(x: f64) -> String {
     format!("{x:.2}×")
 }
 
-fn percent(x: f64) -> String {
+pub(crate) fn percent(x: f64) -> String {
     format!("{:.0} %", x * 100.0)
 }
 
@@ -344,12 +344,64 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     out
 }
 
+/// The header of a `ws-bench cluster` block: when, at which commit, how pinned, which echo,
+/// the machine.
+pub(crate) fn header(out: &mut String, options: &Options, elapsed: Duration, scale: bool) {
+    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
+    let rounds = if scale { 1 } else { options.rounds };
+    let order = if scale {
+        "the cluster first, then the single node"
+    } else {
+        "the cluster and the single node alternating (rotated each round)"
+    };
+    let _ = writeln!(
+        out,
+        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), {order}, each run \
+         against fresh processes (nodes and Redis). Every node and Redis pinned to CPU 0, the \
+         load generator to CPU 1: {}.\n",
+        elapsed.as_secs_f64(),
+        if options.pin {
+            "yes"
+        } else {
+            "**no** (taskset missing or --no-pin)"
+        },
+    );
+    if let Some(built) = &options.ours_built {
+        let _ = writeln!(
+            out,
+            "Nodes: `target/release/examples/echo` (built with `--features redis`) as built at \
+             {built}, copied at the start so that one binary serves the whole run. Redis: {}, \
+             started by the harness on a free port (no persistence) and stopped at the end.\n",
+            shell("redis-server", &["--version"])
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .find_map(|w| w.strip_prefix("v="))
+                        .map(|v| format!("redis-server {v}"))
+                })
+                .unwrap_or_else(|| "redis-server".to_owned())
+        );
+    }
+    let _ = writeln!(out, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        out,
+        "Cells are `median (min–max)` over the rounds; ratios are taken within a round, then \
+         summarised. CPU is user + system time of whole processes from `/proc/PID/stat` (10 ms \
+         ticks). **Caveat:** this machine has 2 cores: every node and Redis share CPU 0, and \
+         the load generator (one single-threaded process reading every subscriber) has CPU 1, \
+         so the cluster rows show what the backplane costs in CPU and latency, not what \
+         separate machines would gain.\n"
+    );
+}
+
 /// The markers of a generated block.
 fn markers(block: Block) -> (&'static str, &'static str) {
     match block {
         Block::Main => (BEGIN, END),
         Block::Latency => (LATENCY_BEGIN, LATENCY_END),
         Block::Deflate => (DEFLATE_BEGIN, DEFLATE_END),
+        Block::Cluster => (crate::cluster::CLUSTER_BEGIN, crate::cluster::CLUSTER_END),
+        Block::ClusterScale => (crate::cluster::SCALE_BEGIN, crate::cluster::SCALE_END),
     }
 }
 
@@ -573,13 +625,15 @@ fn render_handshakes(out: &mut String, options: &Options, results: &Results) {
 /// missing latency or deflate block is added before `## Reading` (or at the end).
 pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let block = if generated.starts_with(LATENCY_BEGIN) {
-        Block::Latency
-    } else if generated.starts_with(DEFLATE_BEGIN) {
-        Block::Deflate
-    } else {
-        Block::Main
-    };
+    let block = [
+        Block::Latency,
+        Block::Deflate,
+        Block::Cluster,
+        Block::ClusterScale,
+    ]
+    .into_iter()
+    .find(|&block| generated.starts_with(markers(block).0))
+    .unwrap_or(Block::Main);
     let (begin_marker, end_marker) = markers(block);
     let text = match (existing.find(begin_marker), existing.find(end_marker)) {
         (Some(begin), Some(end)) if begin < end => format!(
