@@ -39,6 +39,12 @@ async fn one_nodes_operations_reach_a_remote_client_in_order() {
 }
 
 #[tokio::test]
+async fn every_connection_of_a_user_on_every_node() {
+    let hub = Hub::new();
+    scenarios::users(|| hub_cluster(&hub)).await;
+}
+
+#[tokio::test]
 async fn nodes_see_each_other_count_together_and_see_a_graceful_stop_at_once() {
     let hub = Hub::new();
     scenarios::membership(|| hub_cluster(&hub)).await;

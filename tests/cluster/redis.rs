@@ -49,6 +49,12 @@ async fn operations_in_order_over_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_over_redis() {
+    let redis = RedisServer::start();
+    scenarios::users(|| fast(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_over_redis() {
     let redis = RedisServer::start();
     scenarios::membership(|| fast(&redis)).await;

@@ -35,11 +35,17 @@ impl Timings {
     }
 }
 
-/// Tells each client its id, then stays quiet.
+/// Tells each client its id, then stays quiet. `?user=NAME` says which user it is.
 struct Member;
 
 #[websocket]
 impl Member {
+    fn on_handshake(&self, request: &ws::Request, accept: &mut ws::Accept) {
+        if let Some(user) = request.query("user") {
+            accept.user(user);
+        }
+    }
+
     fn on_open(&self, endpoint: &Endpoint, id: ClientId) {
         let _ = endpoint.send(id, id.to_string());
     }
@@ -73,7 +79,16 @@ impl Node {
 
     /// A new client of this node and its id.
     pub(crate) async fn enter(&self) -> (Client, ClientId) {
-        let mut client = self.server.connect("/").await.expect("connected");
+        self.enter_at("/").await
+    }
+
+    /// A new connection of `user` on this node and its id.
+    pub(crate) async fn enter_as(&self, user: &str) -> (Client, ClientId) {
+        self.enter_at(&format!("/?user={user}")).await
+    }
+
+    async fn enter_at(&self, path: &str) -> (Client, ClientId) {
+        let mut client = self.server.connect(path).await.expect("connected");
         let id = client.recv_text().await.unwrap().parse().expect("an id");
         (client, id)
     }
@@ -304,4 +319,58 @@ pub(crate) async fn membership(cluster: impl Fn() -> Cluster) {
     assert_eq!((count.value, count.is_complete()), (1, true));
     a.stop().await;
     c.stop().await;
+}
+
+/// Every connection of a user, on every node: a delivery reaches each once, a close closes
+/// each; the others are untouched.
+pub(crate) async fn users(cluster: impl Fn() -> Cluster) {
+    let [a, b, _c] = Node::three(cluster).await;
+    all_see(&[&a, &b], 3).await;
+    let (mut ada1, ada1_id) = a.enter_as("ada").await;
+    let (mut ada2, ada2_id) = b.enter_as("ada").await;
+    let (mut ada3, ada3_id) = b.enter_as("ada").await;
+    let (mut bob, bob_id) = b.enter_as("bob").await;
+    assert_eq!(b.endpoint.user(ada2_id), Some(ws::User::from("ada")));
+    assert_eq!(b.endpoint.connections("ada"), [ada2_id, ada3_id]);
+    assert_eq!(
+        a.endpoint.connections("ada"),
+        [ada1_id],
+        "each node knows its own"
+    );
+    assert_eq!(
+        a.endpoint.info(ada1_id).unwrap().user.unwrap().as_str(),
+        "ada"
+    );
+
+    let delivery = a.endpoint.deliver(Recipients::user("ada"), "for ada");
+    assert_eq!((delivery.queued, delivery.remote), (1, Remote::Published));
+    for client in [&mut ada1, &mut ada2, &mut ada3] {
+        assert_eq!(client.recv_text().await.unwrap(), "for ada");
+    }
+    a.endpoint.deliver(
+        Recipients::users(["ada", "bob"]).excluding([ada3_id]),
+        "all but ada3",
+    );
+    for client in [&mut ada1, &mut ada2, &mut bob] {
+        assert_eq!(client.recv_text().await.unwrap(), "all but ada3");
+    }
+    marker(&b.endpoint, &mut ada3, ada3_id).await;
+
+    let closed = a.endpoint.close_user("ada", 4002, "signed out").unwrap();
+    assert_eq!((closed.queued, closed.remote), (1, Remote::Published));
+    for client in [&mut ada1, &mut ada2, &mut ada3] {
+        let close = client.expect_close().await.unwrap();
+        assert_eq!((close.code, close.reason.as_str()), (4002, "signed out"));
+    }
+    eventually("ada's connections gone", || {
+        b.endpoint.connections("ada").is_empty() && a.endpoint.connections("ada").is_empty()
+    })
+    .await;
+    marker(&b.endpoint, &mut bob, bob_id).await;
+    assert_eq!(
+        a.endpoint.close_user("ada", 1005, ""),
+        Err(ws::SendError::InvalidCloseCode(1005))
+    );
+    a.stop().await;
+    b.stop().await;
 }

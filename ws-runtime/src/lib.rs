@@ -46,7 +46,7 @@ mod stream;
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub mod test;
 
-pub use cluster::{ClientId, Cluster, NodeId, ParseIdError, Room};
+pub use cluster::{ClientId, Cluster, NodeId, ParseIdError, Room, User};
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
 pub use endpoint::{
     ClientInfo, ClusterStats, Delivery, Endpoint, NodeInfo, Partial, Recipients, Remote, SendError,

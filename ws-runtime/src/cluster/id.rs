@@ -1,4 +1,4 @@
-//! Names that travel between nodes: [`NodeId`], [`ClientId`] and [`Room`], and the hash the
+//! Names that travel between nodes: [`NodeId`], [`ClientId`], [`Room`] and [`User`], and the hash the
 //! registry keys its maps with.
 
 use std::borrow::Borrow;
@@ -183,60 +183,82 @@ impl Hasher for IdHasher {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Room(Arc<str>);
 
-impl Room {
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// A user: the key that ties the connections of one person (or account) together, set by
+/// `on_handshake` with [`Accept::user`](crate::Accept::user), so that a delivery or a close
+/// can address every connection of that user on every node
+/// ([`Recipients::user`](crate::Recipients::user), [`Endpoint::close_user`](crate::Endpoint::close_user)).
+///
+/// Cheap to clone; made from a `&str` or a `String`, compared by its text.
+///
+/// ```
+/// let ada = ws::User::from("ada");
+/// assert_eq!(ada.as_str(), "ada");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct User(Arc<str>);
+
+/// What a name that travels between nodes is: made from text, shared, compared as text.
+macro_rules! name {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            #[doc = concat!("The ", $what, " as text.")]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(name: &str) -> Self {
+                $name(name.into())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(name: String) -> Self {
+                $name(name.into())
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(name: &String) -> Self {
+                $name(name.as_str().into())
+            }
+        }
+
+        impl From<&$name> for $name {
+            fn from(name: &$name) -> Self {
+                name.clone()
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    };
 }
 
-impl From<&str> for Room {
-    fn from(name: &str) -> Self {
-        Room(name.into())
-    }
-}
-
-impl From<String> for Room {
-    fn from(name: String) -> Self {
-        Room(name.into())
-    }
-}
-
-impl From<&String> for Room {
-    fn from(name: &String) -> Self {
-        Room(name.as_str().into())
-    }
-}
-
-impl From<&Room> for Room {
-    fn from(room: &Room) -> Self {
-        room.clone()
-    }
-}
-
-impl Borrow<str> for Room {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Room {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Room {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Room {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
+name!(Room, "room's name");
+name!(User, "user's key");
 
 #[cfg(test)]
 mod tests {

@@ -21,5 +21,5 @@ pub use self::redis::{Redis, RedisError, RedisStats};
 pub use backplane::{Backplane, Event, Inbound, Topic, Unavailable};
 pub use hub::{Hub, InProcess};
 pub(crate) use id::IdHasher;
-pub use id::{ClientId, NodeId, ParseIdError, Room};
+pub use id::{ClientId, NodeId, ParseIdError, Room, User};
 pub use settings::Cluster;

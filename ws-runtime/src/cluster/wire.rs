@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::id::{ClientId, NodeId, Room};
+use super::id::{ClientId, NodeId, Room, User};
 use crate::message::{Message, Text};
 
 /// The envelope version this build writes and reads.
@@ -68,6 +68,18 @@ pub(crate) enum Body {
     Join { id: ClientId, room: Room },
     /// Kind 0x06: this client leaves this room.
     Leave { id: ClientId, room: Room },
+    /// Kind 0x09: a message to every connection of these users, but these.
+    ToUsers {
+        users: Vec<User>,
+        except: Vec<ClientId>,
+        message: Message,
+    },
+    /// Kind 0x0A: close every connection of these users.
+    CloseUsers {
+        users: Vec<User>,
+        code: u16,
+        reason: String,
+    },
     /// Kind 0x10: the sender is alive (or leaving).
     Heartbeat(Heartbeat),
     /// Kind 0x11: how many clients each node has, and which if `list`.
@@ -119,6 +131,8 @@ enum Kind {
     Close = 0x04,
     Join = 0x05,
     Leave = 0x06,
+    ToUsers = 0x09,
+    CloseUsers = 0x0A,
     Heartbeat = 0x10,
     CountRequest = 0x11,
     CountResponse = 0x12,
@@ -133,6 +147,8 @@ impl Kind {
             0x04 => Kind::Close,
             0x05 => Kind::Join,
             0x06 => Kind::Leave,
+            0x09 => Kind::ToUsers,
+            0x0A => Kind::CloseUsers,
             0x10 => Kind::Heartbeat,
             0x11 => Kind::CountRequest,
             0x12 => Kind::CountResponse,
@@ -148,6 +164,8 @@ impl Kind {
             Body::Close { .. } => Kind::Close,
             Body::Join { .. } => Kind::Join,
             Body::Leave { .. } => Kind::Leave,
+            Body::ToUsers { .. } => Kind::ToUsers,
+            Body::CloseUsers { .. } => Kind::CloseUsers,
             Body::Heartbeat(_) => Kind::Heartbeat,
             Body::CountRequest { .. } => Kind::CountRequest,
             Body::CountResponse { .. } => Kind::CountResponse,
@@ -164,7 +182,8 @@ pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
     let binary = match body {
         Body::ToAll { message, .. }
         | Body::ToIds { message, .. }
-        | Body::ToRooms { message, .. } => message.is_binary(),
+        | Body::ToRooms { message, .. }
+        | Body::ToUsers { message, .. } => message.is_binary(),
         _ => false,
     };
     out.put_u8(VERSION);
@@ -186,12 +205,27 @@ pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
             except,
             message,
         } => {
-            put_varint(&mut out, rooms.len() as u64);
-            for room in rooms {
-                put_str(&mut out, room.as_str());
-            }
+            put_names(&mut out, rooms);
             put_ids(&mut out, except);
             out.put_slice(message.as_bytes());
+        }
+        Body::ToUsers {
+            users,
+            except,
+            message,
+        } => {
+            put_names(&mut out, users);
+            put_ids(&mut out, except);
+            out.put_slice(message.as_bytes());
+        }
+        Body::CloseUsers {
+            users,
+            code,
+            reason,
+        } => {
+            put_names(&mut out, users);
+            out.put_u16(*code);
+            put_str(&mut out, reason);
         }
         Body::Close { id, code, reason } => {
             put_id(&mut out, *id);
@@ -243,6 +277,9 @@ pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
 fn body_len(body: &Body) -> usize {
     let ids_len = |ids: &[ClientId]| varint_len(ids.len() as u64) + ids.len() * ID;
     let str_len = |text: &str| varint_len(text.len() as u64) + text.len();
+    let names_len = |names: &mut dyn ExactSizeIterator<Item = &str>| {
+        varint_len(names.len() as u64) + names.map(str_len).sum::<usize>()
+    };
     match body {
         Body::ToAll {
             except: ids,
@@ -253,14 +290,14 @@ fn body_len(body: &Body) -> usize {
             rooms,
             except,
             message,
-        } => {
-            varint_len(rooms.len() as u64)
-                + rooms
-                    .iter()
-                    .map(|room| str_len(room.as_str()))
-                    .sum::<usize>()
-                + ids_len(except)
-                + message.len()
+        } => names_len(&mut rooms.iter().map(Room::as_str)) + ids_len(except) + message.len(),
+        Body::ToUsers {
+            users,
+            except,
+            message,
+        } => names_len(&mut users.iter().map(User::as_str)) + ids_len(except) + message.len(),
+        Body::CloseUsers { users, reason, .. } => {
+            names_len(&mut users.iter().map(User::as_str)) + 2 + str_len(reason)
         }
         Body::Close { reason, .. } => ID + 2 + str_len(reason),
         Body::Join { room, .. } | Body::Leave { room, .. } => ID + str_len(room.as_str()),
@@ -295,6 +332,13 @@ fn put_ids(out: &mut BytesMut, ids: &[ClientId]) {
     }
 }
 
+fn put_names<N: AsRef<str>>(out: &mut BytesMut, names: &[N]) {
+    put_varint(out, names.len() as u64);
+    for name in names {
+        put_str(out, name.as_ref());
+    }
+}
+
 fn put_str(out: &mut BytesMut, text: &str) {
     put_varint(out, text.len() as u64);
     out.put_slice(text.as_bytes());
@@ -314,84 +358,108 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<Envelope, WireError> {
     let flags = read.u8()?;
     let sender = NodeId::from_raw(read.u32()?);
     let seq = read.u32()?;
-    let body = match kind {
-        Kind::ToAll => {
-            let except = read.ids()?;
-            let message = read.message(flags)?;
-            Body::ToAll { except, message }
-        }
-        Kind::ToIds => {
-            let ids = read.ids()?;
-            let message = read.message(flags)?;
-            Body::ToIds { ids, message }
-        }
-        Kind::ToRooms => {
-            // Each room takes at least its length byte.
-            let count = read.count(1)?;
-            let mut rooms = Vec::with_capacity(count);
-            for _ in 0..count {
-                rooms.push(Room::from(read.str("room name is not UTF-8")?));
-            }
-            let except = read.ids()?;
-            let message = read.message(flags)?;
-            Body::ToRooms {
-                rooms,
-                except,
-                message,
-            }
-        }
-        Kind::Close => {
-            let id = read.id()?;
-            let code = read.u16()?;
-            let reason = read.str("close reason is not UTF-8")?.to_owned();
-            read.end()?;
-            Body::Close { id, code, reason }
-        }
-        Kind::Join | Kind::Leave => {
-            let id = read.id()?;
-            let room = Room::from(read.str("room name is not UTF-8")?);
-            read.end()?;
-            if matches!(kind, Kind::Join) {
-                Body::Join { id, room }
-            } else {
-                Body::Leave { id, room }
-            }
-        }
-        Kind::Heartbeat => {
-            let flags = read.u8()?;
-            let beat = Heartbeat {
-                hello: flags & HELLO != 0,
-                leaving: flags & LEAVING != 0,
-                started_ms: read.u64()?,
-                clients: read.u32()?,
-                reads: read.u8()?,
-            };
-            read.end()?;
-            Body::Heartbeat(beat)
-        }
-        Kind::CountRequest => {
-            let request = read.u64()?;
-            let list = read.bool("count request's list flag is not 0 or 1")?;
-            read.end()?;
-            Body::CountRequest { request, list }
-        }
-        Kind::CountResponse => {
-            let request = read.u64()?;
-            let count = read.u32()?;
-            let ids = if read.bool("count response's ids flag is not 0 or 1")? {
-                Some(read.ids()?)
-            } else {
-                None
-            };
-            read.end()?;
-            Body::CountResponse {
-                request,
-                count,
-                ids,
-            }
-        }
-    };
+    let body = read.body(kind, flags)?;
     Ok(Envelope { sender, seq, body })
+}
+
+impl Reader<'_> {
+    /// The body of an envelope of this kind, after the header.
+    fn body(&mut self, kind: Kind, flags: u8) -> Result<Body, WireError> {
+        let read = self;
+        Ok(match kind {
+            Kind::ToAll => {
+                let except = read.ids()?;
+                let message = read.message(flags)?;
+                Body::ToAll { except, message }
+            }
+            Kind::ToIds => {
+                let ids = read.ids()?;
+                let message = read.message(flags)?;
+                Body::ToIds { ids, message }
+            }
+            Kind::ToRooms => {
+                let rooms = read.names("room name is not UTF-8")?;
+                let except = read.ids()?;
+                let message = read.message(flags)?;
+                Body::ToRooms {
+                    rooms,
+                    except,
+                    message,
+                }
+            }
+            Kind::ToUsers => {
+                let users = read.names("user key is not UTF-8")?;
+                let except = read.ids()?;
+                let message = read.message(flags)?;
+                Body::ToUsers {
+                    users,
+                    except,
+                    message,
+                }
+            }
+            Kind::CloseUsers => {
+                let users = read.names("user key is not UTF-8")?;
+                let code = read.u16()?;
+                let reason = read.str("close reason is not UTF-8")?.to_owned();
+                read.end()?;
+                Body::CloseUsers {
+                    users,
+                    code,
+                    reason,
+                }
+            }
+            Kind::Close => {
+                let id = read.id()?;
+                let code = read.u16()?;
+                let reason = read.str("close reason is not UTF-8")?.to_owned();
+                read.end()?;
+                Body::Close { id, code, reason }
+            }
+            Kind::Join | Kind::Leave => {
+                let id = read.id()?;
+                let room = Room::from(read.str("room name is not UTF-8")?);
+                read.end()?;
+                if matches!(kind, Kind::Join) {
+                    Body::Join { id, room }
+                } else {
+                    Body::Leave { id, room }
+                }
+            }
+            Kind::Heartbeat => {
+                let flags = read.u8()?;
+                let beat = Heartbeat {
+                    hello: flags & HELLO != 0,
+                    leaving: flags & LEAVING != 0,
+                    started_ms: read.u64()?,
+                    clients: read.u32()?,
+                    reads: read.u8()?,
+                };
+                read.end()?;
+                Body::Heartbeat(beat)
+            }
+            Kind::CountRequest => {
+                let request = read.u64()?;
+                let list = read.bool("count request's list flag is not 0 or 1")?;
+                read.end()?;
+                Body::CountRequest { request, list }
+            }
+            Kind::CountResponse => {
+                let request = read.u64()?;
+                let count = read.u32()?;
+                let ids = if read.bool("count response's ids flag is not 0 or 1")? {
+                    Some(read.ids()?)
+                } else {
+                    None
+                };
+                read.end()?;
+                Body::CountResponse {
+                    request,
+                    count,
+                    ids,
+                }
+            }
+        })
+    }
 }
 
 /// A cursor over an envelope being decoded. `at <= bytes.len()` always: it only moves by
@@ -402,6 +470,20 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A count of names, then each (length and UTF-8).
+    fn names<N: for<'s> From<&'s str>>(
+        &mut self,
+        invalid: &'static str,
+    ) -> Result<Vec<N>, WireError> {
+        // Each name takes at least its length byte.
+        let count = self.count(1)?;
+        let mut names = Vec::with_capacity(count);
+        for _ in 0..count {
+            names.push(N::from(self.str(invalid)?));
+        }
+        Ok(names)
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len().saturating_sub(self.at)
     }
@@ -493,8 +575,9 @@ impl<'a> Reader<'a> {
     }
 
     /// The rest of the envelope as the message, a slice of the buffer.
-    fn message(self, flags: u8) -> Result<Message, WireError> {
+    fn message(&mut self, flags: u8) -> Result<Message, WireError> {
         let payload = self.bytes.slice(self.at..);
+        self.at = self.bytes.len();
         if flags & BINARY != 0 {
             Ok(Message::Binary(payload))
         } else {
@@ -506,7 +589,7 @@ impl<'a> Reader<'a> {
 
     /// The end of a kind without a payload: anything after it is a layout this build does not
     /// know, not something to skip silently.
-    fn end(self) -> Result<(), WireError> {
+    fn end(&mut self) -> Result<(), WireError> {
         if self.remaining() == 0 {
             Ok(())
         } else {
@@ -529,7 +612,8 @@ mod tests {
         match body {
             Body::ToAll { message, .. }
             | Body::ToIds { message, .. }
-            | Body::ToRooms { message, .. } => Some(message),
+            | Body::ToRooms { message, .. }
+            | Body::ToUsers { message, .. } => Some(message),
             _ => None,
         }
     }
@@ -539,7 +623,8 @@ mod tests {
         match &mut body {
             Body::ToAll { message, .. }
             | Body::ToIds { message, .. }
-            | Body::ToRooms { message, .. } => *message = new,
+            | Body::ToRooms { message, .. }
+            | Body::ToUsers { message, .. } => *message = new,
             _ => unreachable!("not a delivery"),
         }
         body
@@ -589,6 +674,16 @@ mod tests {
                 except: many.clone(),
                 message: Message::binary(Vec::new()),
             },
+            Body::ToUsers {
+                users: vec!["ada".into(), "".into(), "zoë ✓".into()],
+                except: vec![id(4, 5)],
+                message: Message::text("to ada"),
+            },
+            Body::ToUsers {
+                users: vec![],
+                except: vec![],
+                message: Message::binary(vec![1, 2, 3]),
+            },
         ]
     }
 
@@ -612,6 +707,16 @@ mod tests {
             Body::Leave {
                 id: id(9, 10),
                 room: "".into(),
+            },
+            Body::CloseUsers {
+                users: vec!["ada".into()],
+                code: 4001,
+                reason: "signed out elsewhere".into(),
+            },
+            Body::CloseUsers {
+                users: vec![],
+                code: 1000,
+                reason: String::new(),
             },
             Body::Heartbeat(Heartbeat {
                 hello: false,
@@ -1111,6 +1216,23 @@ mod tests {
             }),
             (client_id(), room()).prop_map(|(id, room)| Body::Join { id, room }),
             (client_id(), room()).prop_map(|(id, room)| Body::Leave { id, room }),
+            (proptest::collection::vec(room(), 0..5), ids(), message()).prop_map(
+                |(users, except, message)| Body::ToUsers {
+                    users: users.iter().map(|room| User::from(room.as_str())).collect(),
+                    except,
+                    message
+                }
+            ),
+            (
+                proptest::collection::vec(room(), 0..5),
+                any::<u16>(),
+                text()
+            )
+                .prop_map(|(users, code, reason)| Body::CloseUsers {
+                    users: users.iter().map(|room| User::from(room.as_str())).collect(),
+                    code,
+                    reason
+                }),
             (
                 any::<bool>(),
                 any::<bool>(),
@@ -1160,7 +1282,7 @@ mod tests {
         /// The same, past the version and kind checks, so that every body decoder sees garbage.
         #[test]
         fn garbage_bodies_never_panic(
-            kind in prop_oneof![1u8..=6, 0x10u8..=0x12],
+            kind in prop_oneof![1u8..=6, 9u8..=0x0A, 0x10u8..=0x12],
             flags in any::<u8>(),
             rest in proptest::collection::vec(any::<u8>(), 0..256),
         ) {

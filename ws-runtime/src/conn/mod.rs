@@ -49,7 +49,7 @@ use self::read::{Input, read_loop};
 use self::throttle::Throttle;
 use self::write::{Pongs, write_frames, write_loop};
 use crate::config::Config;
-use crate::endpoint::{Client, Endpoint};
+use crate::endpoint::{Client, Endpoint, Identity};
 use crate::handler::{DataParam, Handler};
 use crate::message::Close;
 use crate::proto::OutFrame;
@@ -83,7 +83,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
     on_upgrade: OnUpgrade,
     mut session: H::Session,
     remote_addr: SocketAddr,
-    protocol: Option<String>,
+    identity: Option<Box<Identity>>,
     deflate: Option<Negotiated>,
     admission: A,
 ) {
@@ -97,7 +97,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
                 return;
             }
         };
-        let Some(client) = socket.endpoint.register(remote_addr, protocol) else {
+        let Some(client) = socket.endpoint.register(remote_addr, identity) else {
             // Shutdown began between the 101 and the upgrade: say so, without opening.
             let mut io = TokioIo::new(upgraded);
             let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));

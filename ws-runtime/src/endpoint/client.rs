@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{ClientInfo, SendError};
-use crate::cluster::ClientId;
+use crate::cluster::{ClientId, User};
 use crate::config::SlowConsumer;
 use crate::message::Close;
 use crate::proto::OutFrame;
@@ -45,12 +45,27 @@ pub(crate) struct Stats {
     last_sent: AtomicU64,
 }
 
+/// What the handshake settled about a connection besides its address: the subprotocol and the
+/// user. Boxed and absent for most connections, so it costs the connection's task one word.
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    pub(crate) protocol: Option<String>,
+    pub(crate) user: Option<User>,
+}
+
+impl Identity {
+    /// `None` when there is nothing to say.
+    pub(crate) fn boxed(protocol: Option<String>, user: Option<User>) -> Option<Box<Identity>> {
+        (protocol.is_some() || user.is_some()).then(|| Box::new(Identity { protocol, user }))
+    }
+}
+
 /// State shared between a client's connection task and every `Endpoint` clone.
 #[derive(Debug)]
 pub(crate) struct Client {
     pub(crate) id: ClientId,
     remote_addr: SocketAddr,
-    protocol: Option<String>,
+    identity: Option<Box<Identity>>,
     connected_at: SystemTime,
     started: Instant,
     pub(crate) stats: Stats,
@@ -80,14 +95,14 @@ impl Client {
     pub(crate) fn new(
         id: ClientId,
         remote_addr: SocketAddr,
-        protocol: Option<String>,
+        identity: Option<Box<Identity>>,
         policy: SlowConsumer,
         queue: Queue<Outgoing>,
     ) -> Self {
         Client {
             id,
             remote_addr,
-            protocol,
+            identity,
             connected_at: SystemTime::now(),
             started: Instant::now(),
             stats: Stats::default(),
@@ -103,6 +118,11 @@ impl Client {
         }
     }
 
+    /// The user `on_handshake` said this client is.
+    pub(crate) fn user(&self) -> Option<&User> {
+        self.identity.as_ref()?.user.as_ref()
+    }
+
     /// A snapshot of the connection and its counters.
     pub(crate) fn info(&self) -> ClientInfo {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -111,7 +131,11 @@ impl Client {
             id: self.id,
             remote_addr: self.remote_addr,
             connected_at: self.connected_at,
-            protocol: self.protocol.clone(),
+            protocol: self
+                .identity
+                .as_ref()
+                .and_then(|identity| identity.protocol.clone()),
+            user: self.user().cloned(),
             bytes_read: load(&stats.bytes_read),
             frames_read: load(&stats.frames_read),
             messages_read: load(&stats.messages_read),

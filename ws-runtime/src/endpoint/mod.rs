@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub(crate) use client::{Client, Outgoing};
+pub(crate) use client::{Client, Identity, Outgoing};
 use registry::{CURRENT, Registry};
 pub use remote::{ClusterStats, NodeInfo, Partial, Remote};
 
 use crate::cluster::wire::Body;
-use crate::cluster::{ClientId, NodeId, Room};
+use crate::cluster::{ClientId, NodeId, Room, User};
 use crate::config::Config;
 use crate::message::{Close, Message, truncate_reason};
 use crate::proto::OutFrame;
@@ -85,6 +85,8 @@ pub struct ClientInfo {
     pub connected_at: SystemTime,
     /// The negotiated subprotocol, if any.
     pub protocol: Option<String>,
+    /// The user `on_handshake` said this client is ([`Accept::user`](crate::Accept::user)).
+    pub user: Option<crate::cluster::User>,
     /// Bytes read from the socket, frame headers included.
     pub bytes_read: u64,
     /// Frames read, control frames included.
@@ -187,6 +189,14 @@ pub enum Recipients {
         /// Members left out.
         except: Vec<ClientId>,
     },
+    /// Every connection of these users ([`Accept::user`](crate::Accept::user)), on every
+    /// node, each once, except these clients.
+    Users {
+        /// The users.
+        users: Vec<User>,
+        /// Connections left out.
+        except: Vec<ClientId>,
+    },
 }
 
 impl Recipients {
@@ -216,6 +226,22 @@ impl Recipients {
         }
     }
 
+    /// Every connection of a user ([`Accept::user`](crate::Accept::user)), on every node.
+    pub fn user(user: impl Into<User>) -> Self {
+        Recipients::Users {
+            users: vec![user.into()],
+            except: Vec::new(),
+        }
+    }
+
+    /// Every connection of any of these users, each once.
+    pub fn users<U: Into<User>>(users: impl IntoIterator<Item = U>) -> Self {
+        Recipients::Users {
+            users: users.into_iter().map(Into::into).collect(),
+            except: Vec::new(),
+        }
+    }
+
     /// The same recipients without these clients: `Recipients::room("lobby").excluding([id])`
     /// is the lobby but `id`, `Recipients::All.excluding(ids)` is
     /// [`Recipients::except(ids)`](Recipients::except).
@@ -236,6 +262,10 @@ impl Recipients {
             Recipients::Rooms { rooms, mut except } => {
                 except.extend(ids);
                 Recipients::Rooms { rooms, except }
+            }
+            Recipients::Users { users, mut except } => {
+                except.extend(ids);
+                Recipients::Users { users, except }
             }
         }
     }
@@ -273,6 +303,7 @@ enum Target<'a> {
     AllExcept(&'a [ClientId]),
     Clients(&'a [ClientId]),
     Rooms(&'a [Room], &'a [ClientId]),
+    Users(&'a [User], &'a [ClientId]),
 }
 
 impl<'a> From<&'a Recipients> for Target<'a> {
@@ -282,6 +313,7 @@ impl<'a> From<&'a Recipients> for Target<'a> {
             Recipients::AllExcept(ids) => Target::AllExcept(ids),
             Recipients::Clients(ids) => Target::Clients(ids),
             Recipients::Rooms { rooms, except } => Target::Rooms(rooms, except),
+            Recipients::Users { users, except } => Target::Users(users, except),
         }
     }
 }
@@ -506,6 +538,21 @@ impl Endpoint {
                     each(id, clients.map.get(&id));
                 }
             }
+            Target::Users(users, except) => {
+                // Likewise: a connection leaves its user's list as it unregisters.
+                let mut ids: Vec<ClientId> = users
+                    .iter()
+                    .filter_map(|user| clients.users.get(user))
+                    .flatten()
+                    .filter(|id| !except.contains(id))
+                    .copied()
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    each(id, clients.map.get(&id));
+                }
+            }
         }
     }
 
@@ -629,6 +676,48 @@ impl Endpoint {
         let mut names: Vec<Room> = self.registry.read().rooms.names().cloned().collect();
         names.sort_unstable();
         names
+    }
+
+    /// The user `on_handshake` said this open client of this node is
+    /// ([`Accept::user`](crate::Accept::user)).
+    pub fn user(&self, id: ClientId) -> Option<User> {
+        self.registry.read().map.get(&id)?.user().cloned()
+    }
+
+    /// This node's open connections of a user, in the order they opened.
+    pub fn connections(&self, user: &str) -> Vec<ClientId> {
+        self.registry
+            .read()
+            .users
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Closes every connection of a user, on every node, with this code and reason, after the
+    /// messages already queued for each. The [`Delivery`] counts this node's connections
+    /// (`queued`: closed) and says whether the other nodes were told.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InvalidCloseCode`] for a code that cannot be sent.
+    pub fn close_user(&self, user: &str, code: u16, reason: &str) -> Result<Delivery, SendError> {
+        if !Close::is_sendable(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        let reason = truncate_reason(reason);
+        let mut delivery = Delivery::default();
+        {
+            let clients = self.registry.read();
+            for id in clients.users.get(user).into_iter().flatten() {
+                if let Some(client) = clients.map.get(id) {
+                    client.close(Close::new(code, reason));
+                    delivery.queued += 1;
+                }
+            }
+        }
+        self.close_remote_user(User::from(user), code, reason, &mut delivery);
+        Ok(delivery)
     }
 
     /// This endpoint's node: the [`NodeId`] in the id of every client it accepts. A client is

@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
 use super::rooms::Rooms;
-use super::{Client, Endpoint};
-use crate::cluster::{ClientId, IdHasher, NodeId};
+use super::{Client, Endpoint, Identity};
+use crate::cluster::{ClientId, IdHasher, NodeId, User};
 use crate::config::SlowConsumer;
 use crate::message::Close;
 use crate::rt::queue::Queue;
@@ -34,6 +34,8 @@ pub(super) struct Clients {
     pub(super) map: HashMap<ClientId, Arc<Client>, BuildHasherDefault<IdHasher>>,
     /// Who is in which room; a client leaves them all as it unregisters.
     pub(super) rooms: Rooms,
+    /// Each user's open connections, in the order they opened.
+    pub(super) users: HashMap<User, Vec<ClientId>>,
     shutting_down: bool,
 }
 
@@ -95,7 +97,7 @@ impl Endpoint {
     pub(crate) fn register(
         &self,
         remote_addr: SocketAddr,
-        protocol: Option<String>,
+        identity: Option<Box<Identity>>,
     ) -> Option<Arc<Client>> {
         let registry = &self.registry;
         let mut clients = registry.write();
@@ -109,17 +111,28 @@ impl Endpoint {
         let client = Arc::new(Client::new(
             id,
             remote_addr,
-            protocol,
+            identity,
             registry.policy,
             queue,
         ));
+        if let Some(user) = client.user() {
+            clients.users.entry(user.clone()).or_default().push(id);
+        }
         clients.map.insert(id, client.clone());
         Some(client)
     }
 
     pub(crate) fn unregister(&self, id: ClientId) {
         let mut clients = self.registry.write();
-        clients.map.remove(&id);
+        let client = clients.map.remove(&id);
+        if let Some(user) = client.as_deref().and_then(Client::user) {
+            if let Some(ids) = clients.users.get_mut(user) {
+                ids.retain(|other| *other != id);
+                if ids.is_empty() {
+                    clients.users.remove(user);
+                }
+            }
+        }
         clients.rooms.leave_all(id, |room| self.room_emptied(room));
     }
 

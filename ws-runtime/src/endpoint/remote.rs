@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::{Delivery, Endpoint, SendError, Target, WeakEndpoint};
 use crate::cluster::wire::{self, Body, Heartbeat};
-use crate::cluster::{Backplane, ClientId, Cluster, Event, NodeId, Room, Topic, Unavailable};
+use crate::cluster::{Backplane, ClientId, Cluster, Event, NodeId, Room, Topic, Unavailable, User};
 use crate::message::{Close, Message, truncate_reason};
 
 /// A departed node is remembered this long, so that sends to its clients fail at once.
@@ -226,6 +226,25 @@ impl Link {
         published
     }
 
+    /// Counts one node's answer to a query of this node's.
+    fn answered(&self, sender: NodeId, request: u64, count: u32, ids: Option<Vec<ClientId>>) {
+        let mut queries = lock(&self.queries);
+        let Some(query) = queries.pending.get_mut(&request) else {
+            return;
+        };
+        if query.waiting.remove(&sender) {
+            query.count += count as usize;
+            if let (Some(all), Some(ids)) = (&mut query.ids, ids) {
+                all.extend(ids);
+            }
+            if query.waiting.is_empty() {
+                if let Some(done) = query.done.take() {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
     /// Whether `node` is known to be gone: it said so, or its heartbeats stopped.
     fn is_departed(&self, node: NodeId) -> bool {
         lock(&self.peers).departed.contains_key(&node)
@@ -398,6 +417,19 @@ impl Endpoint {
                     },
                 )
             }
+            Target::Users(users, except) => {
+                if users.is_empty() {
+                    return;
+                }
+                (
+                    Topic::All,
+                    Body::ToUsers {
+                        users: users.to_vec(),
+                        except: foreign(except),
+                        message: message.clone(),
+                    },
+                )
+            }
             Target::Rooms(rooms, except) => {
                 let topic = match rooms {
                     [] => return,
@@ -418,6 +450,27 @@ impl Endpoint {
             Remote::Published
         } else {
             delivery.failed.extend(named);
+            Remote::Unsent
+        };
+    }
+
+    /// Tells the other nodes to close every connection of `user` there.
+    pub(super) fn close_remote_user(
+        &self,
+        user: User,
+        code: u16,
+        reason: &str,
+        delivery: &mut Delivery,
+    ) {
+        let Some(link) = self.link() else { return };
+        let body = Body::CloseUsers {
+            users: vec![user],
+            code,
+            reason: reason.to_owned(),
+        };
+        delivery.remote = if link.publish(&Topic::All, &body).is_ok() {
+            Remote::Published
+        } else {
             Remote::Unsent
         };
     }
@@ -530,12 +583,22 @@ impl Endpoint {
             } => {
                 self.push_local(Target::Rooms(&rooms, &except), message);
             }
+            Body::ToUsers {
+                users,
+                except,
+                message,
+            } => self.push_local(Target::Users(&users, &except), message),
+            Body::CloseUsers {
+                users,
+                code,
+                reason,
+            } => {
+                let clients = self.registry.read();
+                let ids = users.iter().filter_map(|user| clients.users.get(user));
+                close_each(&clients, ids.flatten(), code, &reason);
+            }
             Body::Close { id, code, reason } => {
-                if Close::is_sendable(code) {
-                    if let Some(client) = self.registry.read().map.get(&id) {
-                        client.close(Close::new(code, truncate_reason(&reason)));
-                    }
-                }
+                close_each(&self.registry.read(), [&id], code, &reason);
             }
             Body::Join { id, room } => {
                 let _ = self.join_local(id, &room);
@@ -567,22 +630,7 @@ impl Endpoint {
                 request,
                 count,
                 ids,
-            } => {
-                let mut queries = lock(&link.queries);
-                if let Some(query) = queries.pending.get_mut(&request) {
-                    if query.waiting.remove(&sender) {
-                        query.count += count as usize;
-                        if let (Some(all), Some(ids)) = (&mut query.ids, ids) {
-                            all.extend(ids);
-                        }
-                        if query.waiting.is_empty() {
-                            if let Some(done) = query.done.take() {
-                                let _ = done.send(());
-                            }
-                        }
-                    }
-                }
-            }
+            } => link.answered(sender, request, count, ids),
         }
     }
 
@@ -693,6 +741,23 @@ impl Endpoint {
             missed: link.missed.load(Ordering::Relaxed),
             unreadable: link.unreadable.load(Ordering::Relaxed),
             outages: link.outages.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Closes these open clients for another node, if the code may be sent.
+fn close_each<'a>(
+    clients: &super::registry::Clients,
+    ids: impl IntoIterator<Item = &'a ClientId>,
+    code: u16,
+    reason: &str,
+) {
+    if !Close::is_sendable(code) {
+        return;
+    }
+    for id in ids {
+        if let Some(client) = clients.map.get(id) {
+            client.close(Close::new(code, truncate_reason(reason)));
         }
     }
 }

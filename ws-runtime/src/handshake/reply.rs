@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use warp::reply::Response;
 
 use super::Request;
+use crate::cluster::User;
 
 /// The 101 reply being prepared: `on_handshake` may add headers and cookies and choose the
 /// subprotocol.
@@ -27,6 +28,7 @@ use super::Request;
 pub struct Accept {
     headers: HeaderMap,
     protocol: Option<String>,
+    user: Option<User>,
     offered: Vec<String>,
     invalid_header: bool,
 }
@@ -54,6 +56,29 @@ impl Accept {
             self.invalid_header = true;
         }
         self
+    }
+
+    /// Says which user this connection is (a key from your authentication): a delivery or a
+    /// close can then address every connection of that user, on every node of a cluster
+    /// ([`Recipients::user`](crate::Recipients::user),
+    /// [`Endpoint::close_user`](crate::Endpoint::close_user)), and
+    /// [`Endpoint::user`](crate::Endpoint::user) tells it.
+    ///
+    /// ```
+    /// fn on_handshake(req: &ws::Request, accept: &mut ws::Accept) -> Option<()> {
+    ///     let name = req.query("user").filter(|name| !name.is_empty())?;
+    ///     accept.user(name);
+    ///     Some(())
+    /// }
+    /// ```
+    pub fn user(&mut self, user: impl Into<User>) -> &mut Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The user set with [`user`](Accept::user), taken for the connection.
+    pub(crate) fn take_user(&mut self) -> Option<User> {
+        self.user.take()
     }
 
     /// Adds a `Set-Cookie` header, e.g. `"session=abc; Path=/; HttpOnly"`.

@@ -17,7 +17,7 @@ use warp::reply::Response;
 use super::admission::Admission;
 use crate::config::Config;
 use crate::conn::{self, Hook, Service, guard};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Identity};
 use crate::handler::Handler;
 use crate::handshake::{self, Accept, Reject, Request};
 
@@ -271,7 +271,7 @@ impl<H: Handler> SocketInner<H> {
                 Err(_) => return Reject::internal_error("Internal Server Error").into_response(),
             },
         };
-        let (session, request, accept) = match decided {
+        let (session, request, mut accept) = match decided {
             (Ok(Ok(session)), request, accept) => (session, request, accept),
             (Ok(Err(reject)), request, _) => {
                 return refuse(&request, reject, "refused by on_handshake");
@@ -283,6 +283,7 @@ impl<H: Handler> SocketInner<H> {
             return refuse(&request, shutting_down(), "shutting down");
         }
         let protocol = handshake::choose_protocol(config, &request, &accept);
+        let user = accept.take_user();
         let deflate = config
             .deflate
             .as_ref()
@@ -299,7 +300,7 @@ impl<H: Handler> SocketInner<H> {
             on_upgrade,
             session,
             remote,
-            protocol,
+            Identity::boxed(protocol, user),
             deflate,
             slot,
         ));
