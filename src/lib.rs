@@ -249,6 +249,7 @@
 //! | [`clients`](Endpoint::clients), [`len`](Endpoint::len), [`info(id)`](Endpoint::info) | who is connected, with counters |
 //! | [`join(id, room)`](Endpoint::join), [`leave(id, room)`](Endpoint::leave) | puts a client in a named [`Room`], takes it out; a client leaves every room when it closes |
 //! | [`rooms(id)`](Endpoint::rooms), [`members(room)`](Endpoint::members), [`room_len(room)`](Endpoint::room_len), [`room_names`](Endpoint::room_names) | who is in which room |
+//! | [`Recipients::user`]`(key)`, [`close_user(key, code, reason)`](Endpoint::close_user), [`user(id)`](Endpoint::user), [`connections(key)`](Endpoint::connections) | every connection of one user (the key `on_handshake` gave with [`Accept::user`]), on every node |
 //!
 //! Rooms are named groups: [`Recipients::room`]`("lobby")` addresses a room's members,
 //! [`Recipients::rooms`] several rooms (a client in two of them gets the message once), and
@@ -269,6 +270,35 @@
 //!         endpoint.deliver(Recipients::room("lobby").excluding([id]), text);
 //!     }
 //! }
+//! ```
+//!
+//! One person often has several connections (tabs, devices). Say who a connection is in
+//! `on_handshake` with [`Accept::user`], and address them all at once, on every node of a
+//! cluster:
+//!
+//! ```
+//! use ws::{Accept, Endpoint, Recipients, Request};
+//!
+//! struct Inbox;
+//!
+//! #[ws::websocket]
+//! impl Inbox {
+//!     fn on_handshake(&self, req: &Request, accept: &mut Accept) -> bool {
+//!         // Your authentication here; the key is whatever names the user.
+//!         match req.query("user").filter(|user| !user.is_empty()) {
+//!             Some(user) => {
+//!                 accept.user(user);
+//!                 true
+//!             }
+//!             None => false,
+//!         }
+//!     }
+//! }
+//!
+//! # fn notify(endpoint: &Endpoint) {
+//! endpoint.deliver(Recipients::user("ada"), "new mail");
+//! endpoint.close_user("ada", 4001, "signed out").ok();
+//! # }
 //! ```
 //!
 //! A message is text, binary, or any `Serialize` value made into a text message once with
