@@ -39,6 +39,25 @@ pub(super) struct Clients {
     shutting_down: bool,
 }
 
+impl Clients {
+    /// Closes these open clients for another node, if the code may be sent.
+    pub(super) fn close_each<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ClientId>,
+        code: u16,
+        reason: &str,
+    ) {
+        if !Close::is_sendable(code) {
+            return;
+        }
+        for id in ids {
+            if let Some(client) = self.map.get(id) {
+                client.close(Close::new(code, crate::message::truncate_reason(reason)));
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Registry {
     clients: RwLock<Clients>,

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::{Delivery, Endpoint, SendError, Target, WeakEndpoint};
 use crate::cluster::wire::{self, Body, Heartbeat};
 use crate::cluster::{Backplane, ClientId, Cluster, Event, NodeId, Room, Topic, Unavailable, User};
-use crate::message::{Close, Message, truncate_reason};
+use crate::message::Message;
 
 /// A departed node is remembered this long, so that sends to its clients fail at once.
 const DEPARTED: Duration = Duration::from_secs(600);
@@ -595,10 +595,10 @@ impl Endpoint {
             } => {
                 let clients = self.registry.read();
                 let ids = users.iter().filter_map(|user| clients.users.get(user));
-                close_each(&clients, ids.flatten(), code, &reason);
+                clients.close_each(ids.flatten(), code, &reason);
             }
             Body::Close { id, code, reason } => {
-                close_each(&self.registry.read(), [&id], code, &reason);
+                self.registry.read().close_each([&id], code, &reason);
             }
             Body::Join { id, room } => {
                 let _ = self.join_local(id, &room);
@@ -741,23 +741,6 @@ impl Endpoint {
             missed: link.missed.load(Ordering::Relaxed),
             unreadable: link.unreadable.load(Ordering::Relaxed),
             outages: link.outages.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Closes these open clients for another node, if the code may be sent.
-fn close_each<'a>(
-    clients: &super::registry::Clients,
-    ids: impl IntoIterator<Item = &'a ClientId>,
-    code: u16,
-    reason: &str,
-) {
-    if !Close::is_sendable(code) {
-        return;
-    }
-    for id in ids {
-        if let Some(client) = clients.map.get(id) {
-            client.close(Close::new(code, truncate_reason(reason)));
         }
     }
 }
