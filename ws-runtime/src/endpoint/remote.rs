@@ -245,6 +245,15 @@ impl Link {
         }
     }
 
+    /// Restarts the expiry clock of every live peer: called as the link comes back, when
+    /// nothing could be heard from them meanwhile.
+    fn revive_peers(&self) {
+        let now = Instant::now();
+        for peer in lock(&self.peers).live.values_mut() {
+            peer.heard = now;
+        }
+    }
+
     /// Whether `node` is known to be gone: it said so, or its heartbeats stopped.
     fn is_departed(&self, node: NodeId) -> bool {
         lock(&self.peers).departed.contains_key(&node)
@@ -756,6 +765,9 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
         match event {
             Event::Envelope(bytes) => endpoint.apply(link, &bytes),
             Event::Up => {
+                // Blind until now: the others get a full expiry to be heard again before
+                // they count as gone (else the first sweep would drop every peer at once).
+                link.revive_peers();
                 link.up.store(true, Ordering::Relaxed);
                 let hello = link.heartbeat(endpoint.len(), true, false);
                 let _ = link.publish(&Topic::All, &hello);
