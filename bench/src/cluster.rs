@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::client::{Conn, client_frame, connect};
-use crate::fanout::{Shared, check, invalid, payload, quantile, thousands};
+use crate::fanout::{Shared, check_running, invalid, payload, quantile, spawn_readers, thousands};
 use crate::procs::{self, Server};
 use crate::report::{cell, micros, percent, ratio, spread};
 use crate::{Options, ceil_count};
@@ -507,18 +507,7 @@ async fn subscribe(
         conns_per_node.push(share + usize::from(n == 0));
         let conns = crate::open_to(&node.target, share, None).await?;
         let shared = if n == 0 { local } else { remote };
-        for mut conn in conns {
-            let shared = shared.clone();
-            tasks.spawn(async move {
-                let mut expected = 0;
-                conn.read_messages(messages, |msg| {
-                    check(&shared, expected, SIZE, msg)?;
-                    expected += 1;
-                    Ok(())
-                })
-                .await
-            });
-        }
+        spawn_readers(&mut tasks, conns, shared, messages, SIZE);
     }
     // Let every node register every connection, then read the memory of the idle ones.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -528,17 +517,6 @@ async fn subscribe(
         kib_per_conn.push(node.rss_kib()?.saturating_sub(*base) as f64 / *conns as f64);
     }
     Ok((tasks, kib_per_conn))
-}
-
-/// Fails if a subscriber has stopped early.
-fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
-    if let Some(done) = tasks.try_join_next() {
-        let got = done.map_err(io::Error::other)??;
-        return Err(invalid(format!(
-            "a subscriber stopped after {got} messages"
-        )));
-    }
-    Ok(())
 }
 
 /// One point-to-point run.

@@ -228,18 +228,7 @@ pub(crate) async fn run(
     let count = usize::try_from(messages).map_err(io::Error::other)?;
     let shared = Arc::new(Shared::new(Instant::now(), count));
     let mut tasks: JoinSet<io::Result<u64>> = JoinSet::new();
-    for mut conn in conns {
-        let shared = shared.clone();
-        tasks.spawn(async move {
-            let mut expected = 0;
-            conn.read_messages(messages, |msg| {
-                check(&shared, expected, size, msg)?;
-                expected += 1;
-                Ok(())
-            })
-            .await
-        });
-    }
+    spawn_readers(&mut tasks, conns, &shared, messages, size);
     // Let every server register every connection before the first publish.
     tokio::time::sleep(Duration::from_millis(500)).await;
     check_running(&mut tasks)?;
@@ -322,8 +311,31 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, len) - 1]
 }
 
+/// Spawns one reader per subscriber, each checking every message it gets, in order, against
+/// `shared`; a task ends with the count it read.
+pub(crate) fn spawn_readers(
+    tasks: &mut JoinSet<io::Result<u64>>,
+    conns: Vec<crate::client::Conn>,
+    shared: &Arc<Shared>,
+    messages: u64,
+    size: usize,
+) {
+    for mut conn in conns {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            let mut expected = 0;
+            conn.read_messages(messages, |msg| {
+                check(&shared, expected, size, msg)?;
+                expected += 1;
+                Ok(())
+            })
+            .await
+        });
+    }
+}
+
 /// Fails if any task has ended early with an error.
-fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
+pub(crate) fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<()> {
     if let Some(done) = tasks.try_join_next() {
         let got = done.map_err(io::Error::other)??;
         return Err(invalid(format!(
