@@ -169,14 +169,16 @@ async fn subscriptions_killed_by_redis_are_restored() {
 async fn a_killed_node_is_dropped_within_four_seconds() {
     let redis = RedisServer::start();
     let a = Node::start(Cluster::redis(&redis.url()).unwrap()).await;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "redis::child_node", "--ignored", "--nocapture"])
-        .env("WS_CHILD_NODE_REDIS", redis.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the test binary runs as a child node");
-    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "redis::child_node", "--ignored", "--nocapture"])
+            .env("WS_CHILD_NODE_REDIS", redis.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the test binary runs as a child node"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let line = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
@@ -195,9 +197,9 @@ async fn a_killed_node_is_dropped_within_four_seconds() {
     let count = a.endpoint.cluster_len().await;
     assert_eq!((count.value, count.is_complete()), (1, true), "{count:?}");
 
-    child.kill().unwrap();
+    child.0.kill().unwrap();
     let killed = Instant::now();
-    child.wait().unwrap();
+    child.0.wait().unwrap();
     eventually("the killed node is dropped", || {
         a.endpoint.nodes().iter().all(|node| node.id != child_node)
     })
@@ -213,6 +215,16 @@ async fn a_killed_node_is_dropped_within_four_seconds() {
     );
     eprintln!("a SIGKILLed node was dropped {dropped:?} after its death");
     a.stop().await;
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped: also when the test fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Not a test of its own: the child node of [`a_killed_node_is_dropped_within_four_seconds`],
