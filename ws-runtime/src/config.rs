@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::Cluster;
+use crate::history::History;
 use crate::proto::deflate::Deflate;
 
 /// Which browser origins may open a connection.
@@ -97,6 +98,7 @@ pub struct Config {
     pub(crate) protocols: Vec<String>,
     pub(crate) deflate: Option<Deflate>,
     pub(crate) cluster: Cluster,
+    pub(crate) history: Option<History>,
 }
 
 impl Default for Config {
@@ -121,6 +123,7 @@ impl Default for Config {
             protocols: Vec::new(),
             deflate: None,
             cluster: Cluster::standalone(),
+            history: None,
         }
     }
 }
@@ -337,6 +340,25 @@ impl Config {
     /// The cluster this socket is a node of.
     pub fn get_cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Which rooms keep a history of their messages, so that a client that comes back gets
+    /// what it missed ([`Endpoint::join_since`](crate::Endpoint::join_since)); `None` (the
+    /// default) keeps none. See [`History`].
+    ///
+    /// History is kept by one node, in memory: a socket in a cluster
+    /// ([`Config::cluster`]) keeps none, and logs so when it starts, since each node's
+    /// offsets would differ (a shared store for clusters is the subject of
+    /// `docs/adr/0003-history-recovery-presence.md`).
+    #[must_use]
+    pub fn history(mut self, history: Option<History>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The history settings, `None` when no room keeps history.
+    pub fn get_history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
     /// The permessage-deflate settings, `None` when off.

@@ -35,6 +35,7 @@ mod endpoint;
 mod error;
 mod handler;
 mod handshake;
+mod history;
 #[cfg(feature = "json")]
 mod json;
 mod message;
@@ -49,11 +50,13 @@ pub mod test;
 pub use cluster::{ClientId, Cluster, NodeId, ParseIdError, Room, User};
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
 pub use endpoint::{
-    ClientInfo, ClusterStats, Delivery, Endpoint, NodeInfo, Partial, Recipients, Remote, SendError,
+    ClientInfo, ClusterStats, Delivery, Endpoint, HistoryStats, JoinError, JoinSince, NodeInfo,
+    Partial, PublishError, Recipients, Remote, SendError,
 };
 pub use error::Error;
 pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};
+pub use history::{Epoch, History, NotRecovered, ParseEpochError, Position, Recovery};
 /// The HTTP status type [`Reject`] takes and `ws::test`'s `Refusal` reports (the `http`
 /// crate's, re-exported so that no dependency on `http` is needed to name one).
 pub use http::StatusCode;

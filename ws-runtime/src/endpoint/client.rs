@@ -234,6 +234,17 @@ impl Client {
         }
     }
 
+    /// Queues a message of a room that keeps history: a full queue closes the client with
+    /// 1008 whatever the policy, since a recorded message dropped for it would be a hole it
+    /// could not see (closed, it comes back and recovers).
+    pub(super) fn push_recorded(&self, frame: OutFrame) -> Result<(), SendError> {
+        let pushed = self.push(frame);
+        if matches!(pushed, Err(SendError::QueueFull(_))) && self.policy != SlowConsumer::Close {
+            self.close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
+        }
+        pushed
+    }
+
     /// Queues, waiting for room under the [`SlowConsumer::Wait`] policy.
     pub(super) async fn push_wait(&self, frame: OutFrame) -> Result<(), SendError> {
         if self.policy != SlowConsumer::Wait {

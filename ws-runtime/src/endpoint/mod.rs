@@ -2,6 +2,7 @@
 //! open clients (`registry.rs`) and each client's bounded send queue (`client.rs`).
 
 mod client;
+mod recover;
 mod registry;
 mod remote;
 mod rooms;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub(crate) use client::{Client, Identity, Outgoing};
+pub use recover::{HistoryStats, JoinError, JoinSince, PublishError};
 use registry::{CURRENT, Registry};
 pub use remote::{ClusterStats, NodeInfo, Partial, Remote};
 
@@ -61,6 +63,10 @@ pub struct Delivery {
     /// The part for the other nodes of the cluster: published once, not needed, or not sent
     /// because the link is down.
     pub remote: Remote,
+    /// The message's position when it was recorded in one room that keeps history
+    /// ([`Config::history`](crate::Config::history)); `None` otherwise. A message to several
+    /// such rooms has one position in each: [`Endpoint::publish`] gives them one by one.
+    pub position: Option<crate::history::Position>,
 }
 
 impl Delivery {
@@ -382,6 +388,11 @@ impl Endpoint {
     pub fn deliver(&self, to: impl Into<Recipients>, message: impl Into<Message>) -> Delivery {
         let to = to.into();
         let message = message.into();
+        if let Recipients::Rooms { rooms, except } = &to {
+            if self.records(rooms) {
+                return self.deliver_recorded(rooms, except, &message);
+            }
+        }
         let mut delivery = Delivery::default();
         // This node's recipients first, then the rest of the cluster, once.
         let remote = self.registry.link.as_ref().map(|_| message.clone());
@@ -398,7 +409,8 @@ impl Endpoint {
     /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait) policy it waits for room in each one's
     /// queue in turn (so the slowest paces the sender) and returns once the message is queued for
     /// every one or they are gone. Under the other policies it is the same as
-    /// [`deliver`](Endpoint::deliver).
+    /// [`deliver`](Endpoint::deliver), and so it is to rooms of which one keeps history (see
+    /// [`History`](crate::History)): their messages go out in offset order, and never wait.
     pub async fn deliver_wait(
         &self,
         to: impl Into<Recipients>,
@@ -406,6 +418,11 @@ impl Endpoint {
     ) -> Delivery {
         let to = to.into();
         let message = message.into();
+        if let Recipients::Rooms { rooms, except } = &to {
+            if self.records(rooms) {
+                return self.deliver_recorded(rooms, except, &message);
+            }
+        }
         let mut delivery = Delivery::default();
         // The rest of the cluster first: it does not wait for this node's slow readers.
         self.publish_remote(Target::from(&to), &message, &mut delivery);

@@ -74,15 +74,28 @@ pub(crate) struct Registry {
     pub(super) share_from: usize,
     /// The link to the other nodes; `None` for a standalone socket.
     pub(super) link: Option<super::remote::Link>,
+    /// The rooms' histories, if any room keeps one.
+    pub(super) history: Option<super::recover::Histories>,
 }
 
 impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
         let node = NodeId::random();
+        let link = super::remote::Link::new(&config.cluster, node);
+        if link.is_some() && config.history.is_some() {
+            tracing::error!(
+                "Config::history is kept on one node only: this socket is in a cluster, so no room keeps history"
+            );
+        }
         Registry {
             clients: RwLock::default(),
             node,
-            link: super::remote::Link::new(&config.cluster, node),
+            history: config
+                .history
+                .clone()
+                .filter(|_| link.is_none())
+                .map(super::recover::Histories::new),
+            link,
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
             queue_bytes: u32::try_from(config.send_queue_bytes)

@@ -1,0 +1,462 @@
+//! Room history at the delivery point: a recorded message gets its position, is kept and is
+//! pushed to the room's members under its room's ring lock, so that every member gets a room's
+//! messages in offset order; a join with a position reads the ring and joins under the same
+//! lock, so that nothing recorded meanwhile is missed or repeated.
+//!
+//! Lock order: the map of rings, then one ring, then the registry.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Delivery, Endpoint, SendError};
+use crate::cluster::{ClientId, Room};
+use crate::history::ring::Ring;
+use crate::history::{History, NotRecovered, Position, Recovery, decide};
+use crate::message::Message;
+
+/// A room silent (no message, no join with a position) for this long, with nothing kept,
+/// forgets its epoch.
+const SILENT: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every room's history on this node.
+#[derive(Debug)]
+pub(super) struct Histories {
+    pub(super) settings: History,
+    rings: Mutex<HashMap<Room, Arc<Mutex<Ring>>>>,
+    /// When the rings are next trimmed, and silent ones dropped.
+    next_sweep: Mutex<Instant>,
+    stats: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    appended: AtomicU64,
+    replayed: AtomicU64,
+    recovered: AtomicU64,
+    not_recovered: [AtomicU64; 4],
+}
+
+impl Histories {
+    pub(super) fn new(settings: History) -> Self {
+        Histories {
+            settings,
+            rings: Mutex::default(),
+            next_sweep: Mutex::new(Instant::now()),
+            stats: Counters::default(),
+        }
+    }
+
+    /// This room's ring, created (a new epoch) if it has none.
+    fn ring(&self, room: &Room) -> Arc<Mutex<Ring>> {
+        let now = Instant::now();
+        self.sweep_if_due(now);
+        lock(&self.rings)
+            .entry(room.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Ring::new(now))))
+            .clone()
+    }
+
+    /// Trims every ring by age and drops the silent empty ones, every quarter of the TTL at
+    /// most (so memory follows the TTL without a task of its own).
+    fn sweep_if_due(&self, now: Instant) {
+        let ttl = self.settings.get_ttl();
+        {
+            let mut next = lock(&self.next_sweep);
+            if now < *next {
+                return;
+            }
+            *next = now + (ttl / 4).max(Duration::from_secs(1));
+        }
+        lock(&self.rings).retain(|_, ring| {
+            let mut ring = lock(ring);
+            ring.trim(now, ttl);
+            ring.len() > 0 || now.saturating_duration_since(ring.touched) < SILENT
+        });
+    }
+}
+
+/// Why [`Endpoint::publish`] did not record a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The room keeps no history: no [`Config::history`](crate::Config::history), or its
+    /// [`rooms`](History::rooms) rule leaves this room out.
+    #[error("room {0} keeps no history")]
+    NoHistory(Room),
+    /// [`History::format`] panicked on the message: it was neither recorded nor delivered.
+    #[error("formatting a message of room {0} panicked")]
+    Format(Room),
+}
+
+/// Why [`Endpoint::join_since`] did not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The room keeps no history.
+    #[error("room {0} keeps no history")]
+    NoHistory(Room),
+    /// The client is not open, is closing, or its send queue could not take the replay (it
+    /// is then closed with 1008, and comes back to recover with a smaller gap).
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// What the histories of a socket have done, from [`Endpoint::history_stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryStats {
+    /// Rooms with a history now.
+    pub rooms: usize,
+    /// Messages kept now, in all rooms.
+    pub kept: usize,
+    /// Messages recorded.
+    pub appended: u64,
+    /// Messages replayed to clients that came back.
+    pub replayed: u64,
+    /// Joins with a position that got every missed message.
+    pub recovered: u64,
+    /// Joins that were not recovered, by reason: [`NotRecovered::NoPosition`],
+    /// [`Epoch`](NotRecovered::Epoch), [`Window`](NotRecovered::Window),
+    /// [`Ahead`](NotRecovered::Ahead), in that order.
+    pub not_recovered: [u64; 4],
+}
+
+fn reason_index(reason: NotRecovered) -> usize {
+    match reason {
+        NotRecovered::NoPosition => 0,
+        NotRecovered::Epoch => 1,
+        NotRecovered::Window => 2,
+        NotRecovered::Ahead => 3,
+    }
+}
+
+type Then<'a> = Box<dyn FnOnce(&Recovery) -> Option<Message> + Send + 'a>;
+
+/// A join with a position, from [`Endpoint::join_since`]: `.await` it, after
+/// [`then_send`](JoinSince::then_send) if the client should get a reply between the replay
+/// and the live messages.
+#[must_use = "nothing happens until it is awaited"]
+pub struct JoinSince<'a> {
+    endpoint: Endpoint,
+    id: ClientId,
+    room: Room,
+    since: Option<Position>,
+    then: Option<Then<'a>>,
+}
+
+impl<'a> JoinSince<'a> {
+    /// Queues the message `reply` returns (if any) for the client right after the replayed
+    /// messages and before any live one: the place for an application's "joined" reply,
+    /// which can then tell the client the room's position and whether it recovered.
+    pub fn then_send(
+        mut self,
+        reply: impl FnOnce(&Recovery) -> Option<Message> + Send + 'a,
+    ) -> Self {
+        self.then = Some(Box::new(reply));
+        self
+    }
+}
+
+impl<'a> IntoFuture for JoinSince<'a> {
+    type Output = Result<Recovery, JoinError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let JoinSince {
+            endpoint,
+            id,
+            room,
+            since,
+            then,
+        } = self;
+        Box::pin(std::future::ready(
+            endpoint.join_recovering(id, &room, since, then),
+        ))
+    }
+}
+
+impl std::fmt::Debug for JoinSince<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinSince")
+            .field("id", &self.id)
+            .field("room", &self.room)
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The history of `room`, if it keeps one.
+    fn history_of(&self, room: &str) -> Option<&Histories> {
+        self.registry
+            .history
+            .as_ref()
+            .filter(|histories| histories.settings.keeps(room))
+    }
+
+    /// Whether a delivery to these rooms records in any of them.
+    pub(super) fn records(&self, rooms: &[Room]) -> bool {
+        self.registry.history.as_ref().is_some_and(|histories| {
+            rooms
+                .iter()
+                .any(|room| histories.settings.keeps(room.as_str()))
+        })
+    }
+
+    /// A delivery to rooms of which some keep history: recorded once in each of those and
+    /// pushed to its members (but `except`) with its position; the other rooms' members get
+    /// it once, as any delivery, unless a recorded room already gave it to them.
+    pub(super) fn deliver_recorded(
+        &self,
+        rooms: &[Room],
+        except: &[ClientId],
+        message: &Message,
+    ) -> Delivery {
+        let mut delivery = Delivery::default();
+        let mut reached = except.to_vec();
+        let mut plain = Vec::new();
+        let mut positions = Vec::new();
+        for room in rooms {
+            if self.history_of(room.as_str()).is_none() {
+                plain.push(room.clone());
+                continue;
+            }
+            let recorded = self.record(room, message.clone(), except, |id, result| {
+                delivery.count(id, result.is_ok());
+                reached.push(id);
+            });
+            if let Ok(position) = recorded {
+                positions.push(position);
+            }
+        }
+        if let [position] = positions[..] {
+            delivery.position = Some(position);
+        }
+        if !plain.is_empty() {
+            let frame = self.frame(message.clone());
+            self.push(
+                super::Target::Rooms(&plain, &reached),
+                frame,
+                |id, result| {
+                    delivery.count(id, result.is_ok());
+                },
+            );
+        }
+        delivery
+    }
+
+    /// Records a message in a room that keeps history and pushes it, formatted with its
+    /// position, to the members but `except`, all under the room's ring lock.
+    fn record(
+        &self,
+        room: &Room,
+        message: Message,
+        except: &[ClientId],
+        mut outcome: impl FnMut(ClientId, Result<(), SendError>),
+    ) -> Result<Position, PublishError> {
+        let histories = self
+            .history_of(room.as_str())
+            .ok_or_else(|| PublishError::NoHistory(room.clone()))?;
+        let settings = &histories.settings;
+        let ring = histories.ring(room);
+        let mut ring = lock(&ring);
+        let at = ring.next();
+        let formatted = catch_unwind(AssertUnwindSafe(|| {
+            settings.formatted(room, &at, message)
+        }))
+        .map_err(|_| {
+            tracing::error!(%room, "History::format panicked: the message was neither recorded nor delivered");
+            PublishError::Format(room.clone())
+        })?;
+        let now = Instant::now();
+        ring.append(
+            formatted.clone(),
+            now,
+            settings.get_keep(),
+            settings.get_ttl(),
+        );
+        histories.stats.appended.fetch_add(1, Ordering::Relaxed);
+        let frame = self.frame(formatted);
+        let clients = self.registry.read();
+        let mut members: Vec<ClientId> = clients
+            .rooms
+            .members(room.as_str())
+            .filter(|id| !except.contains(id))
+            .collect();
+        members.sort_unstable();
+        for id in members {
+            if let Some(client) = clients.map.get(&id) {
+                outcome(id, client.push_recorded(frame.clone()));
+            }
+        }
+        Ok(at)
+    }
+
+    /// Records a message in a room that keeps history and delivers it to every member, as
+    /// [`deliver`](Endpoint::deliver)`(Recipients::room(room), message)` does; the future
+    /// gives the message's position. The message is recorded and queued when `publish` is
+    /// called, in the order of the calls; awaiting only reads the outcome.
+    ///
+    /// ```
+    /// # async fn demo(endpoint: ws::Endpoint) -> Result<(), ws::PublishError> {
+    /// let at = endpoint.publish("lobby", "hello").await?;
+    /// println!("hello is message {} of the lobby (epoch {})", at.offset, at.epoch);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::NoHistory`] if the room keeps no history (nothing was delivered then),
+    /// [`PublishError::Format`] if [`History::format`] panicked.
+    pub fn publish(
+        &self,
+        room: impl Into<Room>,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<Position, PublishError>> + Send + 'static {
+        let room = room.into();
+        std::future::ready(self.record(&room, message.into(), &[], |_, _| {}))
+    }
+
+    /// Adds an open client to a room that keeps history, first giving it the messages it
+    /// missed since `since` (the position of the last message it got from this room, as
+    /// the application's client handed it back), exactly and in order, then the live ones:
+    /// no message is missed or repeated, even while others publish to the room meanwhile.
+    /// When that cannot be guaranteed (no position, another epoch, messages no longer kept,
+    /// a position ahead of the room), nothing is replayed and the [`Recovery`] says why; the
+    /// client has joined either way.
+    ///
+    /// ```
+    /// # async fn demo(endpoint: ws::Endpoint, id: ws::ClientId, since: Option<ws::Position>) {
+    /// let joined = endpoint
+    ///     .join_since(id, "lobby", since)
+    ///     .then_send(|r| Some(format!("joined at {} recovered={}", r.position, r.recovered).into()))
+    ///     .await;
+    /// match joined {
+    ///     Ok(recovery) if !recovery.recovered => { /* the client reloads the room its own way */ }
+    ///     Ok(_) => {}
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::NoHistory`] if the room keeps no history; [`JoinError::Send`] if the
+    /// client is not open or closing, or if its send queue could not take the replay (it is
+    /// closed with 1008 then).
+    pub fn join_since(
+        &self,
+        id: ClientId,
+        room: impl Into<Room>,
+        since: Option<Position>,
+    ) -> JoinSince<'static> {
+        JoinSince {
+            endpoint: self.clone(),
+            id,
+            room: room.into(),
+            since,
+            then: None,
+        }
+    }
+
+    fn join_recovering(
+        &self,
+        id: ClientId,
+        room: &Room,
+        since: Option<Position>,
+        then: Option<Then<'_>>,
+    ) -> Result<Recovery, JoinError> {
+        let histories = self
+            .history_of(room.as_str())
+            .ok_or_else(|| JoinError::NoHistory(room.clone()))?;
+        let settings = &histories.settings;
+        let ring = histories.ring(room);
+        let mut ring = lock(&ring);
+        let top = ring.top();
+        // Read only what a recovery could replay.
+        let after = since
+            .filter(|since| since.epoch == top.epoch && since.offset < top.offset)
+            .map(|since| since.offset);
+        let entries = match after {
+            Some(after) => ring.after(after, Instant::now(), settings.get_ttl()),
+            None => &[],
+        };
+        let kept = entries
+            .first()
+            .zip(entries.last())
+            .map(|(first, last)| (first.offset, last.offset));
+        let decision = decide(since.as_ref(), &top, kept);
+        let replay = if decision.is_ok() { entries } else { &[] };
+        let recovery = Recovery {
+            position: top,
+            recovered: decision.is_ok(),
+            replayed: replay.len(),
+            reason: decision.err(),
+        };
+        let mut clients = self.registry.write();
+        let client = clients
+            .map
+            .get(&id)
+            .filter(|_| id.node() == self.registry.node)
+            .ok_or(SendError::UnknownClient(id))?
+            .clone();
+        if client.is_closing() {
+            return Err(SendError::Closing(id).into());
+        }
+        if clients.rooms.join(id, room.clone()) && clients.rooms.len(room.as_str()) == 1 {
+            self.room_created(room);
+        }
+        drop(clients);
+        // Still under the ring's lock: no message of the room is pushed to anyone before
+        // these, and the client is a member for the next one.
+        for entry in replay {
+            client.push_recorded(self.frame(entry.message.clone()))?;
+        }
+        if let Some(reply) = then.and_then(|then| then(&recovery)) {
+            client.push_recorded(self.frame(reply))?;
+        }
+        drop(ring);
+        let stats = &histories.stats;
+        stats
+            .replayed
+            .fetch_add(recovery.replayed as u64, Ordering::Relaxed);
+        match recovery.reason {
+            None => stats.recovered.fetch_add(1, Ordering::Relaxed),
+            Some(reason) => {
+                stats.not_recovered[reason_index(reason)].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        Ok(recovery)
+    }
+
+    /// What the histories have done, and what they keep now; `None` when no room keeps
+    /// history ([`Config::history`](crate::Config::history)).
+    pub fn history_stats(&self) -> Option<HistoryStats> {
+        let histories = self.registry.history.as_ref()?;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let stats = &histories.stats;
+        let rings = lock(&histories.rings);
+        Some(HistoryStats {
+            rooms: rings.len(),
+            kept: rings.values().map(|ring| lock(ring).len()).sum(),
+            appended: load(&stats.appended),
+            replayed: load(&stats.replayed),
+            recovered: load(&stats.recovered),
+            not_recovered: stats.not_recovered.each_ref().map(load),
+        })
+    }
+}
