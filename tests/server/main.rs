@@ -15,6 +15,7 @@ mod endpoint;
 mod fragments;
 mod handshake;
 mod heartbeat;
+mod history;
 mod hooks;
 mod limits;
 mod protocol;
