@@ -392,6 +392,75 @@
 //! one it cannot read drops it, counts it (`unreadable`) and warns once per version, rather
 //! than misreading it.
 //!
+//! # Room history: giving back what a client missed
+//!
+//! Clients drop and reconnect (phones change networks, laptops sleep, a deploy restarts a
+//! node). With [`Config::history`], rooms keep their last messages, each with a [`Position`]:
+//! an offset (1, 2, 3, ... per room) and the history's [`Epoch`], which changes whenever the
+//! history is lost so that an old offset is never trusted. A client remembers the position of
+//! the last message it got; when it comes back, [`Endpoint::join_since`] gives it exactly the
+//! messages it missed, in order, then the live ones, with none missed or repeated even while
+//! others keep publishing; or, when that cannot be guaranteed, an honest [`Recovery`] with
+//! `recovered: false`, the reason ([`NotRecovered`]) and nothing replayed, so the application
+//! reloads the room its own way.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ws::{ClientId, Config, Endpoint, History, Message, Position, Recipients, Socket};
+//!
+//! struct Chat;
+//!
+//! #[ws::websocket]
+//! impl Chat {
+//!     async fn on_data(&self, endpoint: &Endpoint, id: ClientId, text: String) {
+//!         // Your protocol: here `join ROOM [OFFSET EPOCH]` or `ROOM TEXT`.
+//!         let words: Vec<&str> = text.split(' ').collect();
+//!         match words[..] {
+//!             ["join", room, ref since @ ..] => {
+//!                 let since = match since {
+//!                     [offset, epoch] => offset.parse().ok().zip(epoch.parse().ok()),
+//!                     _ => None,
+//!                 };
+//!                 let since = since.map(|(offset, epoch)| Position::new(offset, epoch));
+//!                 endpoint
+//!                     .join_since(id, room, since)
+//!                     .then_send(|r| Some(format!("joined {} {}", r.position, r.recovered).into()))
+//!                     .await
+//!                     .ok();
+//!             }
+//!             [room, ..] => {
+//!                 endpoint.deliver(Recipients::room(room), text.clone());
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//!
+//! let history = History::new(100, Duration::from_secs(300)) // the last 100, at most 5 min old
+//!     .format(|room, at, message| {
+//!         // What members get: the message with its position, so clients can keep it.
+//!         let text = message.as_text().unwrap_or_default();
+//!         Message::text(format!("{room} {} {} {text}", at.offset, at.epoch))
+//!     });
+//! let socket = Socket::with_config(Chat, Config::new().history(Some(history)));
+//! # drop(socket);
+//! ```
+//!
+//! | call | does |
+//! | --- | --- |
+//! | [`deliver`](Endpoint::deliver)`(`[`Recipients::room`]`(r), msg)` to a room that keeps history | records the message with the next position and delivers it, formatted, to the members; [`Delivery::position`] is its position |
+//! | [`publish(room, msg)`](Endpoint::publish) | the same, and its future gives the position (or why it was not recorded) |
+//! | [`join_since(id, room, since)`](Endpoint::join_since) | joins, replaying what was missed since `since`; [`then_send`](JoinSince::then_send) queues a reply between the replay and the live messages |
+//! | [`history_stats`](Endpoint::history_stats) | rooms, messages kept, recorded, replayed, recoveries by outcome |
+//!
+//! A position is recovered when it is from the room's current epoch and every message after
+//! it is still kept (at most `keep` messages, none older than the TTL). History lives in the
+//! node's memory: a restart begins a new epoch in every room, so every client gets an honest
+//! `recovered: false` after it. Only messages to rooms are recorded (not broadcasts or sends
+//! to ids); [`History::rooms`] chooses the rooms. A member too slow to take a recorded
+//! message is closed with 1008 whatever the [`SlowConsumer`] policy: it comes back and
+//! recovers, rather than silently missing one.
+//!
 //! # Configuration and defaults
 //!
 //! [`Socket::new`] uses [`Config::default`]; [`Socket::with_config`] takes your own. Every
