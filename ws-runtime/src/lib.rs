@@ -47,7 +47,9 @@ mod stream;
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub mod test;
 
-pub use cluster::{ClientId, Cluster, NodeId, ParseIdError, Room, User};
+pub use cluster::{
+    ClientId, Cluster, Epoch, NodeId, ParseEpochError, ParseIdError, Position, Room, User,
+};
 pub use config::{Config, Origins, RateLimit, SlowConsumer};
 pub use endpoint::{
     ClientInfo, ClusterStats, Delivery, Endpoint, HistoryStats, JoinError, JoinSince, NodeInfo,
@@ -56,7 +58,7 @@ pub use endpoint::{
 pub use error::Error;
 pub use handler::{BoxError, DataError, DataParam, Handler};
 pub use handshake::{Accept, NotOffered, Reject, Request};
-pub use history::{Epoch, History, NotRecovered, ParseEpochError, Position, Recovery};
+pub use history::{History, NotRecovered, Recovery};
 /// The HTTP status type [`Reject`] takes and `ws::test`'s `Refusal` reports (the `http`
 /// crate's, re-exported so that no dependency on `http` is needed to name one).
 pub use http::StatusCode;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::id::{NodeId, Room};
+use super::store::Store;
 
 /// What carries envelopes between the nodes of a cluster: publish to a topic, subscribe to
 /// topics, and a stream of what arrives.
@@ -55,6 +56,21 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Sends what is queued (for at most `within`), then disconnects and ends [`Inbound`].
     fn stop(&self, within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Where this backplane keeps rooms' histories, if it does: without one, a cluster's rooms
+    /// keep no history ([`Config::history`](crate::Config::history)).
+    fn store(&self) -> Option<&dyn Store> {
+        None
+    }
+
+    /// Resolves once `topic` is subscribed on the live link (at once if it already is), to
+    /// `false` if the link is down: a join that recovers a room's history reads it only
+    /// after this, so that nothing recorded between the read and the subscription is missed.
+    /// Backplanes whose `subscribe` takes effect at once need not implement it.
+    fn subscribed(&self, topic: &Topic) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        let _ = topic;
+        Box::pin(std::future::ready(self.is_up()))
+    }
 }
 
 /// Where an envelope goes. Each [`Backplane`] names topics in its own way (the Redis backplane:

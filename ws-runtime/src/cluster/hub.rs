@@ -10,7 +10,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::backplane::{Backplane, Event, Inbound, Topic, Unavailable};
-use super::id::NodeId;
+use super::id::{NodeId, Room};
+use super::position::Position;
+use super::ring::Ring;
+use super::store::{Append, Read, Store, StoreError, StoreFuture};
+use super::wire;
 
 /// Envelopes a node may have waiting before the hub drops what it publishes to that node
 /// (as Redis drops a subscriber that reads too slowly).
@@ -37,9 +41,14 @@ const INBOUND: usize = 65_536;
 ///
 /// [`cut`](Hub::cut) and [`restore`](Hub::restore) take one node's link down and up again,
 /// for tests of what a node does while it cannot reach the others.
+///
+/// The hub is also its nodes' history [`Store`]: rooms' histories live in it, as they would
+/// in Redis, and [`forget`](Hub::forget) loses one as Redis losing its keys would.
 #[derive(Clone, Default)]
 pub struct Hub {
     nodes: Arc<Mutex<HashMap<NodeId, Member>>>,
+    /// Rooms' histories; locked after `nodes` when both are.
+    histories: Arc<Mutex<HashMap<Room, Ring>>>,
 }
 
 /// One started node on the hub.
@@ -93,6 +102,12 @@ impl Hub {
             .count()
     }
 
+    /// Loses a room's history, as a store that loses its data would: the room's next
+    /// message begins a new epoch, and positions from before are not recovered.
+    pub fn forget(&self, room: &str) {
+        lock(&self.histories).remove(room);
+    }
+
     fn set_cut(&self, node: NodeId, cut: bool) {
         let mut nodes = lock(&self.nodes);
         if let Some(member) = nodes.get_mut(&node) {
@@ -143,18 +158,8 @@ impl Backplane for InProcess {
     }
 
     fn publish(&self, topic: &Topic, envelope: Bytes) -> Result<(), Unavailable> {
-        let node = self.node.get().ok_or(Unavailable::Down)?;
-        let nodes = lock(&self.hub.nodes);
-        match nodes.get(node) {
-            Some(member) if !member.cut => {}
-            _ => return Err(Unavailable::Down),
-        }
-        // Under the hub's lock: every node gets what everyone publishes in one order.
-        for member in nodes.values() {
-            if !member.cut && lock(&member.topics).contains(topic) {
-                let _ = member.sender.try_send(Event::Envelope(envelope.clone()));
-            }
-        }
+        let nodes = self.connected()?;
+        publish_to(&nodes, topic, &envelope);
         Ok(())
     }
 
@@ -164,6 +169,10 @@ impl Backplane for InProcess {
 
     fn unsubscribe(&self, topic: &Topic) {
         lock(&self.topics).remove(topic);
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
     }
 
     fn is_up(&self) -> bool {
@@ -177,6 +186,69 @@ impl Backplane for InProcess {
             lock(&self.hub.nodes).remove(node);
         }
         Box::pin(std::future::ready(()))
+    }
+}
+
+impl InProcess {
+    /// The hub's nodes, locked, if this node is started and not cut.
+    fn connected(&self) -> Result<MutexGuard<'_, HashMap<NodeId, Member>>, Unavailable> {
+        let node = self.node.get().ok_or(Unavailable::Down)?;
+        let nodes = lock(&self.hub.nodes);
+        match nodes.get(node) {
+            Some(member) if !member.cut => Ok(nodes),
+            _ => Err(Unavailable::Down),
+        }
+    }
+}
+
+/// Under the hub's lock: every node gets what everyone publishes in one order.
+fn publish_to(nodes: &HashMap<NodeId, Member>, topic: &Topic, envelope: &Bytes) {
+    for member in nodes.values() {
+        if !member.cut && lock(&member.topics).contains(topic) {
+            let _ = member.sender.try_send(Event::Envelope(envelope.clone()));
+        }
+    }
+}
+
+impl Store for InProcess {
+    fn append(&self, append: Append) -> Result<StoreFuture<'static, Position>, Unavailable> {
+        let nodes = self.connected()?;
+        let mut histories = lock(&self.hub.histories);
+        let now = tokio::time::Instant::now();
+        let ring = histories
+            .entry(append.room.clone())
+            .or_insert_with(|| Ring::new(now));
+        let position = ring.next();
+        ring.append(append.message, now, append.keep.max(1), append.ttl);
+        let parts = wire::Parts {
+            head: append.head,
+            tail: append.tail,
+        };
+        let envelope = wire::positioned(&parts, &position);
+        publish_to(&nodes, &Topic::Room(append.room), &envelope);
+        Ok(Box::pin(std::future::ready(Ok(position))))
+    }
+
+    fn read(&self, room: &Room, after: u64, limit: usize, ttl: Duration) -> StoreFuture<'_, Read> {
+        let read = match self.connected() {
+            Err(_) => Err(StoreError::Unavailable("cut off from the hub".into())),
+            Ok(_nodes) => {
+                let mut histories = lock(&self.hub.histories);
+                let now = tokio::time::Instant::now();
+                let ring = histories
+                    .entry(room.clone())
+                    .or_insert_with(|| Ring::new(now));
+                let top = ring.top();
+                let entries = ring
+                    .after(after, now, ttl)
+                    .iter()
+                    .take(limit)
+                    .map(|entry| (entry.offset, entry.message.clone()))
+                    .collect();
+                Ok(Read::new(top, entries))
+            }
+        };
+        Box::pin(std::future::ready(read))
     }
 }
 

@@ -11,9 +11,12 @@ mod backoff;
 mod backplane;
 mod hub;
 mod id;
+mod position;
 #[cfg(feature = "redis")]
 mod redis;
+pub(crate) mod ring;
 mod settings;
+mod store;
 pub(crate) mod wire;
 
 #[cfg(feature = "redis")]
@@ -22,4 +25,6 @@ pub use backplane::{Backplane, Event, Inbound, Topic, Unavailable};
 pub use hub::{Hub, InProcess};
 pub(crate) use id::IdHasher;
 pub use id::{ClientId, NodeId, ParseIdError, Room, User};
+pub use position::{Epoch, ParseEpochError, Position};
 pub use settings::Cluster;
+pub use store::{Append, Read, Store, StoreError, StoreFuture};

@@ -12,6 +12,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::id::{ClientId, NodeId, Room, User};
+use super::position::{Epoch, Position};
 use crate::message::{Message, Text};
 
 /// The envelope version this build writes and reads.
@@ -55,6 +56,15 @@ pub(crate) enum Body {
     /// Kind 0x03: a message to the members of these rooms (once each), but these.
     ToRooms {
         rooms: Vec<Room>,
+        except: Vec<ClientId>,
+        message: Message,
+    },
+    /// Kind 0x07: a message recorded in a room's history at this position, to the room's
+    /// members but these. Written by the history's store (the position is its to give), in
+    /// three parts: [`recorded`] and [`positioned`].
+    Recorded {
+        room: Room,
+        position: Position,
         except: Vec<ClientId>,
         message: Message,
     },
@@ -131,6 +141,7 @@ enum Kind {
     Close = 0x04,
     Join = 0x05,
     Leave = 0x06,
+    Recorded = 0x07,
     ToUsers = 0x09,
     CloseUsers = 0x0A,
     Heartbeat = 0x10,
@@ -147,6 +158,7 @@ impl Kind {
             0x04 => Kind::Close,
             0x05 => Kind::Join,
             0x06 => Kind::Leave,
+            0x07 => Kind::Recorded,
             0x09 => Kind::ToUsers,
             0x0A => Kind::CloseUsers,
             0x10 => Kind::Heartbeat,
@@ -164,6 +176,7 @@ impl Kind {
             Body::Close { .. } => Kind::Close,
             Body::Join { .. } => Kind::Join,
             Body::Leave { .. } => Kind::Leave,
+            Body::Recorded { .. } => Kind::Recorded,
             Body::ToUsers { .. } => Kind::ToUsers,
             Body::CloseUsers { .. } => Kind::CloseUsers,
             Body::Heartbeat(_) => Kind::Heartbeat,
@@ -173,8 +186,77 @@ impl Kind {
     }
 }
 
+/// The two parts of a [`Body::Recorded`] envelope around its position, which only the store
+/// knows once it has recorded the message: the header (seq 0) and the room, then the except
+/// ids and the payload. [`positioned`] puts the three together; a store that writes the
+/// envelope itself (Redis' script) writes the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Parts {
+    pub(crate) head: Bytes,
+    pub(crate) tail: Bytes,
+}
+
+/// The parts of a recorded message's envelope.
+pub(crate) fn recorded(
+    sender: NodeId,
+    room: &Room,
+    except: &[ClientId],
+    message: &Message,
+) -> Parts {
+    let mut head = BytesMut::with_capacity(HEADER + VARINT_MAX + room.as_str().len());
+    head.put_u8(VERSION);
+    head.put_u8(Kind::Recorded as u8);
+    head.put_u8(if message.is_binary() { BINARY } else { 0 });
+    head.put_u32(sender.get());
+    head.put_u32(0);
+    put_str(&mut head, room.as_str());
+    let mut tail = BytesMut::with_capacity(VARINT_MAX + except.len() * ID + message.len());
+    put_ids(&mut tail, except);
+    tail.put_slice(message.as_bytes());
+    Parts {
+        head: head.freeze(),
+        tail: tail.freeze(),
+    }
+}
+
+/// A position as the envelope carries it: the offset (varint), then the epoch (a length byte
+/// and ASCII).
+pub(crate) fn position_bytes(position: &Position) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(VARINT_MAX + 1 + Epoch::MAX_LEN);
+    put_position(&mut out, position);
+    out.to_vec()
+}
+
+fn put_position(out: &mut BytesMut, position: &Position) {
+    put_varint(out, position.offset);
+    let epoch = position.epoch.as_str();
+    // At most 32 bytes: `Epoch` refuses more.
+    out.put_u8(u8::try_from(epoch.len()).unwrap_or(u8::MAX));
+    out.put_slice(epoch.as_bytes());
+}
+
+/// The envelope of a recorded message: its parts around its position.
+pub(crate) fn positioned(parts: &Parts, position: &Position) -> Bytes {
+    let mut out = BytesMut::with_capacity(
+        parts.head.len() + VARINT_MAX + 1 + Epoch::MAX_LEN + parts.tail.len(),
+    );
+    out.put_slice(&parts.head);
+    put_position(&mut out, position);
+    out.put_slice(&parts.tail);
+    out.freeze()
+}
+
 /// Encodes once: the message's payload is copied once into the returned buffer.
 pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
+    if let Body::Recorded {
+        room,
+        position,
+        except,
+        message,
+    } = body
+    {
+        return positioned(&recorded(sender, room, except, message), position);
+    }
     // The exact size is reserved first, so the buffer never grows (a growth would copy the
     // payload a second time).
     let size = HEADER + body_len(body);
@@ -236,6 +318,8 @@ pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
             put_id(&mut out, *id);
             put_str(&mut out, room.as_str());
         }
+        // Encoded above, in its parts.
+        Body::Recorded { .. } => {}
         Body::Heartbeat(beat) => {
             let mut flags = 0;
             if beat.hello {
@@ -301,6 +385,7 @@ fn body_len(body: &Body) -> usize {
         }
         Body::Close { reason, .. } => ID + 2 + str_len(reason),
         Body::Join { room, .. } | Body::Leave { room, .. } => ID + str_len(room.as_str()),
+        Body::Recorded { .. } => 0,
         Body::Heartbeat(_) => 1 + 8 + 4 + 1,
         Body::CountRequest { .. } => 8 + 1,
         Body::CountResponse { ids, .. } => 8 + 4 + 1 + ids.as_deref().map_or(0, ids_len),
@@ -414,6 +499,25 @@ impl Reader<'_> {
                 let reason = read.str("close reason is not UTF-8")?.to_owned();
                 read.end()?;
                 Body::Close { id, code, reason }
+            }
+            Kind::Recorded => {
+                let room = Room::from(read.str("room name is not UTF-8")?);
+                let offset = read.varint()?;
+                let len = usize::from(read.u8()?);
+                let epoch = std::str::from_utf8(read.take(len)?)
+                    .ok()
+                    .and_then(|epoch| epoch.parse::<Epoch>().ok())
+                    .ok_or(WireError::Invalid(
+                        "epoch is not 1 to 32 ASCII letters, digits, - or _",
+                    ))?;
+                let except = read.ids()?;
+                let message = read.message(flags)?;
+                Body::Recorded {
+                    room,
+                    position: Position::new(offset, epoch),
+                    except,
+                    message,
+                }
             }
             Kind::Join | Kind::Leave => {
                 let id = read.id()?;
@@ -941,9 +1045,42 @@ mod tests {
         );
     }
 
+    /// A recorded message's envelope, byte by byte: what Redis' script writes too.
+    #[test]
+    fn a_recorded_message_has_this_layout() {
+        let parts = recorded(
+            NodeId::from_raw(0x0102_0304),
+            &Room::from("ab"),
+            &[id(5, 6)],
+            &Message::text("hi"),
+        );
+        let at = Position::new(300, "e1".parse().unwrap());
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0x01, 0x07, 0x00,                                // version, recorded, text
+            0x01, 0x02, 0x03, 0x04,                          // sender
+            0x00, 0x00, 0x00, 0x00,                          // seq 0
+            0x02, b'a', b'b',                                // room
+            0xac, 0x02,                                      // offset 300
+            0x02, b'e', b'1',                                // epoch
+            0x01,                                            // one except id:
+            0x00, 0x00, 0x00, 0x05,                          //   node 5
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,  //   number 6
+            b'h', b'i',                                      // payload
+        ];
+        let bytes = positioned(&parts, &at);
+        assert_eq!(&bytes[..], expected);
+        assert_eq!(&parts.head[..], &expected[..14]);
+        assert_eq!(position_bytes(&at), &expected[14..19]);
+        assert_eq!(&parts.tail[..], &expected[19..]);
+        let mut bad = expected.to_vec();
+        bad[17] = b' ';
+        assert!(matches!(decode_vec(bad), Err(WireError::Invalid(_))));
+    }
+
     #[test]
     fn unknown_kinds_are_named() {
-        for kind in [0x00, 0x07, 0x0f, 0x13, 0xff] {
+        for kind in [0x00, 0x08, 0x0f, 0x13, 0xff] {
             assert_eq!(
                 decode_vec(header(kind, 0)),
                 Err(WireError::UnknownKind(kind))
@@ -955,8 +1092,8 @@ mod tests {
             );
         }
         assert_eq!(
-            WireError::UnknownKind(7).to_string(),
-            "unknown envelope kind 0x07"
+            WireError::UnknownKind(8).to_string(),
+            "unknown envelope kind 0x08"
         );
     }
 
@@ -1214,6 +1351,19 @@ mod tests {
                 code,
                 reason
             }),
+            (
+                room(),
+                any::<u64>(),
+                "[a-zA-Z0-9_-]{1,32}",
+                ids(),
+                message()
+            )
+                .prop_map(|(room, offset, epoch, except, message)| Body::Recorded {
+                    room,
+                    position: Position::new(offset, epoch.parse().unwrap()),
+                    except,
+                    message
+                }),
             (client_id(), room()).prop_map(|(id, room)| Body::Join { id, room }),
             (client_id(), room()).prop_map(|(id, room)| Body::Leave { id, room }),
             (proptest::collection::vec(room(), 0..5), ids(), message()).prop_map(
@@ -1268,8 +1418,12 @@ mod tests {
         #[test]
         fn every_body_round_trips(sender in any::<u32>(), seq in any::<u32>(), body in body()) {
             let sender = NodeId::from_raw(sender);
+            // A recorded message's seq is always 0: the position orders it.
+            let seq = if matches!(body, Body::Recorded { .. }) { 0 } else { seq };
             let bytes = encode(sender, seq, &body);
-            prop_assert_eq!(bytes.len(), HEADER + body_len(&body));
+            if !matches!(body, Body::Recorded { .. }) {
+                prop_assert_eq!(bytes.len(), HEADER + body_len(&body));
+            }
             prop_assert_eq!(decode(&bytes), Ok(Envelope { sender, seq, body }));
         }
 
@@ -1282,7 +1436,7 @@ mod tests {
         /// The same, past the version and kind checks, so that every body decoder sees garbage.
         #[test]
         fn garbage_bodies_never_panic(
-            kind in prop_oneof![1u8..=6, 9u8..=0x0A, 0x10u8..=0x12],
+            kind in prop_oneof![1u8..=7, 9u8..=0x0A, 0x10u8..=0x12],
             flags in any::<u8>(),
             rest in proptest::collection::vec(any::<u8>(), 0..256),
         ) {

@@ -66,7 +66,7 @@ pub struct Delivery {
     /// The message's position when it was recorded in one room that keeps history
     /// ([`Config::history`](crate::Config::history)); `None` otherwise. A message to several
     /// such rooms has one position in each: [`Endpoint::publish`] gives them one by one.
-    pub position: Option<crate::history::Position>,
+    pub position: Option<crate::cluster::Position>,
 }
 
 impl Delivery {

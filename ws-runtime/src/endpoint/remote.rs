@@ -558,7 +558,9 @@ impl Endpoint {
                 return;
             }
         };
-        if envelope.sender == link.node {
+        // A node's own envelopes come back to it; only a recorded message is for it too
+        // (its members get it from the feed, in the history's order).
+        if envelope.sender == link.node && !matches!(envelope.body, Body::Recorded { .. }) {
             return;
         }
         link.received.fetch_add(1, Ordering::Relaxed);
@@ -597,6 +599,12 @@ impl Endpoint {
                 except,
                 message,
             } => self.push_local(Target::Users(&users, &except), message),
+            Body::Recorded {
+                room,
+                position,
+                except,
+                message,
+            } => self.receive_recorded(&room, position, &except, message),
             Body::CloseUsers {
                 users,
                 code,

@@ -1,18 +1,13 @@
-//! Room history: the position of each recorded message ([`Position`]: an offset and the
-//! history's [`Epoch`]), the settings ([`History`]), one room's ring of recent messages
-//! (`ring.rs`), and the rule that says whether a client's position can be recovered exactly
-//! ([`decide`]).
-
-mod position;
-pub(crate) mod ring;
+//! Room history: the settings ([`History`]), what a recovery gives ([`Recovery`],
+//! [`NotRecovered`]), and the rule that says whether a client's position can be recovered
+//! exactly ([`decide`]). Positions and the ring of recent messages are in `cluster`, since
+//! the envelope and the stores carry them.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use position::{Epoch, ParseEpochError, Position};
-
-use crate::cluster::Room;
+use crate::cluster::{Position, Room};
 use crate::message::Message;
 
 type Rule = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -204,6 +199,7 @@ pub(crate) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Epoch;
 
     #[test]
     fn the_decision() {

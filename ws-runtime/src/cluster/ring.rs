@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Epoch, Position};
+use super::position::{Epoch, Position};
 use crate::message::Message;
 
 /// A recorded message: its offset, when it was recorded, and the frame's message as every
