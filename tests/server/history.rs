@@ -202,10 +202,10 @@ async fn recovery_while_messages_keep_arriving_gives_every_offset_once_in_order(
     /// Messages published after the client has its `joined` reply.
     const AFTER: u64 = 500;
     /// A bound on the run, far above what it takes.
-    const LIMIT: u64 = 200_000;
+    const LIMIT: usize = 200_000;
     let config = Config::new()
-        .history(Some(history(LIMIT as usize)))
-        .send_queue(LIMIT as usize);
+        .history(Some(history(LIMIT)))
+        .send_queue(LIMIT);
     let socket = Socket::with_config(Chat, config);
     let endpoint = socket.endpoint();
     let server = serve(&socket).await;
@@ -216,7 +216,7 @@ async fn recovery_while_messages_keep_arriving_gives_every_offset_once_in_order(
         let joined_at = joined_at.clone();
         tokio::spawn(async move {
             let mut after = 0;
-            for n in 1..=LIMIT {
+            for n in 1..=LIMIT as u64 {
                 endpoint.publish("busy", format!("m{n}")).await.unwrap();
                 after += u64::from(joined_at.load(Ordering::Acquire));
                 if after == AFTER {

@@ -246,6 +246,10 @@ impl Close {
     pub const TOO_BIG: u16 = 1009;
     /// 1011: the server hit an unexpected condition (a hook panicked or returned `Err`).
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// 1012: the service is restarting; the client may reconnect (sent to a room's members
+    /// when messages of the room were lost before they could be delivered: see
+    /// [`History`](crate::History)).
+    pub const SERVICE_RESTART: u16 = 1012;
 
     /// A close with this code and reason.
     pub fn new(code: u16, reason: impl Into<String>) -> Self {

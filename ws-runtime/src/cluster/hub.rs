@@ -63,6 +63,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("nodes", &lock(&self.nodes).len())
+            .field("histories", &lock(&self.histories).len())
             .finish()
     }
 }

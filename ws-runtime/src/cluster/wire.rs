@@ -221,6 +221,7 @@ pub(crate) fn recorded(
 
 /// A position as the envelope carries it: the offset (varint), then the epoch (a length byte
 /// and ASCII).
+#[cfg(test)]
 pub(crate) fn position_bytes(position: &Position) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(VARINT_MAX + 1 + Epoch::MAX_LEN);
     put_position(&mut out, position);
@@ -248,15 +249,19 @@ pub(crate) fn positioned(parts: &Parts, position: &Position) -> Bytes {
 
 /// Encodes once: the message's payload is copied once into the returned buffer.
 pub(crate) fn encode(sender: NodeId, seq: u32, body: &Body) -> Bytes {
-    if let Body::Recorded {
-        room,
-        position,
-        except,
-        message,
-    } = body
-    {
-        return positioned(&recorded(sender, room, except, message), position);
+    match body {
+        Body::Recorded {
+            room,
+            position,
+            except,
+            message,
+        } => positioned(&recorded(sender, room, except, message), position),
+        _ => encode_body(sender, seq, body),
     }
+}
+
+/// [`encode`] for every kind but [`Body::Recorded`], which is encoded in its parts.
+fn encode_body(sender: NodeId, seq: u32, body: &Body) -> Bytes {
     // The exact size is reserved first, so the buffer never grows (a growth would copy the
     // payload a second time).
     let size = HEADER + body_len(body);
@@ -500,25 +505,7 @@ impl Reader<'_> {
                 read.end()?;
                 Body::Close { id, code, reason }
             }
-            Kind::Recorded => {
-                let room = Room::from(read.str("room name is not UTF-8")?);
-                let offset = read.varint()?;
-                let len = usize::from(read.u8()?);
-                let epoch = std::str::from_utf8(read.take(len)?)
-                    .ok()
-                    .and_then(|epoch| epoch.parse::<Epoch>().ok())
-                    .ok_or(WireError::Invalid(
-                        "epoch is not 1 to 32 ASCII letters, digits, - or _",
-                    ))?;
-                let except = read.ids()?;
-                let message = read.message(flags)?;
-                Body::Recorded {
-                    room,
-                    position: Position::new(offset, epoch),
-                    except,
-                    message,
-                }
-            }
+            Kind::Recorded => read.recorded(flags)?,
             Kind::Join | Kind::Leave => {
                 let id = read.id()?;
                 let room = Room::from(read.str("room name is not UTF-8")?);
@@ -562,6 +549,29 @@ impl Reader<'_> {
                     ids,
                 }
             }
+        })
+    }
+}
+
+impl Reader<'_> {
+    /// The body of a [`Body::Recorded`].
+    fn recorded(&mut self, flags: u8) -> Result<Body, WireError> {
+        let room = Room::from(self.str("room name is not UTF-8")?);
+        let offset = self.varint()?;
+        let len = usize::from(self.u8()?);
+        let epoch = std::str::from_utf8(self.take(len)?)
+            .ok()
+            .and_then(|epoch| epoch.parse::<Epoch>().ok())
+            .ok_or(WireError::Invalid(
+                "epoch is not 1 to 32 ASCII letters, digits, - or _",
+            ))?;
+        let except = self.ids()?;
+        let message = self.message(flags)?;
+        Ok(Body::Recorded {
+            room,
+            position: Position::new(offset, epoch),
+            except,
+            message,
         })
     }
 }

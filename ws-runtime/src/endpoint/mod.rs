@@ -2,6 +2,7 @@
 //! open clients (`registry.rs`) and each client's bounded send queue (`client.rs`).
 
 mod client;
+mod feed;
 mod recover;
 mod registry;
 mod remote;

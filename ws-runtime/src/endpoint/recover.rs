@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{Delivery, Endpoint, SendError};
 use crate::cluster::ring::Ring;
-use crate::cluster::{ClientId, Position, Room};
+use crate::cluster::{ClientId, Position, Room, StoreError, StoreFuture};
 use crate::history::{History, NotRecovered, Recovery, decide};
 use crate::message::Message;
 
@@ -31,11 +31,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Every room's history on this node.
+/// Every room's history on this node: kept here (standalone), or in the cluster's store
+/// with a feed per room here (`feed.rs`).
 #[derive(Debug)]
 pub(super) struct Histories {
     pub(super) settings: History,
+    /// Whether the store is the cluster's: rooms have feeds here, not rings.
+    pub(super) clustered: bool,
     rings: Mutex<HashMap<Room, Arc<Mutex<Ring>>>>,
+    pub(super) feeds: Mutex<HashMap<Room, Arc<Mutex<super::feed::Feed>>>>,
     /// When the rings are next trimmed, and silent ones dropped.
     next_sweep: Mutex<Instant>,
     stats: Counters,
@@ -47,16 +51,53 @@ struct Counters {
     replayed: AtomicU64,
     recovered: AtomicU64,
     not_recovered: [AtomicU64; 4],
+    healed: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl Histories {
-    pub(super) fn new(settings: History) -> Self {
+    pub(super) fn new(settings: History, clustered: bool) -> Self {
         Histories {
             settings,
+            clustered,
             rings: Mutex::default(),
+            feeds: Mutex::default(),
             next_sweep: Mutex::new(Instant::now()),
             stats: Counters::default(),
         }
+    }
+
+    /// The message as the room's members get it, or `None` if [`History::format`] panicked
+    /// (logged: the message is dropped).
+    pub(super) fn format(&self, room: &Room, at: &Position, message: Message) -> Option<Message> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.settings.formatted(room, at, message)
+        }))
+        .map_err(|_| {
+            tracing::error!(%room, "History::format panicked: the message is not delivered");
+        })
+        .ok()
+    }
+
+    pub(super) fn count_recovery(&self, recovery: &Recovery) {
+        let stats = &self.stats;
+        stats
+            .replayed
+            .fetch_add(recovery.replayed as u64, Ordering::Relaxed);
+        match recovery.reason {
+            None => stats.recovered.fetch_add(1, Ordering::Relaxed),
+            Some(reason) => {
+                stats.not_recovered[reason_index(reason)].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    pub(super) fn count_healed(&self) {
+        self.stats.healed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_lost(&self, members: usize) {
+        self.stats.lost.fetch_add(members as u64, Ordering::Relaxed);
     }
 
     /// This room's ring, created (a new epoch) if it has none.
@@ -99,6 +140,14 @@ pub enum PublishError {
     /// [`History::format`] panicked on the message: it was neither recorded nor delivered.
     #[error("formatting a message of room {0} panicked")]
     Format(Room),
+    /// In a cluster: the store could not take the message (its link is down or its queue
+    /// full); it was neither recorded nor delivered, here or anywhere.
+    #[error("the history store is unavailable; the message to room {0} was not recorded")]
+    Unavailable(Room),
+    /// In a cluster: the message was handed to the store, but the link broke before its
+    /// answer; it may or may not have been recorded and delivered.
+    #[error("the outcome of recording a message to room {0} is unknown")]
+    Uncertain(Room),
 }
 
 /// Why [`Endpoint::join_since`] did not join.
@@ -112,6 +161,10 @@ pub enum JoinError {
     /// is then closed with 1008, and comes back to recover with a smaller gap).
     #[error(transparent)]
     Send(#[from] SendError),
+    /// In a cluster: the room's subscription or the history store could not be reached in
+    /// time; the client did not join.
+    #[error("the history of room {0} could not be reached; the client did not join")]
+    Unavailable(Room),
 }
 
 /// What the histories of a socket have done, from [`Endpoint::history_stats`].
@@ -132,6 +185,11 @@ pub struct HistoryStats {
     /// [`Epoch`](NotRecovered::Epoch), [`Window`](NotRecovered::Window),
     /// [`Ahead`](NotRecovered::Ahead), in that order.
     pub not_recovered: [u64; 4],
+    /// In a cluster: gaps in a room's feed on this node filled from the store.
+    pub healed: u64,
+    /// In a cluster: members closed with 1012 because messages of their room were lost
+    /// before this node could deliver them (see [`History`]).
+    pub lost: u64,
 }
 
 fn reason_index(reason: NotRecovered) -> usize {
@@ -143,7 +201,7 @@ fn reason_index(reason: NotRecovered) -> usize {
     }
 }
 
-type Then<'a> = Box<dyn FnOnce(&Recovery) -> Option<Message> + Send + 'a>;
+pub(super) type Then<'a> = Box<dyn FnOnce(&Recovery) -> Option<Message> + Send + 'a>;
 
 /// A join with a position, from [`Endpoint::join_since`]: `.await` it, after
 /// [`then_send`](JoinSince::then_send) if the client should get a reply between the replay
@@ -182,9 +240,18 @@ impl<'a> IntoFuture for JoinSince<'a> {
             since,
             then,
         } = self;
-        Box::pin(std::future::ready(
-            endpoint.join_recovering(id, &room, since, then),
-        ))
+        Box::pin(async move {
+            if endpoint
+                .registry
+                .history
+                .as_ref()
+                .is_some_and(|h| h.clustered)
+            {
+                endpoint.join_clustered(id, &room, since, then).await
+            } else {
+                endpoint.join_recovering(id, &room, since, then)
+            }
+        })
     }
 }
 
@@ -225,6 +292,9 @@ impl Endpoint {
         except: &[ClientId],
         message: &Message,
     ) -> Delivery {
+        if self.registry.history.as_ref().is_some_and(|h| h.clustered) {
+            return self.deliver_clustered(rooms, except, message);
+        }
         let mut delivery = Delivery::default();
         let mut reached = except.to_vec();
         let mut plain = Vec::new();
@@ -274,13 +344,9 @@ impl Endpoint {
         let ring = histories.ring(room);
         let mut ring = lock(&ring);
         let at = ring.next();
-        let formatted = catch_unwind(AssertUnwindSafe(|| {
-            settings.formatted(room, &at, message)
-        }))
-        .map_err(|_| {
-            tracing::error!(%room, "History::format panicked: the message was neither recorded nor delivered");
-            PublishError::Format(room.clone())
-        })?;
+        let formatted = histories
+            .format(room, &at, message)
+            .ok_or_else(|| PublishError::Format(room.clone()))?;
         let now = Instant::now();
         ring.append(
             formatted.clone(),
@@ -318,17 +384,44 @@ impl Endpoint {
     /// # }
     /// ```
     ///
+    /// In a cluster the message goes to the cluster's store, which gives it its position and
+    /// publishes it to every node with members in the room, this one included: the future
+    /// resolves once the store has answered, and the members here get it from the feed like
+    /// the others (one round trip later than a plain delivery).
+    ///
     /// # Errors
     ///
     /// [`PublishError::NoHistory`] if the room keeps no history (nothing was delivered then),
-    /// [`PublishError::Format`] if [`History::format`] panicked.
+    /// [`PublishError::Format`] if [`History::format`] panicked; in a cluster,
+    /// [`PublishError::Unavailable`] if the store could not take it (nothing was recorded)
+    /// and [`PublishError::Uncertain`] if the link broke before the store answered.
     pub fn publish(
         &self,
         room: impl Into<Room>,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<Position, PublishError>> + Send + 'static {
+        /// A position known at once, or the store's answer to come.
+        enum Pending {
+            Done(Position),
+            Store(StoreFuture<'static, Position>),
+        }
         let room = room.into();
-        std::future::ready(self.record(&room, message.into(), &[], |_, _| {}))
+        let message = message.into();
+        let pending = if self.registry.history.as_ref().is_some_and(|h| h.clustered) {
+            self.append(&room, message, &[]).map(Pending::Store)
+        } else {
+            self.record(&room, message, &[], |_, _| {})
+                .map(Pending::Done)
+        };
+        async move {
+            match pending? {
+                Pending::Done(position) => Ok(position),
+                Pending::Store(answer) => answer.await.map_err(|error| match error {
+                    StoreError::Unavailable(_) => PublishError::Unavailable(room),
+                    _ => PublishError::Uncertain(room),
+                }),
+            }
+        }
     }
 
     /// Adds an open client to a room that keeps history, first giving it the messages it
@@ -457,19 +550,8 @@ impl Endpoint {
             replayed: load(&stats.replayed),
             recovered: load(&stats.recovered),
             not_recovered: stats.not_recovered.each_ref().map(load),
+            healed: load(&stats.healed),
+            lost: load(&stats.lost),
         })
-    }
-}
-
-impl Endpoint {
-    /// A recorded message from the cluster's feed (being written: the cursor and healing).
-    pub(super) fn receive_recorded(
-        &self,
-        room: &Room,
-        position: Position,
-        except: &[ClientId],
-        message: Message,
-    ) {
-        let _ = (room, position, except, message);
     }
 }

@@ -82,9 +82,11 @@ impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
         let node = NodeId::random();
         let link = super::remote::Link::new(&config.cluster, node);
-        if link.is_some() && config.history.is_some() {
+        let clustered = link.is_some();
+        let stored = link.as_ref().is_none_or(|link| link.store().is_some());
+        if !stored && config.history.is_some() {
             tracing::error!(
-                "Config::history is kept on one node only: this socket is in a cluster, so no room keeps history"
+                "Config::history needs a backplane that keeps histories (Backplane::store): this socket's does not, so no room keeps history"
             );
         }
         Registry {
@@ -93,8 +95,8 @@ impl Registry {
             history: config
                 .history
                 .clone()
-                .filter(|_| link.is_none())
-                .map(super::recover::Histories::new),
+                .filter(|_| stored)
+                .map(|history| super::recover::Histories::new(history, clustered)),
             link,
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),

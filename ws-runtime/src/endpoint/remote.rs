@@ -226,6 +226,47 @@ impl Link {
         published
     }
 
+    /// Where the backplane keeps rooms' histories, if it does.
+    pub(super) fn store(&self) -> Option<&dyn crate::cluster::Store> {
+        self.backplane.store()
+    }
+
+    /// Records a message through the store (in order with this node's publishes), counted
+    /// as one envelope published or unsent.
+    pub(super) fn append(
+        &self,
+        append: crate::cluster::Append,
+    ) -> Result<crate::cluster::StoreFuture<'static, crate::cluster::Position>, Unavailable> {
+        let appended = match self.store() {
+            Some(store) if self.backplane.is_up() => store.append(append),
+            _ => Err(Unavailable::Down),
+        };
+        match appended {
+            Ok(_) => self.published.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.unsent.fetch_add(1, Ordering::Relaxed),
+        };
+        appended
+    }
+
+    /// Resolves once the room's topic is subscribed on the live link, `false` if it is not
+    /// within the query timeout.
+    pub(super) async fn subscribed(&self, topic: &Topic) -> bool {
+        tokio::time::timeout(self.query_timeout, self.backplane.subscribed(topic))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// How many times the link has gone down: a feed that saw no outage since its last
+    /// message cannot have missed one to a lost link.
+    pub(super) fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    /// This node.
+    pub(super) fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// Counts one node's answer to a query of this node's.
     fn answered(&self, sender: NodeId, request: u64, count: u32, ids: Option<Vec<ClientId>>) {
         let mut queries = lock(&self.queries);
@@ -357,7 +398,7 @@ impl Link {
 }
 
 impl Endpoint {
-    fn link(&self) -> Option<&Link> {
+    pub(super) fn link(&self) -> Option<&Link> {
         self.registry.link.as_ref()
     }
 
@@ -510,6 +551,7 @@ impl Endpoint {
     pub(super) fn room_emptied(&self, room: &Room) {
         if let Some(link) = self.link() {
             link.backplane.unsubscribe(&Topic::Room(room.clone()));
+            self.feed_emptied(room);
         }
     }
 
@@ -779,6 +821,8 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
                 link.up.store(true, Ordering::Relaxed);
                 let hello = link.heartbeat(endpoint.len(), true, false);
                 let _ = link.publish(&Topic::All, &hello);
+                // What the rooms' feeds missed meanwhile is read back from the store.
+                endpoint.check_feeds();
             }
             Event::Down(reason) => {
                 if link.up.swap(false, Ordering::Relaxed) {
