@@ -3,6 +3,7 @@
 //! partial counts, and a node cut off from the others. Each scenario runs over the in-process
 //! `Hub` here; `redis.rs` (feature `redis`) runs them over Redis, with Redis' own failures.
 
+mod history;
 #[cfg(feature = "redis")]
 mod redis;
 mod scenarios;
@@ -157,4 +158,16 @@ async fn unreadable_envelopes_are_counted_and_skipped() {
     assert_eq!(&client.recv_binary().await.unwrap()[..], b"ok");
     assert_eq!(node.endpoint.cluster_stats().unreadable, 3);
     node.stop().await;
+}
+
+#[tokio::test]
+async fn history_of_a_room_is_one_across_nodes_and_recovers_on_another_node() {
+    let hub = Hub::new();
+    history::recovery_across_nodes(|| hub_cluster(&hub)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_recovery_on_one_node_while_another_publishes_gives_every_offset_once() {
+    let hub = Hub::new();
+    history::recovery_while_another_node_publishes(|| hub_cluster(&hub)).await;
 }

@@ -127,8 +127,11 @@ impl Endpoint {
             keep: histories.settings.get_keep(),
             ttl: histories.settings.get_ttl(),
         };
-        link.append(append)
-            .map_err(|_| PublishError::Unavailable(room.clone()))
+        let appended = link
+            .append(append)
+            .map_err(|_| PublishError::Unavailable(room.clone()))?;
+        histories.count_appended();
+        Ok(appended)
     }
 
     /// A delivery to rooms of which some keep history, in a cluster: each of those gets the
@@ -223,7 +226,6 @@ impl Endpoint {
         } = frame;
         feed.cursor = Some(position);
         feed.outages_at = outages;
-        feed.floors.retain(|_, floor| *floor > position.offset);
         let Some(formatted) = histories.format(room, &position, message) else {
             return;
         };
@@ -239,6 +241,8 @@ impl Endpoint {
                 let _ = client.push_recorded(frame.clone());
             }
         }
+        // Once the cursor reaches a floor, it is no longer needed.
+        feed.floors.retain(|_, floor| *floor > position.offset);
     }
 
     /// Reads back what every room's feed may have missed while the link was down.

@@ -92,6 +92,10 @@ impl Histories {
         };
     }
 
+    pub(super) fn count_appended(&self) {
+        self.stats.appended.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn count_healed(&self) {
         self.stats.healed.fetch_add(1, Ordering::Relaxed);
     }
