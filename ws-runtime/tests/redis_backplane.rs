@@ -1,7 +1,9 @@
 //! The Redis backplane against a real `redis-server` of each test's own: delivery in order on
 //! every kind of topic, resubscription after Redis dies and returns, the subscription killed
 //! from Redis' side, the output-buffer limit, and a feed frozen while TCP stays open (the
-//! probe). Every wait is on an event or a bounded poll, never a sleep.
+//! probe); then the history store: offsets, reads, `keep`, the script's envelope bytes, lost
+//! keys, `SCRIPT FLUSH`, lost answers, the TTL, and Redis down. Every wait is on an event or a
+//! bounded poll, never a sleep (the TTL test waits on the clock, as it must).
 
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -14,8 +16,10 @@ use bytes::Bytes;
 use redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use ws::Room;
-use ws::cluster::{Backplane, Event, Inbound, NodeId, Redis, Topic, Unavailable};
+use ws::cluster::{
+    Append, Backplane, Event, Inbound, NodeId, Read, Redis, Store, StoreError, Topic, Unavailable,
+};
+use ws::{Message, Position, Room};
 
 /// Bound on any single wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
@@ -309,11 +313,429 @@ async fn a_frozen_feed_is_noticed_by_the_probe_and_restarted() {
     assert!(a.is_up() && b.is_up());
 }
 
+// ---- The history store (ADR 0003, "Storage") ----
+
+/// A long TTL, for tests that are not about age.
+const LONG: Duration = Duration::from_secs(600);
+
+/// `n` as LEB128, written here again so that the script's bytes are checked against an
+/// independent encoding.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while n >= 0x80 {
+        out.push(u8::try_from(n & 0x7f).unwrap() | 0x80);
+        n >>= 7;
+    }
+    out.push(u8::try_from(n).unwrap());
+    out
+}
+
+/// A message for `room`'s history whose envelope parts look like the endpoint's (kind 0x07,
+/// a sender, seq 0, the room; then no except ids and the payload), with bytes a text protocol
+/// would mangle (NUL, CR LF, 0xff) in both parts.
+fn append(room: &str, message: Message, keep: usize, ttl: Duration) -> Append {
+    let mut head = vec![0x01, 0x07, u8::from(message.is_binary())];
+    head.extend_from_slice(&[0x00, 0xff, b'\r', b'\n', 0, 0, 0, 0]);
+    head.push(u8::try_from(room.len()).unwrap());
+    head.extend_from_slice(room.as_bytes());
+    let mut tail = vec![0x00];
+    tail.extend_from_slice(message.as_bytes());
+    Append::new(
+        Room::from(room),
+        message,
+        Bytes::from(head),
+        Bytes::from(tail),
+        keep,
+        ttl,
+    )
+}
+
+/// The envelope the store must publish: head, the offset as LEB128, the epoch's length and
+/// the epoch, tail.
+fn envelope_of(append: &Append, at: &Position) -> Vec<u8> {
+    let mut out = append.head.to_vec();
+    out.extend(varint(at.offset));
+    out.push(u8::try_from(at.epoch.as_str().len()).unwrap());
+    out.extend_from_slice(at.epoch.as_str().as_bytes());
+    out.extend_from_slice(&append.tail);
+    out
+}
+
+/// Appends and waits for the store's answer (bounded).
+async fn appended(redis: &Redis, append: Append) -> Result<Position, StoreError> {
+    let answer = Store::append(redis, append).expect("taken while up");
+    tokio::time::timeout(WAIT, answer)
+        .await
+        .expect("an answer within 10 s")
+}
+
+async fn read(redis: &Redis, room: &str, after: u64, limit: usize, ttl: Duration) -> Read {
+    redis
+        .read(&Room::from(room), after, limit, ttl)
+        .await
+        .expect("a read while up")
+}
+
+fn offsets(read: &Read) -> Vec<u64> {
+    read.entries.iter().map(|(offset, _)| *offset).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_get_consecutive_offsets_reads_honour_after_limit_and_keep() {
+    let server = RedisServer::start();
+    let chat = Topic::Room(Room::from("chat"));
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (b, mut b_in) = start(&server.url(), 2, std::slice::from_ref(&chat));
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+    assert!(a.store().is_some());
+    assert!(b.subscribed(&chat).await, "b's subscription is confirmed");
+
+    let messages: Vec<Message> = (1..=5_u8)
+        .map(|n| {
+            if n % 2 == 0 {
+                Message::binary(vec![n, 0x00, 0xff])
+            } else {
+                Message::text(format!("message {n} é"))
+            }
+        })
+        .collect();
+    let mut epoch = None;
+    for (n, message) in (1..).zip(&messages) {
+        let append = append("chat", message.clone(), 3, LONG);
+        let at = appended(&a, append.clone()).await.expect("recorded");
+        assert_eq!(at.offset, n);
+        assert_eq!(*epoch.get_or_insert(at.epoch), at.epoch, "one epoch");
+        assert_eq!(envelope(&mut b_in).await, envelope_of(&append, &at));
+    }
+    let epoch = epoch.unwrap();
+    assert_eq!(epoch.as_str().len(), 8);
+
+    let all = read(&a, "chat", 0, 10, LONG).await;
+    assert_eq!(all.top, Position::new(5, epoch));
+    // `keep` 3: the first two were trimmed.
+    let kept: Vec<(u64, Message)> = (3..=5).zip(messages[2..].iter().cloned()).collect();
+    assert_eq!(all.entries, kept);
+    assert_eq!(
+        offsets(&read(&b, "chat", 3, 10, LONG).await),
+        [4, 5],
+        "after is exclusive"
+    );
+    assert_eq!(
+        offsets(&read(&a, "chat", 0, 2, LONG).await),
+        [3, 4],
+        "limit"
+    );
+    assert_eq!(offsets(&read(&a, "chat", 3, 1, LONG).await), [4]);
+    assert!(read(&a, "chat", 4, 0, LONG).await.entries.is_empty());
+    assert!(read(&a, "chat", 5, 10, LONG).await.entries.is_empty());
+    let behind = read(&a, "chat", 1, 10, LONG).await;
+    assert_eq!(
+        offsets(&behind),
+        [3, 4, 5],
+        "what was trimmed is just not there"
+    );
+    assert_eq!(
+        server.cli(&["XLEN", "ws:history:chat"]),
+        "3",
+        "MAXLEN keeps the stream itself at 3"
+    );
+
+    // A room never written gets its epoch from the read, and the first append keeps it.
+    let fresh = read(&a, "new", 0, 10, LONG).await;
+    assert_eq!(fresh.top.offset, 0);
+    assert_ne!(fresh.top.epoch, epoch);
+    let first = appended(&a, append("new", Message::text("1"), 3, LONG)).await;
+    assert_eq!(first, Ok(Position::new(1, fresh.top.epoch)));
+
+    let stats = a.stats();
+    assert_eq!((stats.published, stats.uncertain, stats.refused), (6, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_envelope_is_head_position_tail_at_every_varint_length() {
+    let server = RedisServer::start();
+    let room = Topic::Room(Room::from("big"));
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (_b, mut b_in) = start(&server.url(), 2, std::slice::from_ref(&room));
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+
+    let mut epoch = None;
+    for offset in [1, 127, 128, 16_383, 16_384, 1 << 32, (1 << 53) - 1] {
+        if offset > 1 {
+            // The meta exists (offset 1 made it): jump its top just below `offset`.
+            let before = (offset - 1).to_string();
+            server.cli(&["HSET", "ws:history-meta:big", "o", &before]);
+        }
+        let message = Message::binary(vec![0x00, b'\r', b'\n', 0xff]);
+        let append = append("big", message.clone(), 10, LONG);
+        let at = appended(&a, append.clone()).await.expect("recorded");
+        assert_eq!(at.offset, offset);
+        assert_eq!(*epoch.get_or_insert(at.epoch), at.epoch);
+        assert_eq!(
+            envelope(&mut b_in).await,
+            envelope_of(&append, &at),
+            "offset {offset}"
+        );
+        let last = read(&a, "big", offset - 1, 10, LONG).await;
+        assert_eq!(last.entries, [(offset, message)]);
+    }
+    // Past 2^53 - 1 the script's Lua numbers would not be exact: refused, nothing written.
+    let refused = appended(&a, append("big", Message::text("no"), 10, LONG)).await;
+    match refused {
+        Err(StoreError::Unavailable(reason)) => assert!(reason.contains("2^53"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(read(&a, "big", 0, 10, LONG).await.top.offset, (1 << 53) - 1);
+    assert!(a.is_up(), "a refused append does not break the link");
+    a.publish(&room, Bytes::from_static(b"next")).unwrap();
+    assert_eq!(envelope(&mut b_in).await, "next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_meta_is_a_new_epoch_and_a_lost_stream_keeps_it() {
+    let server = RedisServer::start();
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    until_up(&mut a_in).await;
+
+    for n in 1..=2 {
+        let at = appended(&a, append("r", Message::text("x"), 10, LONG)).await;
+        assert_eq!(at.map(|at| at.offset), Ok(n));
+    }
+    let old = read(&a, "r", 0, 10, LONG).await.top.epoch;
+
+    // The meta lost (evicted, deleted): a new history, whose offsets start again at 1.
+    assert_eq!(server.cli(&["DEL", "ws:history-meta:r"]), "1");
+    let lost = read(&a, "r", 0, 10, LONG).await;
+    assert_ne!(lost.top.epoch, old);
+    assert_eq!(lost.top.offset, 0);
+    assert!(
+        lost.entries.is_empty(),
+        "the old stream went with its epoch"
+    );
+    let new = lost.top.epoch;
+    let at = appended(&a, append("r", Message::text("y"), 10, LONG)).await;
+    assert_eq!(at, Ok(Position::new(1, new)));
+
+    // An append alone sees the loss too (no read in between).
+    assert_eq!(server.cli(&["DEL", "ws:history-meta:r"]), "1");
+    let at = appended(&a, append("r", Message::text("z"), 10, LONG))
+        .await
+        .expect("recorded");
+    assert_eq!(at.offset, 1);
+    assert_ne!(at.epoch, new);
+    let newer = at.epoch;
+    assert_eq!(
+        read(&a, "r", 0, 10, LONG).await.entries,
+        [(1, Message::text("z"))]
+    );
+
+    // The stream alone lost: the same history, its entries gone, the offsets go on.
+    assert_eq!(server.cli(&["DEL", "ws:history:r"]), "1");
+    let emptied = read(&a, "r", 0, 10, LONG).await;
+    assert_eq!(emptied.top, Position::new(1, newer));
+    assert!(emptied.entries.is_empty());
+    let at = appended(&a, append("r", Message::text("w"), 10, LONG)).await;
+    assert_eq!(at, Ok(Position::new(2, newer)));
+    assert_eq!(offsets(&read(&a, "r", 0, 10, LONG).await), [2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_reconnects_reloads_and_offsets_stay_consecutive() {
+    let server = RedisServer::start();
+    let room = Topic::Room(Room::from("f"));
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (_b, mut b_in) = start(&server.url(), 2, std::slice::from_ref(&room));
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+    let one = appended(&a, append("f", Message::text("1"), 10, LONG)).await;
+    let epoch = one.expect("recorded").epoch;
+    envelope(&mut b_in).await;
+
+    assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+    // A read loads its script again by itself.
+    assert_eq!(offsets(&read(&a, "f", 0, 10, LONG).await), [1]);
+    // The append that meets NOSCRIPT did not run: answered Unavailable (not recorded, not
+    // published), not Uncertain; the publish connection is made again and the scripts
+    // loaded again.
+    let flushed = appended(&a, append("f", Message::text("lost"), 10, LONG)).await;
+    match flushed {
+        Err(StoreError::Unavailable(reason)) => assert!(reason.contains("NOSCRIPT"), "{reason}"),
+        other => panic!("expected NOSCRIPT → Unavailable, got {other:?}"),
+    }
+    until_down(&mut a_in).await;
+    until_up(&mut a_in).await;
+    for n in 2..=3 {
+        let at = appended(&a, append("f", Message::text(n.to_string()), 10, LONG)).await;
+        assert_eq!(at, Ok(Position::new(n, epoch)));
+    }
+    let all = read(&a, "f", 0, 10, LONG).await;
+    assert_eq!(
+        offsets(&all),
+        [1, 2, 3],
+        "consecutive: the flushed one took no offset"
+    );
+    assert_eq!(all.entries[1].1, Message::text("2"));
+    // b got 2 then 3, nothing for the flushed one.
+    for n in 2..=3_u64 {
+        let got = envelope(&mut b_in).await;
+        let at = Position::new(n, epoch);
+        let sent = append("f", Message::text(n.to_string()), 10, LONG);
+        assert_eq!(got, envelope_of(&sent, &at));
+    }
+    let stats = a.stats();
+    assert_eq!((stats.published, stats.uncertain), (3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_connection_without_answers_makes_the_append_uncertain() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let room = Topic::Room(Room::from("u"));
+    let (a, mut a_in) = start(&proxy.url(), 1, &[]);
+    let (_b, mut b_in) = start(&server.url(), 2, std::slice::from_ref(&room));
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+
+    // If a probe or a ping is in flight when the answers stop, the append queued behind it is
+    // never sent (Unavailable): then again, on the next connection (bounded).
+    let mut attempts = 0;
+    let sent = loop {
+        attempts += 1;
+        assert!(attempts <= 5, "no append was in flight in 5 attempts");
+        proxy.freeze_publishers();
+        let sent = append("u", Message::text("maybe"), 10, LONG);
+        match appended(&a, sent.clone()).await {
+            Err(StoreError::Uncertain(_)) => break sent,
+            Err(StoreError::Unavailable(reason)) => eprintln!("not sent, again: {reason}"),
+            other => panic!("expected Uncertain, got {other:?}"),
+        }
+        until_down(&mut a_in).await;
+        until_up(&mut a_in).await;
+    };
+    // Uncertain indeed: Redis ran the script, only its answer was lost.
+    let got = envelope(&mut b_in).await;
+    let top = read_direct(&server, "u");
+    assert_eq!(top.offset, 1, "the unsent ones took no offset");
+    assert_eq!(got, envelope_of(&sent, &top));
+    until_down(&mut a_in).await;
+    until_up(&mut a_in).await;
+    let next = appended(&a, append("u", Message::text("sure"), 10, LONG)).await;
+    assert_eq!(next, Ok(Position::new(2, top.epoch)));
+    assert_eq!(a.stats().uncertain, attempts, "each attempt counted once");
+}
+
+/// A room's top position, read with `redis-cli`.
+fn read_direct(server: &RedisServer, room: &str) -> Position {
+    let key = format!("ws:history-meta:{room}");
+    let offset = server.cli(&["HGET", &key, "o"]).parse().unwrap();
+    let epoch = server.cli(&["HGET", &key, "e"]).parse().unwrap();
+    Position::new(offset, epoch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_older_than_the_ttl_are_not_read() {
+    const TTL: Duration = Duration::from_millis(200);
+    let server = RedisServer::start();
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    until_up(&mut a_in).await;
+
+    let first = Instant::now();
+    appended(&a, append("t", Message::text("1"), 10, TTL))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&read(&a, "t", 0, 10, TTL).await), [1]);
+    tokio::time::sleep_until((first + TTL / 2).into()).await;
+    let second = Instant::now();
+    appended(&a, append("t", Message::text("2"), 10, TTL))
+        .await
+        .unwrap();
+
+    assert_eq!(offsets(&read(&a, "t", 0, 10, TTL).await), [1, 2]);
+
+    // Polled on the real clock (Redis' TIME), 10 ms apart, bounded; `limit` 1 counts live
+    // entries only: once the first expired, the second is the one read.
+    let deadline = Instant::now() + WAIT;
+    let mut seen = vec![vec![1]];
+    loop {
+        let now = read(&a, "t", 0, 1, TTL).await;
+        assert_eq!(now.top.offset, 2, "the top outlives its entries");
+        let live = offsets(&now);
+        if seen.last() != Some(&live) {
+            let expired = match live.as_slice() {
+                [2] => first,
+                [] => second,
+                other => panic!("{other:?} after {seen:?}"),
+            };
+            assert!(
+                expired.elapsed() >= TTL,
+                "{live:?} after {:?}",
+                expired.elapsed()
+            );
+            seen.push(live);
+        }
+        if seen.last().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, [vec![1], vec![2], vec![]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_appends_are_refused_at_once_and_nothing_is_subscribed() {
+    let mut server = RedisServer::start();
+    let lobby = Topic::Room(Room::from("lobby"));
+    let (a, mut a_in) = start(&server.url(), 1, std::slice::from_ref(&lobby));
+    until_up(&mut a_in).await;
+    assert!(a.subscribed(&lobby).await, "subscribed before it started");
+    let late = Topic::Room(Room::from("late"));
+    a.subscribe(&late);
+    assert!(
+        a.subscribed(&late).await,
+        "subscribed once Redis confirmed it"
+    );
+    until_subscribers(&server, "ws:room:late", 1);
+
+    server.kill();
+    until_down(&mut a_in).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..100 {
+        let call = Instant::now();
+        let refused = Store::append(&a, append("lobby", Message::text("x"), 10, LONG));
+        assert!(matches!(refused, Err(Unavailable::Down)));
+        slowest = slowest.max(call.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(20), "{slowest:?}");
+    assert_eq!(a.stats().refused, 100);
+    let call = Instant::now();
+    assert!(
+        !a.subscribed(&lobby).await,
+        "nothing is subscribed while down"
+    );
+    assert!(call.elapsed() < Duration::from_millis(20));
+    let unread = a.read(&Room::from("lobby"), 0, 10, LONG).await;
+    assert!(
+        matches!(unread, Err(StoreError::Unavailable(_))),
+        "{unread:?}"
+    );
+
+    server.restart();
+    until_up(&mut a_in).await;
+    assert!(a.subscribed(&late).await, "subscribed again before Up");
+    let at = appended(&a, append("lobby", Message::text("back"), 10, LONG)).await;
+    assert_eq!(at.map(|at| at.offset), Ok(1), "Redis restarted empty");
+}
+
 /// A TCP proxy in front of Redis that can stop forwarding Redis → node bytes on the
-/// subscription connections it has seen so far, keeping their sockets open.
+/// subscription connections, or on the publish connections, it has seen so far, keeping their
+/// sockets open.
 struct Proxy {
     port: u16,
     subscriptions: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    publishers: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl Proxy {
@@ -321,7 +743,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let subscriptions = Arc::new(Mutex::new(Vec::new()));
+        let publishers = Arc::new(Mutex::new(Vec::new()));
         let registry = Arc::clone(&subscriptions);
+        let publishing = Arc::clone(&publishers);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", redis_port)).await else {
@@ -331,13 +755,19 @@ impl Proxy {
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut upstream_read, mut upstream_write) = upstream.into_split();
                 let registry = Arc::clone(&registry);
+                let publishing = Arc::clone(&publishing);
                 let flag = Arc::clone(&frozen);
                 tokio::spawn(async move {
                     let mut buffer = vec![0; 16 * 1024];
                     let mut registered = false;
                     while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
-                        if !registered && buffer[..n].windows(9).any(|w| w == b"SUBSCRIBE") {
+                        // The publish connection loads the scripts first thing.
+                        let sent = &buffer[..n];
+                        if !registered && sent.windows(9).any(|w| w == b"SUBSCRIBE") {
                             registry.lock().unwrap().push(Arc::clone(&flag));
+                            registered = true;
+                        } else if !registered && sent.windows(6).any(|w| w == b"SCRIPT") {
+                            publishing.lock().unwrap().push(Arc::clone(&flag));
                             registered = true;
                         }
                         if upstream_write.write_all(&buffer[..n]).await.is_err() {
@@ -363,6 +793,7 @@ impl Proxy {
         Proxy {
             port,
             subscriptions,
+            publishers,
         }
     }
 
@@ -374,6 +805,16 @@ impl Proxy {
         let subscriptions = self.subscriptions.lock().unwrap();
         assert!(!subscriptions.is_empty(), "a subscription went through");
         for frozen in subscriptions.iter() {
+            frozen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Redis' answers on the publish connections seen so far stop coming; what they send
+    /// still reaches Redis.
+    fn freeze_publishers(&self) {
+        let publishers = self.publishers.lock().unwrap();
+        assert!(!publishers.is_empty(), "a publish connection went through");
+        for frozen in publishers.iter() {
             frozen.store(true, Ordering::Relaxed);
         }
     }

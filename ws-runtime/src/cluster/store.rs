@@ -37,6 +37,28 @@ pub struct Append {
     pub ttl: Duration,
 }
 
+impl Append {
+    /// A message for `room`'s history, published as `head`, its position, then `tail`; the
+    /// room keeps its last `keep` messages (at least 1), each for `ttl`.
+    pub fn new(
+        room: Room,
+        message: Message,
+        head: Bytes,
+        tail: Bytes,
+        keep: usize,
+        ttl: Duration,
+    ) -> Self {
+        Append {
+            room,
+            message,
+            head,
+            tail,
+            keep,
+            ttl,
+        }
+    }
+}
+
 /// What a store read of a room gives: its last position, and the messages kept after the
 /// offset asked for, oldest first, none older than the TTL asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +82,8 @@ impl Read {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store cannot be reached (the link is down, or it did not answer in time).
+    /// The store cannot be reached (the link is down, or it did not answer in time), or it
+    /// refused the call: nothing was recorded.
     #[error("the history store is unavailable: {0}")]
     Unavailable(String),
     /// The call was sent but its outcome is unknown (the connection broke before the reply):

@@ -1,6 +1,10 @@
 //! The Redis backplane (feature `redis`): envelopes as PUBLISH on one connection, a dedicated
 //! RESP2 subscription connection, our own reconnects, resubscription from our own set, and a
-//! probe through Redis that notices a feed that stalled while TCP looks healthy.
+//! probe through Redis that notices a feed that stalled while TCP looks healthy; it is also
+//! the cluster's history [`Store`] (`store.rs`: two Lua scripts, the appends in the publish
+//! pipeline, the reads on a clone of the publish connection).
+
+mod store;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -15,13 +19,16 @@ use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::backplane::{Backplane, Event, Inbound, Topic, Unavailable};
 use super::id::NodeId;
+use super::position::Position;
+use super::store::{Append, Store, StoreError};
+use store::Scripts;
 
 /// Envelopes waiting for the publish connection; past this `publish` answers `Full`.
 const OUTBOX_CAPACITY: usize = 65_536;
@@ -66,6 +73,18 @@ const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// The outage is logged once when it starts (`warn`) and once when it ends (`info`, with its
 /// duration and the number of refused publishes); [`stats`](Redis::stats) has the counters.
 ///
+/// It is also the cluster's history [`Store`]: a room's messages are kept in a Redis stream
+/// `{prefix}:history:{room}` (entry ids are the offsets) beside a hash
+/// `{prefix}:history-meta:{room}` (the epoch and the last offset, kept 24 hours after the room's
+/// last use). An append is one Lua script (loaded with `SCRIPT LOAD` on every connection of
+/// the publish side, before the link is up) that records the message and publishes its
+/// envelope; it goes through the same ordered pipeline as `publish`, and counts as one
+/// envelope in [`stats`](Redis::stats). A script cache emptied under it (`SCRIPT FLUSH`, a
+/// restarted Redis) is handled as a broken publish connection: reconnect, load again (the
+/// appends Redis answered NOSCRIPT did not run: they get [`StoreError::Unavailable`]). Reads go
+/// on a clone of the publish connection, and [`subscribed`](Backplane::subscribed) resolves
+/// once the subscription connection has confirmed the topic.
+///
 /// ```
 /// use ws::cluster::{Backplane, Redis};
 ///
@@ -95,12 +114,15 @@ pub struct RedisError(#[source] redis::RedisError);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisStats {
-    /// Envelopes Redis took: their PUBLISH was answered.
+    /// Envelopes Redis took: their PUBLISH (or an append's script, which publishes one) was
+    /// answered.
     pub published: u64,
-    /// Calls to `publish` that returned [`Unavailable`]: link down, or the queue full.
+    /// Calls to `publish` (and to the store's `append`) that returned [`Unavailable`]: link
+    /// down, or the queue full.
     pub refused: u64,
-    /// Envelopes `publish` took that may not have reached Redis: queued or in flight when the
-    /// publish connection failed, or still queued when `stop`'s time ran out. Never retried
+    /// Envelopes (and appends) that were taken but may not have reached Redis: queued or in
+    /// flight when the publish connection failed, still queued when `stop`'s time ran out, or
+    /// answered with an error (an append's script refused, or gone: NOSCRIPT). Never retried
     /// (no duplicates, no reordering).
     pub uncertain: u64,
     /// Envelopes that arrived but were dropped because the node did not keep up (its
@@ -151,6 +173,22 @@ impl Redis {
     fn refuse(&self, why: Unavailable) -> Result<(), Unavailable> {
         self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
         Err(why)
+    }
+
+    /// Queues one item for the publish connection without waiting, or refuses it (and counts
+    /// the refusal): what `publish` and `append` share.
+    fn enqueue(&self, item: Outgoing) -> Result<(), Unavailable> {
+        if !self.shared.up.load(Ordering::Acquire) {
+            return self.refuse(Unavailable::Down);
+        }
+        let Some(outbox) = self.shared.outbox.get() else {
+            return self.refuse(Unavailable::Down);
+        };
+        match outbox.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => self.refuse(Unavailable::Full),
+            Err(TrySendError::Closed(_)) => self.refuse(Unavailable::Down),
+        }
     }
 }
 
@@ -206,17 +244,7 @@ impl Backplane for Redis {
     }
 
     fn publish(&self, topic: &Topic, envelope: Bytes) -> Result<(), Unavailable> {
-        if !self.shared.up.load(Ordering::Acquire) {
-            return self.refuse(Unavailable::Down);
-        }
-        let Some(outbox) = self.shared.outbox.get() else {
-            return self.refuse(Unavailable::Down);
-        };
-        match outbox.try_send(Outgoing::Envelope(topic.clone(), envelope)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => self.refuse(Unavailable::Full),
-            Err(TrySendError::Closed(_)) => self.refuse(Unavailable::Down),
-        }
+        self.enqueue(Outgoing::Envelope(topic.clone(), envelope))
     }
 
     fn subscribe(&self, topic: &Topic) {
@@ -235,10 +263,31 @@ impl Backplane for Redis {
         self.shared.up.load(Ordering::Acquire)
     }
 
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+
+    /// Resolves once the subscription connection has confirmed `topic` (at once if it has);
+    /// `false` at once while the link is down, when it goes down meanwhile, or after the
+    /// response timeout (1 s).
+    fn subscribed(&self, topic: &Topic) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        let topic = topic.clone();
+        let mut confirmed = self.shared.confirmed.subscribe();
+        Box::pin(async move {
+            let settled = confirmed.wait_for(|now| !now.up || now.topics.contains(&topic));
+            match tokio::time::timeout(RESPONSE_TIMEOUT, settled).await {
+                Ok(Ok(now)) => now.up,
+                // Timed out, or the backplane is gone.
+                _ => false,
+            }
+        })
+    }
+
     fn stop(&self, within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             self.shared.stopped.store(true, Ordering::Release);
             self.shared.up.store(false, Ordering::Release);
+            self.shared.confirmed.send_modify(|now| now.up = false);
             let running = lock(&self.shared.running).take();
             let Some(Running { cancel, tasks }) = running else {
                 return;
@@ -286,6 +335,21 @@ struct Shared {
     running: Mutex<Option<Running>>,
     flush_within_nanos: AtomicU64,
     counters: Counters,
+    /// What reads use: a clone of the working publish connection and the read script's
+    /// SHA1; `None` while the publish connection is down.
+    reader: Mutex<Option<store::Reader>>,
+    /// The topics the live subscription connection has confirmed, and whether the link is
+    /// up: what `subscribed` waits on.
+    confirmed: watch::Sender<Confirmed>,
+}
+
+/// What `subscribed` watches.
+#[derive(Default)]
+struct Confirmed {
+    /// The link is up (as `Shared::up`).
+    up: bool,
+    /// Subscribed on the live subscription connection (empty while there is none).
+    topics: HashSet<Topic>,
 }
 
 #[derive(Default)]
@@ -310,6 +374,29 @@ enum Outgoing {
         generation: u64,
         seq: u64,
     },
+    /// A message for a room's history: the `append` script, which also publishes it; its
+    /// position (or why there is none) goes back on `reply`.
+    Append {
+        append: Append,
+        reply: oneshot::Sender<Result<Position, StoreError>>,
+    },
+}
+
+impl Outgoing {
+    /// An envelope of the node's (an append publishes one), not an internal probe: what the
+    /// counters count.
+    fn counts(&self) -> bool {
+        !matches!(self, Outgoing::Probe { .. })
+    }
+}
+
+/// How an item left the queue without Redis' answer.
+#[derive(Clone, Copy)]
+enum Lost {
+    /// Never sent: nothing of it reached Redis.
+    Unsent,
+    /// Sent, but the answer did not come: it may or may not have been carried out.
+    InFlight,
 }
 
 /// The running link of a started backplane: what its two tasks share.
@@ -414,6 +501,7 @@ impl Link {
         };
         state.up = up;
         self.shared.up.store(up, Ordering::Release);
+        self.shared.confirmed.send_modify(|now| now.up = up);
         // Up and Down are never dropped: wait for room (the node reads its `Inbound`).
         tokio::select! {
             _ = self.events.send(event) => {}
@@ -429,11 +517,49 @@ impl Link {
         }
     }
 
-    fn lost(&self, count: usize) {
-        self.shared
-            .counters
-            .uncertain
-            .fetch_add(count as u64, Ordering::Relaxed);
+    /// Counts items that did not get Redis' answer as uncertain, and answers the appends
+    /// among them.
+    fn lost(&self, items: impl IntoIterator<Item = Outgoing>, how: Lost, reason: &str) {
+        for item in items {
+            // Counted before an append is answered, so that its caller sees it counted.
+            if item.counts() {
+                self.shared
+                    .counters
+                    .uncertain
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if let Outgoing::Append { reply, .. } = item {
+                let error = match how {
+                    Lost::Unsent => StoreError::Unavailable(format!("not sent to Redis: {reason}")),
+                    Lost::InFlight => StoreError::Uncertain(format!(
+                        "sent to Redis, but no answer came: {reason}"
+                    )),
+                };
+                // The caller may have stopped waiting.
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// Empties the queue: nothing in it was sent.
+    fn drain(&self, outgoing: &mut mpsc::Receiver<Outgoing>, reason: &str) {
+        self.lost(
+            std::iter::from_fn(|| outgoing.try_recv().ok()),
+            Lost::Unsent,
+            reason,
+        );
+    }
+
+    /// The live subscription connection has confirmed exactly `topics` (none: there is no
+    /// live one): wakes whoever waits in `subscribed`.
+    fn confirm(&self, topics: &HashSet<Topic>) {
+        self.shared.confirmed.send_if_modified(|now| {
+            if now.topics == *topics {
+                return false;
+            }
+            now.topics.clone_from(topics);
+            true
+        });
     }
 
     /// Passes an arriving message on to the node (or to the watchdog, for a probe).
@@ -496,8 +622,9 @@ impl Link {
     }
 }
 
-/// The publish connection's task: connects, sends what is queued in pipelines (in order),
-/// pings when idle, reconnects with backoff; at stop, flushes for the time it was given.
+/// The publish connection's task: connects, loads the scripts, sends what is queued in
+/// pipelines (in order), pings when idle, reconnects with backoff; at stop, flushes for the
+/// time it was given.
 async fn publisher(link: Arc<Link>, mut outgoing: mpsc::Receiver<Outgoing>) {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -514,24 +641,33 @@ async fn publisher(link: Arc<Link>, mut outgoing: mpsc::Receiver<Outgoing>) {
             result = connecting => flatten(result),
             () = link.cancel.cancelled() => break,
         };
-        let mut connection = match connected {
-            Ok(connection) => connection,
+        // The link is not up before the scripts are loaded: an append needs them.
+        let loaded = match connected {
+            Ok(mut connection) => match Scripts::load(&mut connection).await {
+                Ok(scripts) => Ok((connection, scripts)),
+                Err(reason) => Err(format!("cannot load the history scripts: {reason}")),
+            },
+            Err(reason) => Err(format!("cannot connect: {reason}")),
+        };
+        let (mut connection, scripts) = match loaded {
+            Ok(loaded) => loaded,
             Err(reason) => {
-                link.set(Side::Publish, Err(format!("cannot connect: {reason}")))
-                    .await;
-                link.lost(drain(&mut outgoing));
+                link.set(Side::Publish, Err(reason.clone())).await;
+                link.drain(&mut outgoing, &reason);
                 if link.pause(&mut backoff).await {
                     continue;
                 }
                 break;
             }
         };
+        *lock(&link.shared.reader) = Some(scripts.reader(&connection));
         backoff.reset();
         link.set(Side::Publish, Ok(())).await;
         let failure = loop {
             let first = tokio::select! {
                 () = link.cancel.cancelled() => {
-                    flush(&link, &mut connection, &mut outgoing).await;
+                    flush(&link, &mut connection, &scripts, &mut outgoing).await;
+                    *lock(&link.shared.reader) = None;
                     return;
                 }
                 item = outgoing.recv() => match item {
@@ -551,37 +687,42 @@ async fn publisher(link: Arc<Link>, mut outgoing: mpsc::Receiver<Outgoing>) {
                             Err(_) => break,
                         }
                     }
-                    let result = send(&link, &mut connection, &batch).await;
-                    if result.is_err() {
-                        link.lost(envelopes(&batch));
-                    }
-                    batch.clear();
-                    result
+                    send(&link, &mut connection, &scripts, &mut batch).await
                 }
             };
             if let Err(reason) = result {
                 break reason;
             }
         };
-        link.set(Side::Publish, Err(format!("publish connection: {failure}")))
-            .await;
-        link.lost(drain(&mut outgoing));
+        *lock(&link.shared.reader) = None;
+        let reason = format!("publish connection: {failure}");
+        link.set(Side::Publish, Err(reason.clone())).await;
+        link.drain(&mut outgoing, &reason);
         if !link.pause(&mut backoff).await {
             break;
         }
     }
     outgoing.close();
-    link.lost(drain(&mut outgoing));
+    link.drain(&mut outgoing, "the backplane stopped");
 }
 
-/// Sends one pipeline of PUBLISH commands and records what Redis took.
+/// Sends one pipeline (PUBLISH commands, and an EVALSHA of the `append` script for each
+/// append), answers the appends and records what Redis took; the batch is empty afterwards.
+///
+/// `Err` means the connection is no longer usable: it broke (what was in flight is
+/// uncertain), or Redis answered NOSCRIPT (its script cache was emptied: the connection is
+/// made again, and the scripts loaded again).
 async fn send(
     link: &Link,
     connection: &mut MultiplexedConnection,
-    batch: &[Outgoing],
+    scripts: &Scripts,
+    batch: &mut Vec<Outgoing>,
 ) -> Result<(), String> {
     let mut pipeline = redis::pipe();
-    for item in batch {
+    // Each command's answer on its own (an append's error is that append's), not the first
+    // error for the whole pipeline.
+    pipeline.ignore_errors();
+    for item in batch.iter() {
         match item {
             Outgoing::Envelope(topic, envelope) => {
                 pipeline
@@ -598,24 +739,73 @@ async fn send(
                     .arg(&link.probe_channel)
                     .arg(&probe[..]);
             }
+            Outgoing::Append { append, .. } => {
+                pipeline.add_command(scripts.append(link, append));
+            }
         }
     }
     let answered = tokio::time::timeout(
         RESPONSE_TIMEOUT,
-        pipeline.query_async::<Vec<i64>>(connection),
+        pipeline.query_async::<Vec<redis::Value>>(connection),
     )
     .await;
-    flatten(answered)?;
-    link.shared
-        .counters
-        .published
-        .fetch_add(envelopes(batch) as u64, Ordering::Relaxed);
-    for item in batch {
-        if let Outgoing::Probe { generation, seq } = item {
-            link.probe_published(*generation, *seq);
+    let answers = match flatten(answered) {
+        Ok(answers) if answers.len() == batch.len() => answers,
+        Ok(answers) => {
+            let reason = format!(
+                "{} answers to a pipeline of {} commands",
+                answers.len(),
+                batch.len()
+            );
+            link.lost(batch.drain(..), Lost::InFlight, &reason);
+            return Err(reason);
+        }
+        Err(reason) => {
+            link.lost(batch.drain(..), Lost::InFlight, &reason);
+            return Err(reason);
+        }
+    };
+    let mut failure = None;
+    let counters = &link.shared.counters;
+    // Counted before an append is answered, so that its caller sees it counted.
+    let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+    for (item, answer) in batch.drain(..).zip(answers) {
+        let answer = match answer {
+            redis::Value::ServerError(error) => Err(error),
+            value => Ok(value),
+        };
+        match (item, answer) {
+            (Outgoing::Envelope(..), Ok(_)) => {
+                count(&counters.published);
+            }
+            (Outgoing::Probe { generation, seq }, Ok(_)) => link.probe_published(generation, seq),
+            (Outgoing::Append { reply, .. }, Ok(value)) => {
+                count(&counters.published);
+                let _ = reply.send(store::appended(&value));
+            }
+            (Outgoing::Append { reply, .. }, Err(error)) => {
+                count(&counters.uncertain);
+                let error = if error.kind() == Some(redis::ServerErrorKind::NoScript) {
+                    // The script did not run: nothing was recorded or published.
+                    failure = Some(format!("NOSCRIPT: the history scripts are gone ({error})"));
+                    StoreError::Unavailable(format!(
+                        "NOSCRIPT: Redis no longer has the history scripts ({error}), so the \
+                         message was not recorded; they are loaded again"
+                    ))
+                } else {
+                    StoreError::Unavailable(format!("Redis refused the message: {error}"))
+                };
+                let _ = reply.send(Err(error));
+            }
+            (item, Err(error)) => {
+                if item.counts() {
+                    count(&counters.uncertain);
+                }
+                failure = Some(format!("Redis refused a PUBLISH: {error}"));
+            }
         }
     }
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 async fn ping(connection: &mut MultiplexedConnection) -> Result<(), String> {
@@ -631,6 +821,7 @@ async fn ping(connection: &mut MultiplexedConnection) -> Result<(), String> {
 async fn flush(
     link: &Link,
     connection: &mut MultiplexedConnection,
+    scripts: &Scripts,
     outgoing: &mut mpsc::Receiver<Outgoing>,
 ) {
     outgoing.close();
@@ -647,12 +838,19 @@ async fn flush(
         if batch.is_empty() {
             return;
         }
-        if let Ok(Ok(())) = tokio::time::timeout_at(deadline, send(link, connection, &batch)).await
-        {
-            batch.clear();
-        } else {
-            link.lost(envelopes(&batch) + drain(outgoing));
-            return;
+        let sent = tokio::time::timeout_at(deadline, send(link, connection, scripts, &mut batch));
+        match sent.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                link.drain(outgoing, &reason);
+                return;
+            }
+            Err(_) => {
+                let reason = "the time given to stop ran out";
+                link.lost(batch.drain(..), Lost::InFlight, reason);
+                link.drain(outgoing, reason);
+                return;
+            }
         }
     }
 }
@@ -671,8 +869,11 @@ async fn subscriber(link: Arc<Link>) {
             Err(reason) => format!("cannot subscribe: {reason}"),
             Ok((sink, stream, subscribed)) => {
                 backoff.reset();
+                link.confirm(&subscribed);
                 link.set(Side::Subscription, Ok(())).await;
-                match serve(&link, sink, stream, subscribed).await {
+                let served = serve(&link, sink, stream, subscribed).await;
+                link.confirm(&HashSet::new());
+                match served {
                     Some(reason) => reason,
                     None => return,
                 }
@@ -757,6 +958,7 @@ async fn serve(
                 if let Err(reason) = unsubscribe_all(&mut sink, &removed).await {
                     return Some(format!("unsubscribe: {reason}"));
                 }
+                link.confirm(&wanted);
                 subscribed = wanted;
             }
             _ = tick.tick() => {
@@ -775,24 +977,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Empties the queue, returning how many envelopes were in it.
-fn drain(outgoing: &mut mpsc::Receiver<Outgoing>) -> usize {
-    let mut count = 0;
-    while let Ok(item) = outgoing.try_recv() {
-        if matches!(item, Outgoing::Envelope(..)) {
-            count += 1;
-        }
-    }
-    count
-}
-
-fn envelopes(batch: &[Outgoing]) -> usize {
-    batch
-        .iter()
-        .filter(|item| matches!(item, Outgoing::Envelope(..)))
-        .count()
 }
 
 /// A timed Redis call's result, its failure as text (the reason of an `Event::Down`).
