@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::id::{NodeId, Room};
-use super::store::Store;
+use super::store::{Store, Unavailable};
 
 /// What carries envelopes between the nodes of a cluster: publish to a topic, subscribe to
 /// topics, and a stream of what arrives.
@@ -131,16 +131,4 @@ impl Inbound {
     pub(crate) fn try_recv(&mut self) -> Option<Event> {
         self.0.try_recv().ok()
     }
-}
-
-/// Why a [`Backplane`] did not take an envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Unavailable {
-    /// The link is down (or not started, or stopped).
-    #[error("the cluster link is down")]
-    Down,
-    /// The outgoing queue is full: the link is up but slower than the node publishes.
-    #[error("the cluster link's outgoing queue is full")]
-    Full,
 }

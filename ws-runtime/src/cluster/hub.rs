@@ -9,11 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::backplane::{Backplane, Event, Inbound, Topic, Unavailable};
+use super::backplane::{Backplane, Event, Inbound, Topic};
 use super::id::{NodeId, Room};
 use super::position::Position;
 use super::ring::Ring;
-use super::store::{Append, Read, Store, StoreError, StoreFuture};
+use super::store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};
 use super::wire;
 
 /// Envelopes a node may have waiting before the hub drops what it publishes to that node

@@ -21,10 +21,10 @@ pub(crate) mod wire;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{Redis, RedisError, RedisStats};
-pub use backplane::{Backplane, Event, Inbound, Topic, Unavailable};
+pub use backplane::{Backplane, Event, Inbound, Topic};
 pub use hub::{Hub, InProcess};
 pub(crate) use id::IdHasher;
 pub use id::{ClientId, NodeId, ParseIdError, Room, User};
 pub use position::{Epoch, ParseEpochError, Position};
 pub use settings::Cluster;
-pub use store::{Append, Read, Store, StoreError, StoreFuture};
+pub use store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};

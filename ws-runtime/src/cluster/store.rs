@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::backplane::Unavailable;
 use super::id::Room;
 use super::position::Position;
 use crate::message::Message;
@@ -120,4 +119,16 @@ pub trait Store: Send + Sync {
     /// The room's last position and at most `limit` of the messages kept after offset
     /// `after`, none older than `ttl`.
     fn read(&self, room: &Room, after: u64, limit: usize, ttl: Duration) -> StoreFuture<'_, Read>;
+}
+
+/// Why a [`Backplane`](super::Backplane) did not take an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The link is down (or not started, or stopped).
+    #[error("the cluster link is down")]
+    Down,
+    /// The outgoing queue is full: the link is up but slower than the node publishes.
+    #[error("the cluster link's outgoing queue is full")]
+    Full,
 }

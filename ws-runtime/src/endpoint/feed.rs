@@ -7,87 +7,16 @@
 //!
 //! Lock order: the map of feeds, then one feed, then the registry.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use super::recover::{Histories, JoinError, PublishError};
+use super::histories::{Feed, Frame, Histories, JoinError, Place, PublishError, Then, lock};
 use super::{Delivery, Endpoint, Remote, SendError};
 use crate::cluster::wire;
 use crate::cluster::{Append, ClientId, Position, Room, Topic};
 use crate::history::{Recovery, decide};
 use crate::message::{Close, Message};
-use crate::proto::OutFrame;
 
 /// Attempts to read the store while healing before the room's members are told the history
 /// is lost.
 const HEAL_ATTEMPTS: u32 = 3;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A recorded message as it came from the feed.
-#[derive(Debug)]
-struct Frame {
-    position: Position,
-    except: Vec<ClientId>,
-    message: Message,
-}
-
-/// One room's feed on this node.
-#[derive(Debug, Default)]
-pub(super) struct Feed {
-    /// The last position delivered here; `None` until the first since the room had members.
-    cursor: Option<Position>,
-    /// The link's outage count when the cursor moved.
-    outages_at: u64,
-    /// Frames that came after a gap, held while it is healed.
-    held: Vec<Frame>,
-    healing: bool,
-    /// Clients joining with a position: the frames delivered to them meanwhile.
-    recovering: HashMap<ClientId, Vec<(u64, OutFrame)>>,
-    /// Clients that recovered past the cursor: frames up to this offset are not theirs again.
-    floors: HashMap<ClientId, u64>,
-}
-
-/// Where a frame stands against the cursor.
-enum Place {
-    Next,
-    Old,
-    Gap,
-}
-
-impl Feed {
-    fn place(&self, at: &Position, outages: u64) -> Place {
-        let Some(cursor) = self.cursor else {
-            return Place::Next;
-        };
-        if at.epoch == cursor.epoch {
-            if at.offset == cursor.offset + 1 {
-                Place::Next
-            } else if at.offset <= cursor.offset {
-                Place::Old
-            } else {
-                Place::Gap
-            }
-        } else if at.offset == 1 && outages == self.outages_at {
-            // A new history that begins at 1, and no outage since the last message: nothing
-            // can be missing.
-            Place::Next
-        } else {
-            Place::Gap
-        }
-    }
-}
-
-impl Histories {
-    /// This room's feed, created empty if it has none.
-    fn feed(&self, room: &Room) -> Arc<Mutex<Feed>> {
-        lock(&self.feeds).entry(room.clone()).or_default().clone()
-    }
-}
 
 impl Endpoint {
     /// The histories of a clustered socket, if `room` keeps one.
@@ -396,7 +325,7 @@ impl Endpoint {
         id: ClientId,
         room: &Room,
         since: Option<Position>,
-        then: Option<super::recover::Then<'_>>,
+        then: Option<Then<'_>>,
     ) -> Result<Recovery, JoinError> {
         let (Some(histories), Some(link)) = (self.clustered_history(room.as_str()), self.link())
         else {

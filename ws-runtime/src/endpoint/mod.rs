@@ -3,6 +3,7 @@
 
 mod client;
 mod feed;
+mod histories;
 mod recover;
 mod registry;
 mod remote;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub(crate) use client::{Client, Identity, Outgoing};
-pub use recover::{HistoryStats, JoinError, JoinSince, PublishError};
+pub use histories::{HistoryStats, JoinError, PublishError};
+pub use recover::JoinSince;
 use registry::{CURRENT, Registry};
 pub use remote::{ClusterStats, NodeInfo, Partial, Remote};
 

@@ -75,7 +75,7 @@ pub(crate) struct Registry {
     /// The link to the other nodes; `None` for a standalone socket.
     pub(super) link: Option<super::remote::Link>,
     /// The rooms' histories, if any room keeps one.
-    pub(super) history: Option<super::recover::Histories>,
+    pub(super) history: Option<super::histories::Histories>,
 }
 
 impl Registry {
@@ -96,7 +96,7 @@ impl Registry {
                 .history
                 .clone()
                 .filter(|_| stored)
-                .map(|history| super::recover::Histories::new(history, clustered)),
+                .map(|history| super::histories::Histories::new(history, clustered)),
             link,
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),

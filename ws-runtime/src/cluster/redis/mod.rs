@@ -24,10 +24,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::backplane::{Backplane, Event, Inbound, Topic, Unavailable};
+use super::backplane::{Backplane, Event, Inbound, Topic};
 use super::id::NodeId;
 use super::position::Position;
-use super::store::{Append, Store, StoreError};
+use super::store::{Append, Store, StoreError, Unavailable};
 use store::Scripts;
 
 /// Envelopes waiting for the publish connection; past this `publish` answers `Full`.

@@ -10,10 +10,10 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::oneshot;
 
-use super::super::backplane::{Backplane, Topic, Unavailable};
+use super::super::backplane::{Backplane, Topic};
 use super::super::id::Room;
 use super::super::position::{Epoch, Position};
-use super::super::store::{Append, Read, Store, StoreError, StoreFuture};
+use super::super::store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};
 use super::{Link, Outgoing, RESPONSE_TIMEOUT, Redis, flatten, lock};
 use crate::message::Message;
 
