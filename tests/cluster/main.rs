@@ -171,3 +171,93 @@ async fn history_recovery_on_one_node_while_another_publishes_gives_every_offset
     let hub = Hub::new();
     history::recovery_while_another_node_publishes(|| hub_cluster(&hub)).await;
 }
+
+/// What a cut-off node's members missed is read back from the store when its link comes
+/// back: every offset once, in order; when the store no longer has all of it, they are
+/// closed with 1012 and, back, told honestly that they did not recover.
+#[tokio::test]
+async fn history_a_cut_off_node_heals_its_gap_or_closes_its_members_with_1012() {
+    let hub = Hub::new();
+    let a = history::Node::start(hub_cluster(&hub), 5).await;
+    let b = history::Node::start(hub_cluster(&hub), 5).await;
+    let (mut on_a, first) = a.enter_room("join lobby").await;
+    let (mut on_b, _) = b.enter_room("join lobby").await;
+    let epoch = first.epoch;
+    a.endpoint.publish("lobby", "m1").await.unwrap();
+    assert_eq!(history::next(&mut on_b).await.0.offset, 1);
+
+    // Three missed, within the five kept: healed.
+    hub.cut(b.endpoint.node());
+    for n in 2..=4 {
+        a.endpoint.publish("lobby", format!("m{n}")).await.unwrap();
+    }
+    hub.restore(b.endpoint.node());
+    for n in 2..=4 {
+        let at = ws::Position::new(n, epoch);
+        assert_eq!(history::next(&mut on_b).await, (at, format!("m{n}")));
+    }
+    a.endpoint.publish("lobby", "m5").await.unwrap();
+    assert_eq!(history::next(&mut on_b).await.0.offset, 5, "once each");
+    assert_eq!(b.endpoint.history_stats().unwrap().healed, 1);
+    for n in 1..=5 {
+        assert_eq!(history::next(&mut on_a).await.0.offset, n);
+    }
+
+    // Seven missed, two more than kept: the members here are closed, and back with their
+    // last position they learn it is out of the window.
+    hub.cut(b.endpoint.node());
+    for n in 6..=12 {
+        a.endpoint.publish("lobby", format!("m{n}")).await.unwrap();
+    }
+    hub.restore(b.endpoint.node());
+    let close = on_b.expect_close().await.unwrap();
+    assert_eq!((close.code, close.reason.as_str()), (1012, "History lost"));
+    assert_eq!(b.endpoint.history_stats().unwrap().lost, 1);
+    let (mut back, reply) = b.enter_room(&format!("join lobby 5 {epoch}")).await;
+    assert!(!reply.recovered);
+    assert_eq!((reply.reason.as_str(), reply.offset), ("window", 12));
+    a.endpoint.publish("lobby", "m13").await.unwrap();
+    assert_eq!(history::next(&mut back).await.1, "m13");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A history the store lost begins a new epoch: live members go on (nothing can be missing
+/// without an outage), and an old position is not trusted. A node cut off from the store
+/// records and delivers nothing.
+#[tokio::test]
+async fn history_lost_by_the_store_is_a_new_epoch_and_a_cut_off_publisher_records_nothing() {
+    let hub = Hub::new();
+    let a = history::Node::start(hub_cluster(&hub), 10).await;
+    let b = history::Node::start(hub_cluster(&hub), 10).await;
+    let (mut on_a, first) = a.enter_room("join lobby").await;
+    let (mut on_b, _) = b.enter_room("join lobby").await;
+    a.endpoint.publish("lobby", "m1").await.unwrap();
+    hub.forget("lobby");
+    let at = a.endpoint.publish("lobby", "again").await.unwrap();
+    assert_eq!(at.offset, 1);
+    assert_ne!(at.epoch, first.epoch);
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(history::next(client).await.0.offset, 1);
+        assert_eq!(history::next(client).await, (at, "again".to_owned()));
+    }
+    let (_, reply) = b.enter_room(&format!("join lobby 1 {}", first.epoch)).await;
+    assert_eq!((reply.recovered, reply.reason.as_str()), (false, "epoch"));
+    assert_eq!((reply.epoch, reply.offset), (at.epoch, 1));
+
+    hub.cut(a.endpoint.node());
+    assert_eq!(
+        a.endpoint.publish("lobby", "lost").await,
+        Err(ws::PublishError::Unavailable("lobby".into()))
+    );
+    let delivery = a.endpoint.deliver(ws::Recipients::room("lobby"), "lost");
+    assert_eq!((delivery.queued, delivery.remote), (0, ws::Remote::Unsent));
+    hub.restore(a.endpoint.node());
+    let at = b.endpoint.publish("lobby", "after").await.unwrap();
+    assert_eq!(at.offset, 2, "nothing was recorded meanwhile");
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(history::next(client).await, (at, "after".to_owned()));
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -244,3 +244,90 @@ async fn child_node() {
     // Bounded, should the parent fail to kill it.
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_a_room_is_one_across_nodes_over_redis() {
+    let redis = RedisServer::start();
+    crate::history::recovery_across_nodes(|| fast(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_recovery_while_another_node_publishes_over_redis() {
+    let redis = RedisServer::start();
+    crate::history::recovery_while_another_node_publishes(|| fast(&redis)).await;
+}
+
+/// Redis' keys of a room deleted: the meta (a new epoch; live members go on, old positions
+/// are not trusted) or the stream alone (the epoch stays; what was kept is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_keys_deleted_in_redis_are_answered_honestly() {
+    let redis = RedisServer::start();
+    let a = crate::history::Node::start(fast(&redis), 10).await;
+    let b = crate::history::Node::start(fast(&redis), 10).await;
+    let (mut on_a, first) = a.enter_room("join lobby").await;
+    let (mut on_b, _) = b.enter_room("join lobby").await;
+    for n in 1..=3 {
+        a.endpoint.publish("lobby", format!("m{n}")).await.unwrap();
+    }
+    for n in 1..=3 {
+        assert_eq!(crate::history::next(&mut on_a).await.0.offset, n);
+        assert_eq!(crate::history::next(&mut on_b).await.0.offset, n);
+    }
+    redis.cli(&["DEL", "ws:history:lobby"]);
+    let (_, reply) = b.enter_room(&format!("join lobby 1 {}", first.epoch)).await;
+    assert_eq!((reply.recovered, reply.reason.as_str()), (false, "window"));
+    assert_eq!((reply.epoch, reply.offset), (first.epoch, 3));
+
+    redis.cli(&["DEL", "ws:history-meta:lobby"]);
+    let at = b.endpoint.publish("lobby", "new").await.unwrap();
+    assert_eq!(at.offset, 1);
+    assert_ne!(at.epoch, first.epoch);
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(crate::history::next(client).await, (at, "new".to_owned()));
+    }
+    let (_, reply) = a.enter_room(&format!("join lobby 3 {}", first.epoch)).await;
+    assert_eq!((reply.recovered, reply.reason.as_str()), (false, "epoch"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis killed while messages are published, and restarted without its data: publishing
+/// fails at once meanwhile (nothing is recorded or delivered anywhere), the members are
+/// closed with 1012 once the nodes find the history gone, and back, they are told honestly
+/// that they did not recover. Never silently short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_across_a_redis_restart_is_exact_or_honestly_not_recovered() {
+    let mut redis = RedisServer::start();
+    let a = crate::history::Node::start(fast(&redis), 10).await;
+    let b = crate::history::Node::start(fast(&redis), 10).await;
+    let (mut on_a, first) = a.enter_room("join lobby").await;
+    let (mut on_b, _) = b.enter_room("join lobby").await;
+    a.endpoint.publish("lobby", "m1").await.unwrap();
+    assert_eq!(crate::history::next(&mut on_b).await.0.offset, 1);
+    assert_eq!(crate::history::next(&mut on_a).await.0.offset, 1);
+
+    redis.kill();
+    eventually("a sees the outage", || !a.endpoint.cluster_stats().up).await;
+    for _ in 0..10 {
+        assert_eq!(
+            a.endpoint.publish("lobby", "lost").await,
+            Err(ws::PublishError::Unavailable("lobby".into()))
+        );
+    }
+    redis.restart();
+    // The history is gone with Redis' data: every member is closed to come back.
+    for client in [&mut on_a, &mut on_b] {
+        let close = client.expect_close().await.unwrap();
+        assert_eq!((close.code, close.reason.as_str()), (1012, "History lost"));
+    }
+    let (mut back, reply) = b.enter_room(&format!("join lobby 1 {}", first.epoch)).await;
+    assert_eq!((reply.recovered, reply.reason.as_str()), (false, "epoch"));
+    let at = a.endpoint.publish("lobby", "after").await.unwrap();
+    assert_eq!((at.offset, at.epoch), (1, reply.epoch));
+    assert_eq!(
+        crate::history::next(&mut back).await,
+        (at, "after".to_owned())
+    );
+    a.stop().await;
+    b.stop().await;
+}

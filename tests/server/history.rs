@@ -3,10 +3,14 @@
 //! epoch, an offset out of the window or ahead of the room, history lost with its socket,
 //! rooms the rule leaves out, and a `format` that panics.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use ws::cluster::{Backplane, Inbound, Topic, Unavailable};
 use ws::{
     ClientId, Config, Endpoint, Epoch, History, JoinError, Message, NotRecovered, Position,
     PublishError, Recipients, Socket, websocket,
@@ -334,15 +338,22 @@ async fn rooms_without_history_and_a_panicking_format_record_nothing() {
         Err(PublishError::NoHistory("lobby".into()))
     );
 
-    // In a cluster, each node's offsets would differ: no room keeps history there.
+    // In a cluster whose backplane keeps no history (no `Backplane::store`), each node's
+    // offsets would differ: no room keeps history there. The hub's does.
     let hub = ws::cluster::Hub::new();
-    let clustered = Socket::with_config(
+    let node = |backplane| {
+        let cluster = ws::Cluster::with_backplane(backplane);
+        let config = Config::new().history(Some(history(10))).cluster(cluster);
+        Socket::with_config(Chat, config).endpoint()
+    };
+    assert_eq!(node(NoStore(hub.backplane())).history_stats(), None);
+    let stored = Socket::with_config(
         Chat,
         Config::new()
             .history(Some(history(10)))
             .cluster(ws::Cluster::in_process(&hub)),
     );
-    assert_eq!(clustered.endpoint().history_stats(), None);
+    assert!(stored.endpoint().history_stats().is_some());
 
     // A format that panics: neither recorded nor delivered.
     let panicky = Socket::with_config(
@@ -382,4 +393,33 @@ async fn a_member_that_cannot_take_a_recorded_message_is_closed_whatever_the_pol
         (1008, "Send queue full")
     );
     shutdown(server).await;
+}
+
+/// The hub's backplane without its store.
+struct NoStore(ws::cluster::InProcess);
+
+impl Backplane for NoStore {
+    fn start(&self, node: ws::NodeId) -> Inbound {
+        self.0.start(node)
+    }
+
+    fn publish(&self, topic: &Topic, envelope: Bytes) -> Result<(), Unavailable> {
+        self.0.publish(topic, envelope)
+    }
+
+    fn subscribe(&self, topic: &Topic) {
+        self.0.subscribe(topic);
+    }
+
+    fn unsubscribe(&self, topic: &Topic) {
+        self.0.unsubscribe(topic);
+    }
+
+    fn is_up(&self) -> bool {
+        self.0.is_up()
+    }
+
+    fn stop(&self, within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.0.stop(within)
+    }
 }

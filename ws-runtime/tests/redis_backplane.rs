@@ -710,12 +710,17 @@ async fn while_redis_is_down_appends_are_refused_at_once_and_nothing_is_subscrib
     }
     assert!(slowest < Duration::from_millis(20), "{slowest:?}");
     assert_eq!(a.stats().refused, 100);
+    // Waited for within the backplane's 1 s response timeout, in case the link comes back.
     let call = Instant::now();
     assert!(
         !a.subscribed(&lobby).await,
         "nothing is subscribed while down"
     );
-    assert!(call.elapsed() < Duration::from_millis(20));
+    assert!(
+        call.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        call.elapsed()
+    );
     let unread = a.read(&Room::from("lobby"), 0, 10, LONG).await;
     assert!(
         matches!(unread, Err(StoreError::Unavailable(_))),

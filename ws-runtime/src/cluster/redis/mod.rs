@@ -267,19 +267,21 @@ impl Backplane for Redis {
         Some(self)
     }
 
-    /// Resolves once the subscription connection has confirmed `topic` (at once if it has);
-    /// `false` at once while the link is down, when it goes down meanwhile, or after the
-    /// response timeout (1 s).
+    /// Resolves once the link is up and the subscription connection has confirmed `topic`
+    /// (at once if it has); `false` if that does not happen within the response timeout (1 s)
+    /// or the backplane stops.
     fn subscribed(&self, topic: &Topic) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         let topic = topic.clone();
         let mut confirmed = self.shared.confirmed.subscribe();
         Box::pin(async move {
-            let settled = confirmed.wait_for(|now| !now.up || now.topics.contains(&topic));
-            match tokio::time::timeout(RESPONSE_TIMEOUT, settled).await {
-                Ok(Ok(now)) => now.up,
-                // Timed out, or the backplane is gone.
-                _ => false,
-            }
+            // A link on its way up (a node just started) is waited for too, within the
+            // timeout: the first joins of a new node need not fail.
+            let settled = confirmed.wait_for(|now| now.up && now.topics.contains(&topic));
+            // Timed out, or the backplane is gone: not subscribed.
+            matches!(
+                tokio::time::timeout(RESPONSE_TIMEOUT, settled).await,
+                Ok(Ok(_))
+            )
         })
     }
 
