@@ -454,9 +454,16 @@
 //! | [`history_stats`](Endpoint::history_stats) | rooms, messages kept, recorded, replayed, recoveries by outcome |
 //!
 //! A position is recovered when it is from the room's current epoch and every message after
-//! it is still kept (at most `keep` messages, none older than the TTL). History lives in the
-//! node's memory: a restart begins a new epoch in every room, so every client gets an honest
-//! `recovered: false` after it. Only messages to rooms are recorded (not broadcasts or sends
+//! it is still kept (at most `keep` messages, none older than the TTL). On one node history
+//! lives in memory: a restart begins a new epoch in every room, so every client gets an
+//! honest `recovered: false` after it. In a cluster it lives in the backplane's store (Redis,
+//! or the [`cluster::Hub`]): one history per room for every node, which survives restarts of
+//! the nodes, and a client recovers on any node. A room's recorded messages then reach every
+//! member, the sender's node included, through the store, in offset order (one Redis round
+//! trip later than a plain delivery, and not at all while Redis is down:
+//! [`publish`](Endpoint::publish) fails then). A node that misses some of a room's messages
+//! (its link was down) reads them back from the store; if the store lost them, the room's
+//! members on that node are closed with 1012 so that they come back and are told the truth. Only messages to rooms are recorded (not broadcasts or sends
 //! to ids); [`History::rooms`] chooses the rooms. A member too slow to take a recorded
 //! message is closed with 1008 whatever the [`SlowConsumer`] policy: it comes back and
 //! recovers, rather than silently missing one.

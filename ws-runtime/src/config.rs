@@ -346,10 +346,11 @@ impl Config {
     /// what it missed ([`Endpoint::join_since`](crate::Endpoint::join_since)); `None` (the
     /// default) keeps none. See [`History`].
     ///
-    /// History is kept by one node, in memory: a socket in a cluster
-    /// ([`Config::cluster`]) keeps none, and logs so when it starts, since each node's
-    /// offsets would differ (a shared store for clusters is the subject of
-    /// `docs/adr/0003-history-recovery-presence.md`).
+    /// On one node the history is kept in memory. In a cluster ([`Config::cluster`]) it is
+    /// kept by the backplane's store (the [`Hub`](crate::cluster::Hub) and Redis have one),
+    /// so that every node agrees on each room's offsets; a backplane without a store keeps
+    /// none (logged when the socket is made). Every node of a cluster should be given the
+    /// same settings.
     #[must_use]
     pub fn history(mut self, history: Option<History>) -> Self {
         self.history = history;

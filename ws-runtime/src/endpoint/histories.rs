@@ -129,7 +129,7 @@ impl Histories {
     }
 }
 
-/// Why [`Endpoint::publish`] did not record a message.
+/// Why [`Endpoint::publish`](crate::Endpoint::publish) did not record a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
@@ -150,7 +150,7 @@ pub enum PublishError {
     Uncertain(Room),
 }
 
-/// Why [`Endpoint::join_since`] did not join.
+/// Why [`Endpoint::join_since`](crate::Endpoint::join_since) did not join.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
@@ -167,7 +167,8 @@ pub enum JoinError {
     Unavailable(Room),
 }
 
-/// What the histories of a socket have done, from [`Endpoint::history_stats`].
+/// What the histories of a socket have done, from
+/// [`Endpoint::history_stats`](crate::Endpoint::history_stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HistoryStats {

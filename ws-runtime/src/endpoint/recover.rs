@@ -206,7 +206,7 @@ impl Endpoint {
     /// # Errors
     ///
     /// [`PublishError::NoHistory`] if the room keeps no history (nothing was delivered then),
-    /// [`PublishError::Format`] if [`History::format`] panicked; in a cluster,
+    /// [`PublishError::Format`] if [`History::format`](crate::History::format) panicked; in a cluster,
     /// [`PublishError::Unavailable`] if the store could not take it (nothing was recorded)
     /// and [`PublishError::Uncertain`] if the link broke before the store answered.
     pub fn publish(

@@ -46,6 +46,16 @@ type Format = Arc<dyn Fn(&Room, &Position, &Message) -> Message + Send + Sync>;
 ///
 /// On one node the history is in memory: a restart begins a new epoch in every room, and a
 /// room silent for a day forgets its epoch (its next message begins a new one).
+///
+/// In a cluster the history is in the backplane's store (Redis: a stream and a hash per
+/// room), which gives each message its position and publishes it to the nodes in one step:
+/// every node, the sender's included, delivers a room's recorded messages in offset order,
+/// one store round trip after they were sent, and nothing while the store is down
+/// ([`Endpoint::publish`](crate::Endpoint::publish) says so). A node that finds a hole in a
+/// room's messages (its link was down, the store lost data) fills it from the store; when the
+/// store no longer has what is missing, the room's members on that node are closed with
+/// 1012 "History lost", so that their clients come back and learn honestly, from
+/// [`Endpoint::join_since`](crate::Endpoint::join_since), that they did not recover.
 #[derive(Clone)]
 pub struct History {
     keep: usize,
