@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::backplane::{Backplane, Event, Inbound, Topic};
-use super::id::{NodeId, Room};
+use super::id::{ClientId, NodeId, Room, User};
 use super::position::Position;
 use super::ring::Ring;
 use super::store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};
@@ -49,6 +49,15 @@ pub struct Hub {
     nodes: Arc<Mutex<HashMap<NodeId, Member>>>,
     /// Rooms' histories; locked after `nodes` when both are.
     histories: Arc<Mutex<HashMap<Room, Ring>>>,
+    /// Rooms' members on every node, and until when each node counts as alive; locked after
+    /// `nodes` when both are.
+    presence: Arc<Mutex<Presence>>,
+}
+
+#[derive(Default)]
+struct Presence {
+    rooms: HashMap<Room, HashMap<ClientId, Option<User>>>,
+    alive: HashMap<NodeId, tokio::time::Instant>,
 }
 
 /// One started node on the hub.
@@ -64,6 +73,7 @@ impl std::fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("nodes", &lock(&self.nodes).len())
             .field("histories", &lock(&self.histories).len())
+            .field("presence", &lock(&self.presence).rooms.len())
             .finish()
     }
 }
@@ -228,6 +238,56 @@ impl Store for InProcess {
         let envelope = wire::positioned(&parts, &position);
         publish_to(&nodes, &Topic::Room(append.room), &envelope);
         Ok(Box::pin(std::future::ready(Ok(position))))
+    }
+
+    fn enter(&self, room: &Room, id: ClientId, user: Option<&User>) -> Result<(), Unavailable> {
+        let _nodes = self.connected()?;
+        lock(&self.hub.presence)
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(id, user.cloned());
+        Ok(())
+    }
+
+    fn exit(&self, room: &Room, id: ClientId) -> Result<(), Unavailable> {
+        let _nodes = self.connected()?;
+        let mut presence = lock(&self.hub.presence);
+        if let Some(members) = presence.rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                presence.rooms.remove(room);
+            }
+        }
+        Ok(())
+    }
+
+    fn alive(&self, node: NodeId, ttl: Duration, _refresh: &[Room]) -> Result<(), Unavailable> {
+        let _nodes = self.connected()?;
+        let until = tokio::time::Instant::now() + ttl;
+        lock(&self.hub.presence).alive.insert(node, until);
+        Ok(())
+    }
+
+    fn members(&self, room: &Room) -> StoreFuture<'_, Vec<(ClientId, Option<User>)>> {
+        let members = match self.connected() {
+            Err(_) => Err(StoreError::Unavailable("cut off from the hub".into())),
+            Ok(_nodes) => {
+                let presence = lock(&self.hub.presence);
+                let now = tokio::time::Instant::now();
+                let alive =
+                    |node: NodeId| presence.alive.get(&node).is_some_and(|until| *until > now);
+                Ok(presence
+                    .rooms
+                    .get(room)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(id, _)| alive(id.node()))
+                    .map(|(id, user)| (*id, user.clone()))
+                    .collect())
+            }
+        };
+        Box::pin(std::future::ready(members))
     }
 
     fn read(&self, room: &Room, after: u64, limit: usize, ttl: Duration) -> StoreFuture<'_, Read> {

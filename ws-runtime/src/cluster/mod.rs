@@ -27,4 +27,4 @@ pub(crate) use id::IdHasher;
 pub use id::{ClientId, NodeId, ParseIdError, Room, User};
 pub use position::{Epoch, ParseEpochError, Position};
 pub use settings::Cluster;
-pub use store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};
+pub use store::{Append, PRESENCE_KEEP, Read, Store, StoreError, StoreFuture, Unavailable};

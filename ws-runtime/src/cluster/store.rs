@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::id::Room;
+use super::id::{ClientId, NodeId, Room, User};
 use super::position::Position;
 use crate::message::Message;
 
@@ -119,7 +119,40 @@ pub trait Store: Send + Sync {
     /// The room's last position and at most `limit` of the messages kept after offset
     /// `after`, none older than `ttl`.
     fn read(&self, room: &Room, after: u64, limit: usize, ttl: Duration) -> StoreFuture<'_, Read>;
+
+    /// Records that client `id` (of this node) is in `room`, as `user`: queued in order with
+    /// the node's publishes, never waits. Kept for [`PRESENCE_KEEP`] unless refreshed by
+    /// [`alive`](Store::alive).
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] if the store cannot take it now.
+    fn enter(&self, room: &Room, id: ClientId, user: Option<&User>) -> Result<(), Unavailable>;
+
+    /// Records that client `id` left `room` (or closed).
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] if the store cannot take it now.
+    fn exit(&self, room: &Room, id: ClientId) -> Result<(), Unavailable>;
+
+    /// Marks `node` alive for `ttl` (each heartbeat): its members count in
+    /// [`members`](Store::members) until then, so a killed node's members leave every read
+    /// within `ttl` of its last heartbeat. The entries of `refresh` (rooms with members on
+    /// this node) are kept another [`PRESENCE_KEEP`].
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] if the store cannot take it now.
+    fn alive(&self, node: NodeId, ttl: Duration, refresh: &[Room]) -> Result<(), Unavailable>;
+
+    /// The members of `room` on every node marked alive, in no order.
+    fn members(&self, room: &Room) -> StoreFuture<'_, Vec<(ClientId, Option<User>)>>;
 }
+
+/// How long a store keeps a node's presence entries in a room without a refresh: a node
+/// refreshes its rooms' entries every third of this, and a killed node's are then dropped.
+pub const PRESENCE_KEEP: Duration = Duration::from_secs(10 * 60);
 
 /// Why a [`Backplane`](super::Backplane) did not take an envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
