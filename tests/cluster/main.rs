@@ -4,6 +4,7 @@
 //! `Hub` here; `redis.rs` (feature `redis`) runs them over Redis, with Redis' own failures.
 
 mod history;
+mod presence;
 #[cfg(feature = "redis")]
 mod redis;
 mod scenarios;
@@ -260,4 +261,54 @@ async fn history_lost_by_the_store_is_a_new_epoch_and_a_cut_off_publisher_record
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn presence_lists_every_nodes_members_and_events_cross_nodes() {
+    let hub = Hub::new();
+    presence::across_nodes(|| hub_cluster(&hub)).await;
+}
+
+/// A node cut off (as a killed one would be) stops marking itself alive: its members leave
+/// the others' lists within the expiry; back, it writes them again.
+#[tokio::test]
+async fn presence_of_a_silent_node_expires_and_comes_back_with_it() {
+    let hub = Hub::new();
+    let a = presence::Node::start(hub_cluster(&hub)).await;
+    let b = presence::Node::start(hub_cluster(&hub)).await;
+    let (mut ada, _) = a.member("ada", "lobby").await;
+    let (_bob, _) = b.member("bob", "lobby").await;
+    presence::eventually_who(&mut ada, "lobby", "2 ada,bob").await;
+    let cut = std::time::Instant::now();
+    hub.cut(b.endpoint.node());
+    presence::eventually_who(&mut ada, "lobby", "1 ada").await;
+    let gone = cut.elapsed();
+    assert!(gone <= Timings::FAST.expiry * 2, "{gone:?}");
+    hub.restore(b.endpoint.node());
+    presence::eventually_who(&mut ada, "lobby", "2 ada,bob").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// On one node (no cluster), presence is the node's rooms, with the same events.
+#[tokio::test]
+async fn presence_on_a_standalone_node() {
+    let node = presence::Node::start(Cluster::standalone()).await;
+    let (mut ada, _) = node.member("ada", "lobby").await;
+    let (mut bob, bob_id) = node.member("bob", "lobby").await;
+    assert_eq!(ada.recv_text().await.unwrap(), "join lobby bob");
+    let (mut ada2, _) = node.member("ada", "lobby").await;
+    assert_eq!(bob.recv_text().await.unwrap(), "join lobby ada");
+    presence::eventually_who(&mut ada, "lobby", "3 ada,bob").await;
+    let members = node.endpoint.presence("lobby").await;
+    assert!(members.is_complete());
+    assert_eq!((members.value.len(), members.value.users_len()), (3, 2));
+    assert!(members.value.members.iter().any(|m| m.id == bob_id));
+    node.endpoint.leave(bob_id, "lobby");
+    assert_eq!(ada.recv_text().await.unwrap(), "leave lobby bob");
+    assert_eq!(ada2.recv_text().await.unwrap(), "leave lobby bob");
+    bob.expect_no_message(std::time::Duration::from_millis(20))
+        .await
+        .unwrap();
+    node.stop().await;
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::history::History;
+use crate::presence::Presence;
 use crate::proto::deflate::Deflate;
 
 /// Which browser origins may open a connection.
@@ -99,6 +100,7 @@ pub struct Config {
     pub(crate) deflate: Option<Deflate>,
     pub(crate) cluster: Cluster,
     pub(crate) history: Option<History>,
+    pub(crate) presence: Option<Presence>,
 }
 
 impl Default for Config {
@@ -124,6 +126,7 @@ impl Default for Config {
             deflate: None,
             cluster: Cluster::standalone(),
             history: None,
+            presence: None,
         }
     }
 }
@@ -355,6 +358,22 @@ impl Config {
     pub fn history(mut self, history: Option<History>) -> Self {
         self.history = history;
         self
+    }
+
+    /// Which rooms track their members across the cluster, for
+    /// [`Endpoint::presence`](crate::Endpoint::presence) and join/leave events; `None` (the
+    /// default) tracks none. See [`Presence`]. In a cluster, the backplane's store keeps a
+    /// copy of each node's members (the [`Hub`](crate::cluster::Hub) and Redis have one); a
+    /// backplane without a store tracks none (logged when the socket is made).
+    #[must_use]
+    pub fn presence(mut self, presence: Option<Presence>) -> Self {
+        self.presence = presence;
+        self
+    }
+
+    /// The presence settings, `None` when no room tracks its members.
+    pub fn get_presence(&self) -> Option<&Presence> {
+        self.presence.as_ref()
     }
 
     /// The history settings, `None` when no room keeps history.

@@ -39,6 +39,7 @@ mod history;
 #[cfg(feature = "json")]
 mod json;
 mod message;
+mod presence;
 mod proto;
 mod rt;
 mod server;
@@ -66,6 +67,7 @@ pub use http::StatusCode;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::{Json, JsonError};
 pub use message::{Close, FromMessage, Message, Text};
+pub use presence::{Member, Members, Presence, PresenceChange, PresenceEvent};
 pub use proto::deflate::Deflate;
 #[cfg(feature = "tls")]
 pub use rustls;

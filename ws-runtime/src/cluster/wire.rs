@@ -68,6 +68,13 @@ pub(crate) enum Body {
         except: Vec<ClientId>,
         message: Message,
     },
+    /// Kind 0x08: this client joined (`join`) or left this room, as this user.
+    Presence {
+        room: Room,
+        join: bool,
+        id: ClientId,
+        user: Option<User>,
+    },
     /// Kind 0x04: close this client.
     Close {
         id: ClientId,
@@ -142,6 +149,7 @@ enum Kind {
     Join = 0x05,
     Leave = 0x06,
     Recorded = 0x07,
+    Presence = 0x08,
     ToUsers = 0x09,
     CloseUsers = 0x0A,
     Heartbeat = 0x10,
@@ -159,6 +167,7 @@ impl Kind {
             0x05 => Kind::Join,
             0x06 => Kind::Leave,
             0x07 => Kind::Recorded,
+            0x08 => Kind::Presence,
             0x09 => Kind::ToUsers,
             0x0A => Kind::CloseUsers,
             0x10 => Kind::Heartbeat,
@@ -177,6 +186,7 @@ impl Kind {
             Body::Join { .. } => Kind::Join,
             Body::Leave { .. } => Kind::Leave,
             Body::Recorded { .. } => Kind::Recorded,
+            Body::Presence { .. } => Kind::Presence,
             Body::ToUsers { .. } => Kind::ToUsers,
             Body::CloseUsers { .. } => Kind::CloseUsers,
             Body::Heartbeat(_) => Kind::Heartbeat,
@@ -325,19 +335,13 @@ fn encode_body(sender: NodeId, seq: u32, body: &Body) -> Bytes {
         }
         // Encoded above, in its parts.
         Body::Recorded { .. } => {}
-        Body::Heartbeat(beat) => {
-            let mut flags = 0;
-            if beat.hello {
-                flags |= HELLO;
-            }
-            if beat.leaving {
-                flags |= LEAVING;
-            }
-            out.put_u8(flags);
-            out.put_u64(beat.started_ms);
-            out.put_u32(beat.clients);
-            out.put_u8(beat.reads);
-        }
+        Body::Presence {
+            room,
+            join,
+            id,
+            user,
+        } => put_presence(&mut out, room, *join, *id, user.as_ref()),
+        Body::Heartbeat(beat) => put_heartbeat(&mut out, beat),
         Body::CountRequest { request, list } => {
             out.put_u64(*request);
             out.put_u8(u8::from(*list));
@@ -391,9 +395,39 @@ fn body_len(body: &Body) -> usize {
         Body::Close { reason, .. } => ID + 2 + str_len(reason),
         Body::Join { room, .. } | Body::Leave { room, .. } => ID + str_len(room.as_str()),
         Body::Recorded { .. } => 0,
+        Body::Presence { room, user, .. } => {
+            str_len(room.as_str()) + 1 + ID + 1 + user.as_ref().map_or(0, |u| str_len(u.as_str()))
+        }
         Body::Heartbeat(_) => 1 + 8 + 4 + 1,
         Body::CountRequest { .. } => 8 + 1,
         Body::CountResponse { ids, .. } => 8 + 4 + 1 + ids.as_deref().map_or(0, ids_len),
+    }
+}
+
+fn put_heartbeat(out: &mut BytesMut, beat: &Heartbeat) {
+    let mut flags = 0;
+    if beat.hello {
+        flags |= HELLO;
+    }
+    if beat.leaving {
+        flags |= LEAVING;
+    }
+    out.put_u8(flags);
+    out.put_u64(beat.started_ms);
+    out.put_u32(beat.clients);
+    out.put_u8(beat.reads);
+}
+
+fn put_presence(out: &mut BytesMut, room: &Room, join: bool, id: ClientId, user: Option<&User>) {
+    put_str(out, room.as_str());
+    out.put_u8(u8::from(join));
+    put_id(out, id);
+    match user {
+        None => out.put_u8(0),
+        Some(user) => {
+            out.put_u8(1);
+            put_str(out, user.as_str());
+        }
     }
 }
 
@@ -506,6 +540,7 @@ impl Reader<'_> {
                 Body::Close { id, code, reason }
             }
             Kind::Recorded => read.recorded(flags)?,
+            Kind::Presence => read.presence()?,
             Kind::Join | Kind::Leave => {
                 let id = read.id()?;
                 let room = Room::from(read.str("room name is not UTF-8")?);
@@ -554,6 +589,25 @@ impl Reader<'_> {
 }
 
 impl Reader<'_> {
+    /// The body of a [`Body::Presence`].
+    fn presence(&mut self) -> Result<Body, WireError> {
+        let room = Room::from(self.str("room name is not UTF-8")?);
+        let join = self.bool("presence change is not 0 or 1")?;
+        let id = self.id()?;
+        let user = if self.bool("presence user flag is not 0 or 1")? {
+            Some(User::from(self.str("user key is not UTF-8")?))
+        } else {
+            None
+        };
+        self.end()?;
+        Ok(Body::Presence {
+            room,
+            join,
+            id,
+            user,
+        })
+    }
+
     /// The body of a [`Body::Recorded`].
     fn recorded(&mut self, flags: u8) -> Result<Body, WireError> {
         let room = Room::from(self.str("room name is not UTF-8")?);
@@ -1090,7 +1144,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_named() {
-        for kind in [0x00, 0x08, 0x0f, 0x13, 0xff] {
+        for kind in [0x00, 0x0b, 0x0f, 0x13, 0xff] {
             assert_eq!(
                 decode_vec(header(kind, 0)),
                 Err(WireError::UnknownKind(kind))
@@ -1102,8 +1156,8 @@ mod tests {
             );
         }
         assert_eq!(
-            WireError::UnknownKind(8).to_string(),
-            "unknown envelope kind 0x08"
+            WireError::UnknownKind(0x0b).to_string(),
+            "unknown envelope kind 0x0b"
         );
     }
 
@@ -1374,6 +1428,18 @@ mod tests {
                     except,
                     message
                 }),
+            (
+                room(),
+                any::<bool>(),
+                client_id(),
+                proptest::option::of(text())
+            )
+                .prop_map(|(room, join, id, user)| Body::Presence {
+                    room,
+                    join,
+                    id,
+                    user: user.map(User::from)
+                }),
             (client_id(), room()).prop_map(|(id, room)| Body::Join { id, room }),
             (client_id(), room()).prop_map(|(id, room)| Body::Leave { id, room }),
             (proptest::collection::vec(room(), 0..5), ids(), message()).prop_map(
@@ -1446,7 +1512,7 @@ mod tests {
         /// The same, past the version and kind checks, so that every body decoder sees garbage.
         #[test]
         fn garbage_bodies_never_panic(
-            kind in prop_oneof![1u8..=7, 9u8..=0x0A, 0x10u8..=0x12],
+            kind in prop_oneof![1u8..=0x0A, 0x10u8..=0x12],
             flags in any::<u8>(),
             rest in proptest::collection::vec(any::<u8>(), 0..256),
         ) {

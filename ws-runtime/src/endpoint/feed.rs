@@ -336,7 +336,7 @@ impl Endpoint {
         };
         let settings = &histories.settings;
         let feed_lock = histories.feed(room);
-        {
+        let joined = {
             let mut feed = lock(&feed_lock);
             let mut clients = self.registry.write();
             let open = clients
@@ -348,9 +348,14 @@ impl Endpoint {
             }
             feed.recovering.insert(id, Vec::new());
             feed.floors.remove(&id);
-            if clients.rooms.join(id, room.clone()) && clients.rooms.len(room.as_str()) == 1 {
+            let joined = clients.rooms.join(id, room.clone());
+            if joined && clients.rooms.len(room.as_str()) == 1 {
                 self.room_created(room);
             }
+            joined
+        };
+        if joined {
+            self.entered(room, id);
         }
         let undo = |error: JoinError| {
             lock(&feed_lock).recovering.remove(&id);

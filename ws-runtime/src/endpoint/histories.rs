@@ -160,7 +160,7 @@ pub enum JoinError {
     /// The client is not open, is closing, or its send queue could not take the replay (it
     /// is then closed with 1008, and comes back to recover with a smaller gap).
     #[error(transparent)]
-    Send(#[from] SendError),
+    Client(#[from] SendError),
     /// In a cluster: the room's subscription or the history store could not be reached in
     /// time; the client did not join.
     #[error("the history of room {0} could not be reached; the client did not join")]

@@ -4,6 +4,7 @@
 mod client;
 mod feed;
 mod histories;
+mod presence;
 mod recover;
 mod registry;
 mod remote;
@@ -648,8 +649,13 @@ impl Endpoint {
         if !clients.map.contains_key(&id) {
             return Err(SendError::UnknownClient(id));
         }
-        if clients.rooms.join(id, room.clone()) && clients.rooms.len(room.as_str()) == 1 {
+        let joined = clients.rooms.join(id, room.clone());
+        if joined && clients.rooms.len(room.as_str()) == 1 {
             self.room_created(room);
+        }
+        drop(clients);
+        if joined {
+            self.entered(room, id);
         }
         Ok(())
     }
@@ -669,6 +675,14 @@ impl Endpoint {
         let left = clients.rooms.leave(id, room);
         if left && clients.rooms.len(room) == 0 {
             self.room_emptied(&Room::from(room));
+        }
+        let user = clients
+            .map
+            .get(&id)
+            .and_then(|client| client.user().cloned());
+        drop(clients);
+        if left {
+            self.exited(&Room::from(room), id, user);
         }
         left
     }

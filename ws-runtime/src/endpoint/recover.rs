@@ -262,7 +262,7 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// [`JoinError::NoHistory`] if the room keeps no history; [`JoinError::Send`] if the
+    /// [`JoinError::NoHistory`] if the room keeps no history; [`JoinError::Client`] if the
     /// client is not open or closing, or if its send queue could not take the replay (it is
     /// closed with 1008 then).
     pub fn join_since(
@@ -324,7 +324,8 @@ impl Endpoint {
         if client.is_closing() {
             return Err(SendError::Closing(id).into());
         }
-        if clients.rooms.join(id, room.clone()) && clients.rooms.len(room.as_str()) == 1 {
+        let joined = clients.rooms.join(id, room.clone());
+        if joined && clients.rooms.len(room.as_str()) == 1 {
             self.room_created(room);
         }
         drop(clients);
@@ -338,6 +339,9 @@ impl Endpoint {
         }
         drop(ring);
         histories.count_recovery(&recovery);
+        if joined {
+            self.entered(room, id);
+        }
         Ok(recovery)
     }
 

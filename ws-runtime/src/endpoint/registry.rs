@@ -76,6 +76,8 @@ pub(crate) struct Registry {
     pub(super) link: Option<super::remote::Link>,
     /// The rooms' histories, if any room keeps one.
     pub(super) history: Option<super::histories::Histories>,
+    /// Which rooms track their members, if any.
+    pub(super) presence: Option<super::presence::Presences>,
 }
 
 impl Registry {
@@ -84,6 +86,11 @@ impl Registry {
         let link = super::remote::Link::new(&config.cluster, node);
         let clustered = link.is_some();
         let stored = link.as_ref().is_none_or(|link| link.store().is_some());
+        if !stored && config.presence.is_some() {
+            tracing::error!(
+                "Config::presence needs a backplane that keeps presence (Backplane::store): this socket's does not, so no room tracks its members across nodes"
+            );
+        }
         if !stored && config.history.is_some() {
             tracing::error!(
                 "Config::history needs a backplane that keeps histories (Backplane::store): this socket's does not, so no room keeps history"
@@ -97,6 +104,11 @@ impl Registry {
                 .clone()
                 .filter(|_| stored)
                 .map(|history| super::histories::Histories::new(history, clustered)),
+            presence: config
+                .presence
+                .clone()
+                .filter(|_| stored)
+                .map(super::presence::Presences::new),
             link,
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
@@ -158,6 +170,11 @@ impl Endpoint {
 
     pub(crate) fn unregister(&self, id: ClientId) {
         let mut clients = self.registry.write();
+        let rooms = if self.registry.presence.is_some() {
+            clients.rooms.of(id).to_vec()
+        } else {
+            Vec::new()
+        };
         let client = clients.map.remove(&id);
         if let Some(user) = client.as_deref().and_then(Client::user) {
             if let Some(ids) = clients.users.get_mut(user) {
@@ -168,6 +185,11 @@ impl Endpoint {
             }
         }
         clients.rooms.leave_all(id, |room| self.room_emptied(room));
+        drop(clients);
+        let user = client.as_deref().and_then(Client::user).cloned();
+        for room in rooms {
+            self.exited(&room, id, user.clone());
+        }
     }
 
     /// Refuses new clients and closes every open one with 1001, behind what is queued.

@@ -196,7 +196,7 @@ impl Link {
 
     /// Encodes and publishes one envelope, or counts it unsent. Nothing is encoded while the
     /// link is down.
-    fn publish(&self, topic: &Topic, body: &Body) -> Result<(), Unavailable> {
+    pub(super) fn publish(&self, topic: &Topic, body: &Body) -> Result<(), Unavailable> {
         if !self.backplane.is_up() {
             self.unsent.fetch_add(1, Ordering::Relaxed);
             return Err(Unavailable::Down);
@@ -265,6 +265,13 @@ impl Link {
     /// This node.
     pub(super) fn node(&self) -> NodeId {
         self.node
+    }
+
+    /// The nodes heard from lately, in order.
+    pub(super) fn live_peers(&self) -> Vec<NodeId> {
+        let mut live: Vec<NodeId> = lock(&self.peers).live.keys().copied().collect();
+        live.sort_unstable();
+        live
     }
 
     /// Counts one node's answer to a query of this node's.
@@ -641,12 +648,7 @@ impl Endpoint {
                 except,
                 message,
             } => self.push_local(Target::Users(&users, &except), message),
-            Body::Recorded {
-                room,
-                position,
-                except,
-                message,
-            } => self.receive_recorded(&room, position, &except, message),
+            body @ (Body::Recorded { .. } | Body::Presence { .. }) => self.receive_room(body),
             Body::CloseUsers {
                 users,
                 code,
@@ -821,8 +823,10 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
                 link.up.store(true, Ordering::Relaxed);
                 let hello = link.heartbeat(endpoint.len(), true, false);
                 let _ = link.publish(&Topic::All, &hello);
-                // What the rooms' feeds missed meanwhile is read back from the store.
+                // What the rooms' feeds missed meanwhile is read back from the store, and
+                // what the store may have lost of this node's members is written again.
                 endpoint.check_feeds();
+                endpoint.reenter_all();
             }
             Event::Down(reason) => {
                 if link.up.swap(false, Ordering::Relaxed) {
@@ -848,6 +852,7 @@ async fn beat(endpoint: WeakEndpoint, every: Duration) {
         if n % 4 == 0 && link.up.load(Ordering::Relaxed) {
             let heartbeat = link.heartbeat(endpoint.len(), false, false);
             let _ = link.publish(&Topic::All, &heartbeat);
+            endpoint.mark_alive(link.expiry);
         }
         link.sweep();
     }

@@ -948,8 +948,16 @@ async fn serve(
             },
             () = link.shared.wake_subscriber.notified() => {
                 // Only the difference: a topic dropped and asked for again in between costs
-                // no command.
-                let wanted = lock(&link.shared.wanted).clone();
+                // no command. The topics about to be dropped stop counting as confirmed in the
+                // same step as the snapshot (under the lock `subscribe` takes): a `subscribed`
+                // asked after a `subscribe` that the snapshot missed then waits for the next
+                // SUBSCRIBE, instead of trusting a subscription on its way out.
+                let wanted = {
+                    let wanted = lock(&link.shared.wanted);
+                    let kept: HashSet<Topic> = subscribed.intersection(&wanted).cloned().collect();
+                    link.confirm(&kept);
+                    wanted.clone()
+                };
                 let added: Vec<String> =
                     wanted.difference(&subscribed).map(|topic| link.channel(topic)).collect();
                 let removed: Vec<String> =
