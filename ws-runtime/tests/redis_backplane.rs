@@ -2,8 +2,10 @@
 //! every kind of topic, resubscription after Redis dies and returns, the subscription killed
 //! from Redis' side, the output-buffer limit, and a feed frozen while TCP stays open (the
 //! probe); then the history store: offsets, reads, `keep`, the script's envelope bytes, lost
-//! keys, `SCRIPT FLUSH`, lost answers, the TTL, and Redis down. Every wait is on an event or a
-//! bounded poll, never a sleep (the TTL test waits on the clock, as it must).
+//! keys, `SCRIPT FLUSH`, lost answers, the TTL, and Redis down; then presence: two nodes'
+//! members read from either, exits, a lapsed node, refreshes, expired hashes, the order with
+//! appends, a refused write, and Redis down. Every wait is on an event or a bounded poll, never
+//! a sleep (the TTL tests wait on the clock, as they must).
 
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -17,7 +19,8 @@ use redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use ws::cluster::{
-    Append, Backplane, Event, Inbound, NodeId, Read, Redis, Store, StoreError, Topic, Unavailable,
+    Append, Backplane, ClientId, Event, Inbound, NodeId, Read, Redis, Store, StoreError, Topic,
+    Unavailable, User,
 };
 use ws::{Message, Position, Room};
 
@@ -732,6 +735,306 @@ async fn while_redis_is_down_appends_are_refused_at_once_and_nothing_is_subscrib
     assert!(a.subscribed(&late).await, "subscribed again before Up");
     let at = appended(&a, append("lobby", Message::text("back"), 10, LONG)).await;
     assert_eq!(at.map(|at| at.offset), Ok(1), "Redis restarted empty");
+}
+
+// ---- Presence (ADR 0003, "Presence: each node owns its members, Redis holds a copy") ----
+
+fn client(n: u32, number: u64) -> ClientId {
+    format!("{n:08x}-{number}").parse().expect("NODE-NUMBER")
+}
+
+/// Returns once everything `redis` queued before the call has been carried out by Redis:
+/// an append queued behind it is answered (one ordered queue, pipelines in order).
+async fn flushed(redis: &Redis) {
+    appended(redis, append("flushed", Message::text("."), 1, LONG))
+        .await
+        .expect("recorded");
+}
+
+/// `room`'s members, read through `redis`, sorted.
+async fn members(redis: &Redis, room: &str) -> Vec<(ClientId, Option<User>)> {
+    let read = tokio::time::timeout(WAIT, redis.members(&Room::from(room)))
+        .await
+        .expect("an answer within 10 s");
+    let mut members = read.expect("a read while up");
+    members.sort();
+    members
+}
+
+/// A key's remaining time to live in ms, from `redis-cli PTTL`.
+fn pttl(server: &RedisServer, key: &str) -> i64 {
+    server.cli(&["PTTL", key]).parse().expect("a number")
+}
+
+/// Polls `redis-cli args` (10 ms steps, bounded) until it answers `expected`.
+fn until_cli(server: &RedisServer, args: &[&str], expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = server.cli(args);
+        if answer == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?}: {answer:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_members_are_read_from_either_with_their_users_and_exit_removes() {
+    let server = RedisServer::start();
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (b, mut b_in) = start(&server.url(), 2, &[]);
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+
+    // A room whose name has a `:`, beside one whose name is its start.
+    let room = Room::from("lobby:1");
+    a.enter(&room, client(1, 1), Some(&User::from("ada")))
+        .unwrap();
+    a.enter(&room, client(1, 2), None).unwrap();
+    b.enter(&room, client(2, 1), Some(&User::from(""))).unwrap();
+    b.enter(&room, client(2, 7), Some(&User::from("é:x")))
+        .unwrap();
+    b.enter(&Room::from("lobby"), client(2, 3), Some(&User::from("bob")))
+        .unwrap();
+    flushed(&a).await;
+    flushed(&b).await;
+    assert!(
+        members(&a, "lobby:1").await.is_empty(),
+        "no node has said it is alive yet"
+    );
+
+    a.alive(node(1), LONG, &[]).unwrap();
+    b.alive(node(2), LONG, &[]).unwrap();
+    flushed(&a).await;
+    flushed(&b).await;
+    let everyone = vec![
+        (client(1, 1), Some(User::from("ada"))),
+        (client(1, 2), None),
+        (client(2, 1), Some(User::from(""))),
+        (client(2, 7), Some(User::from("é:x"))),
+    ];
+    assert_eq!(members(&a, "lobby:1").await, everyone);
+    assert_eq!(members(&b, "lobby:1").await, everyone);
+    assert_eq!(
+        members(&a, "lobby").await,
+        [(client(2, 3), Some(User::from("bob")))]
+    );
+    assert!(members(&b, "nobody").await.is_empty());
+
+    // The keys as the ADR lays them out.
+    let hash_a = "ws:presence:00000001:lobby:1";
+    let hash_b = "ws:presence:00000002:lobby:1";
+    let nodes = "ws:presence-nodes:lobby:1";
+    assert_eq!(server.cli(&["HGET", hash_a, "1"]), "uada");
+    assert_eq!(server.cli(&["HSTRLEN", hash_a, "2"]), "0", "no user");
+    assert_eq!(server.cli(&["HGET", hash_b, "1"]), "u", "an empty key");
+    let mut listed: Vec<String> = server
+        .cli(&["SMEMBERS", nodes])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["00000001", "00000002"]);
+    for key in [hash_a, hash_b, nodes] {
+        let ttl = pttl(&server, key);
+        assert!((590_000..=600_000).contains(&ttl), "{key}: {ttl}");
+    }
+    let ttl = pttl(&server, "ws:alive:00000002");
+    assert!((590_000..=600_000).contains(&ttl), "alive: {ttl}");
+
+    a.exit(&room, client(1, 2)).unwrap();
+    b.exit(&room, client(2, 1)).unwrap();
+    b.exit(&room, client(2, 7)).unwrap();
+    flushed(&a).await;
+    flushed(&b).await;
+    assert_eq!(
+        members(&b, "lobby:1").await,
+        [(client(1, 1), Some(User::from("ada")))]
+    );
+    // b's hash went with its last member; that read removed b from the room's set (without
+    // waiting for it: polled).
+    assert_eq!(server.cli(&["EXISTS", hash_b]), "0");
+    until_cli(&server, &["SMEMBERS", nodes], "00000001");
+
+    // A new first member puts b back.
+    b.enter(&room, client(2, 8), None).unwrap();
+    flushed(&b).await;
+    assert_eq!(
+        members(&a, "lobby:1").await,
+        [
+            (client(1, 1), Some(User::from("ada"))),
+            (client(2, 8), None)
+        ]
+    );
+    for redis in [&a, &b] {
+        let stats = redis.stats();
+        assert_eq!((stats.uncertain, stats.refused), (0, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_node_drops_out_until_its_next_alive_and_refresh_and_expiry_act_on_keys() {
+    const TTL: Duration = Duration::from_millis(300);
+    let server = RedisServer::start();
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (b, mut b_in) = start(&server.url(), 2, &[]);
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+
+    let room = Room::from("r");
+    let other = Room::from("other");
+    a.enter(&room, client(1, 1), Some(&User::from("ada")))
+        .unwrap();
+    a.enter(&other, client(1, 2), None).unwrap();
+    b.enter(&room, client(2, 1), None).unwrap();
+    a.alive(node(1), LONG, &[]).unwrap();
+    let sent = Instant::now();
+    b.alive(node(2), TTL, &[]).unwrap();
+    flushed(&a).await;
+    flushed(&b).await;
+    let both = vec![
+        (client(1, 1), Some(User::from("ada"))),
+        (client(2, 1), None),
+    ];
+    let only_a = vec![(client(1, 1), Some(User::from("ada")))];
+    let first = members(&a, "r").await;
+    // b's alive key was set after `sent`: before `sent + TTL`, it is still there.
+    if sent.elapsed() < TTL {
+        assert_eq!(first, both);
+    }
+
+    // Polled on the real clock (Redis' expiry), 10 ms apart, bounded.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = members(&a, "r").await;
+        if now == only_a {
+            break;
+        }
+        assert_eq!(now, both);
+        assert!(Instant::now() < deadline, "b never lapsed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent.elapsed() >= TTL, "{:?}", sent.elapsed());
+    eprintln!(
+        "b's alive (ttl {TTL:?}) lapsed in reads after {:?}",
+        sent.elapsed()
+    );
+    // Its members are kept (for its next heartbeat), only not counted.
+    assert_eq!(server.cli(&["HLEN", "ws:presence:00000002:r"]), "1");
+    b.alive(node(2), LONG, &[]).unwrap();
+    flushed(&b).await;
+    assert_eq!(members(&a, "r").await, both);
+
+    // A refresh renews the named rooms' keys, and only theirs.
+    let hash = "ws:presence:00000001:r";
+    let nodes = "ws:presence-nodes:r";
+    let other_hash = "ws:presence:00000001:other";
+    for key in [hash, nodes, other_hash] {
+        assert_eq!(server.cli(&["PEXPIRE", key, "60000"]), "1");
+    }
+    a.alive(node(1), LONG, std::slice::from_ref(&room)).unwrap();
+    flushed(&a).await;
+    for key in [hash, nodes] {
+        let ttl = pttl(&server, key);
+        assert!((590_000..=600_000).contains(&ttl), "{key}: {ttl}");
+    }
+    let ttl = pttl(&server, other_hash);
+    assert!((0..=60_000).contains(&ttl), "not refreshed: {ttl}");
+
+    // b's hash expires, as it would 10 minutes after b's last refresh (shortened here):
+    // b is alive but has no members there, and a read removes it from the room's set.
+    let hash_b = "ws:presence:00000002:r";
+    assert_eq!(server.cli(&["PEXPIRE", hash_b, "20"]), "1");
+    until_cli(&server, &["EXISTS", hash_b], "0");
+    assert_eq!(members(&b, "r").await, only_a);
+    until_cli(&server, &["SMEMBERS", nodes], "00000001");
+    assert_eq!(members(&b, "r").await, only_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_writes_queue_behind_appends_a_refused_one_keeps_the_link_and_down_refuses() {
+    let mut server = RedisServer::start();
+    let topic = Topic::Room(Room::from("o"));
+    let (a, mut a_in) = start(&server.url(), 1, &[]);
+    let (b, mut b_in) = start(&server.url(), 2, std::slice::from_ref(&topic));
+    until_up(&mut a_in).await;
+    until_up(&mut b_in).await;
+    assert!(b.subscribed(&topic).await);
+
+    // Queued right behind an append, before its answer: one ordered queue, both land.
+    let sent = append("o", Message::text("first"), 10, LONG);
+    let answer = Store::append(&a, sent.clone()).expect("taken while up");
+    a.enter(&Room::from("o"), client(1, 1), Some(&User::from("ada")))
+        .unwrap();
+    a.alive(node(1), LONG, &[]).unwrap();
+    let at = tokio::time::timeout(WAIT, answer)
+        .await
+        .expect("an answer within 10 s")
+        .expect("recorded");
+    assert_eq!(at.offset, 1);
+    assert_eq!(envelope(&mut b_in).await, envelope_of(&sent, &at));
+    flushed(&a).await;
+    assert_eq!(
+        members(&b, "o").await,
+        [(client(1, 1), Some(User::from("ada")))]
+    );
+
+    // A presence write Redis refuses (the hash's key holds a string) is counted uncertain;
+    // the link stays up, and what follows goes through.
+    assert_eq!(server.cli(&["SET", "ws:presence:00000001:bad", "x"]), "OK");
+    a.enter(&Room::from("bad"), client(1, 2), None).unwrap();
+    flushed(&a).await;
+    assert!(a.is_up());
+    a.publish(&topic, Bytes::from_static(b"after")).unwrap();
+    assert_eq!(envelope(&mut b_in).await, "after");
+    let stats = a.stats();
+    assert_eq!((stats.uncertain, stats.refused), (1, 0));
+    // Reading it is refused by Redis (WRONGTYPE): unavailable, not an empty room.
+    let refused = a.members(&Room::from("bad")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    // Something in a room's set that is not a node: invalid.
+    assert_eq!(server.cli(&["SADD", "ws:presence-nodes:o", "nobody"]), "1");
+    let invalid = a.members(&Room::from("o")).await;
+    assert!(
+        matches!(invalid, Err(StoreError::Invalid(_))),
+        "{invalid:?}"
+    );
+
+    // Redis down: refused at once, never waiting on Redis; reads unavailable.
+    server.kill();
+    until_down(&mut a_in).await;
+    let room = Room::from("o");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..100 {
+        let call = Instant::now();
+        assert_eq!(a.enter(&room, client(1, 3), None), Err(Unavailable::Down));
+        assert_eq!(a.exit(&room, client(1, 1)), Err(Unavailable::Down));
+        assert_eq!(
+            a.alive(node(1), LONG, std::slice::from_ref(&room)),
+            Err(Unavailable::Down)
+        );
+        slowest = slowest.max(call.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(20), "{slowest:?}");
+    assert_eq!(a.stats().refused, 300);
+    let call = Instant::now();
+    let unread = a.members(&room).await;
+    assert!(
+        matches!(unread, Err(StoreError::Unavailable(_))),
+        "{unread:?}"
+    );
+    assert!(
+        call.elapsed() < Duration::from_millis(20),
+        "{:?}",
+        call.elapsed()
+    );
 }
 
 /// A TCP proxy in front of Redis that can stop forwarding Redis → node bytes on the

@@ -1,9 +1,11 @@
 //! The Redis backplane (feature `redis`): envelopes as PUBLISH on one connection, a dedicated
 //! RESP2 subscription connection, our own reconnects, resubscription from our own set, and a
 //! probe through Redis that notices a feed that stalled while TCP looks healthy; it is also
-//! the cluster's history [`Store`] (`store.rs`: two Lua scripts, the appends in the publish
-//! pipeline, the reads on a clone of the publish connection).
+//! the cluster's [`Store`] (`store.rs`: the histories' two Lua scripts, the appends in the
+//! publish pipeline, the reads on a clone of the publish connection; `presence.rs`: the
+//! presence keys, written through the publish pipeline too).
 
+mod presence;
 mod store;
 
 use std::collections::HashSet;
@@ -47,6 +49,9 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 /// How often the subscriber looks for an overdue probe: a dead feed is noticed at most this
 /// long after the deadline.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// Durations go to Redis in ms, at most this many: exact in the scripts' Lua numbers, and far
+/// from the end of Redis' expiry clock.
+const MAX_MILLIS: u64 = 1 << 53;
 
 /// A [`Backplane`] over Redis pub/sub: the nodes of one application, in any number of
 /// processes, share deliveries through one Redis (or Valkey) server.
@@ -85,6 +90,17 @@ const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// on a clone of the publish connection, and [`subscribed`](Backplane::subscribed) resolves
 /// once the subscription connection has confirmed the topic.
 ///
+/// Presence lives there too, each node writing its own members: a string
+/// `{prefix}:alive:{node}` set with each [`alive`](Store::alive) (it expires with the
+/// heartbeat's TTL), a set `{prefix}:presence-nodes:{room}` of the nodes with members in the
+/// room, and per node and room a hash `{prefix}:presence:{node}:{room}` (client number → user),
+/// both kept [`PRESENCE_KEEP`](super::PRESENCE_KEEP) after their last write or refresh. The
+/// writes go through the same ordered pipeline as `publish`, refused the same way while the
+/// link is down; one that Redis answers with an error is counted `uncertain` and logged, and
+/// the link stays up. [`members`](Store::members) reads on a clone of the publish connection,
+/// skips the nodes whose alive key has expired, and removes from the set the nodes whose hash
+/// is gone.
+///
 /// ```
 /// use ws::cluster::{Backplane, Redis};
 ///
@@ -115,15 +131,15 @@ pub struct RedisError(#[source] redis::RedisError);
 #[non_exhaustive]
 pub struct RedisStats {
     /// Envelopes Redis took: their PUBLISH (or an append's script, which publishes one) was
-    /// answered.
+    /// answered. Presence writes are not envelopes and are not counted here.
     pub published: u64,
-    /// Calls to `publish` (and to the store's `append`) that returned [`Unavailable`]: link
-    /// down, or the queue full.
+    /// Calls to `publish` (and to the store's `append`, `enter`, `exit` and `alive`) that
+    /// returned [`Unavailable`]: link down, or the queue full.
     pub refused: u64,
-    /// Envelopes (and appends) that were taken but may not have reached Redis: queued or in
-    /// flight when the publish connection failed, still queued when `stop`'s time ran out, or
-    /// answered with an error (an append's script refused, or gone: NOSCRIPT). Never retried
-    /// (no duplicates, no reordering).
+    /// Envelopes (and appends, and presence writes) that were taken but may not have reached
+    /// Redis: queued or in flight when the publish connection failed, still queued when
+    /// `stop`'s time ran out, or answered with an error (an append's script refused, or gone:
+    /// NOSCRIPT; a presence command refused). Never retried (no duplicates, no reordering).
     pub uncertain: u64,
     /// Envelopes that arrived but were dropped because the node did not keep up (its
     /// [`Inbound`] was full).
@@ -176,7 +192,7 @@ impl Redis {
     }
 
     /// Queues one item for the publish connection without waiting, or refuses it (and counts
-    /// the refusal): what `publish` and `append` share.
+    /// the refusal): what `publish`, `append` and the presence writes share.
     fn enqueue(&self, item: Outgoing) -> Result<(), Unavailable> {
         if !self.shared.up.load(Ordering::Acquire) {
             return self.refuse(Unavailable::Down);
@@ -234,6 +250,7 @@ impl Backplane for Redis {
             check_publish: Notify::new(),
             probes: Mutex::new(Probes::default()),
             dropping: AtomicBool::new(false),
+            presence_refused: AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(publisher(Arc::clone(&link), outgoing)),
@@ -382,13 +399,24 @@ enum Outgoing {
         append: Append,
         reply: oneshot::Sender<Result<Position, StoreError>>,
     },
+    /// Plain commands that go in the pipeline one after the other, each answered on its own
+    /// (the presence writes: `enter`, `exit`, `alive`); nobody waits for their answers.
+    Commands(Vec<redis::Cmd>),
 }
 
 impl Outgoing {
-    /// An envelope of the node's (an append publishes one), not an internal probe: what the
-    /// counters count.
+    /// An envelope of the node's (an append publishes one) or a presence write, not an
+    /// internal probe: what the counters count.
     fn counts(&self) -> bool {
         !matches!(self, Outgoing::Probe { .. })
+    }
+
+    /// How many commands (and so answers) the item is in a pipeline.
+    fn commands(&self) -> usize {
+        match self {
+            Outgoing::Commands(commands) => commands.len(),
+            _ => 1,
+        }
     }
 }
 
@@ -418,6 +446,8 @@ struct Link {
     probes: Mutex<Probes>,
     /// Envelopes are being dropped because `Inbound` is full (warned once per episode).
     dropping: AtomicBool,
+    /// Redis answers presence writes with errors (warned once per episode).
+    presence_refused: AtomicBool,
 }
 
 /// Whether each connection works, and the link's state made of the two; changed (and the
@@ -593,6 +623,28 @@ impl Link {
         }
     }
 
+    /// Records how Redis answered one presence write: all its commands done (`None`), or the
+    /// first error. A refused write is uncertain (its other commands may have run), and is
+    /// logged once per episode; it leaves the link as it is.
+    fn presence_answered(&self, refused: Option<redis::ServerError>) {
+        match refused {
+            None => {
+                if self.presence_refused.swap(false, Ordering::Relaxed) {
+                    tracing::info!(node = %self.node, "Redis takes presence writes again");
+                }
+            }
+            Some(error) => {
+                self.shared
+                    .counters
+                    .uncertain
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.presence_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(node = %self.node, %error, "Redis refused a presence write: this node's members may be missing from presence reads");
+                }
+            }
+        }
+    }
+
     fn probe_published(&self, generation: u64, seq: u64) {
         let mut probes = lock(&self.probes);
         if probes.generation == generation && probes.pending.is_none() {
@@ -708,12 +760,14 @@ async fn publisher(link: Arc<Link>, mut outgoing: mpsc::Receiver<Outgoing>) {
     link.drain(&mut outgoing, "the backplane stopped");
 }
 
-/// Sends one pipeline (PUBLISH commands, and an EVALSHA of the `append` script for each
-/// append), answers the appends and records what Redis took; the batch is empty afterwards.
+/// Sends one pipeline (PUBLISH commands, an EVALSHA of the `append` script for each append,
+/// and the presence writes' commands), answers the appends and records what Redis took; the
+/// batch is empty afterwards.
 ///
 /// `Err` means the connection is no longer usable: it broke (what was in flight is
 /// uncertain), or Redis answered NOSCRIPT (its script cache was emptied: the connection is
-/// made again, and the scripts loaded again).
+/// made again, and the scripts loaded again). A presence write that Redis refuses is counted
+/// and logged, but does not make the connection unusable.
 async fn send(
     link: &Link,
     connection: &mut MultiplexedConnection,
@@ -744,20 +798,25 @@ async fn send(
             Outgoing::Append { append, .. } => {
                 pipeline.add_command(scripts.append(link, append));
             }
+            Outgoing::Commands(commands) => {
+                for command in commands {
+                    pipeline.add_command(command.clone());
+                }
+            }
         }
     }
+    let expected: usize = batch.iter().map(Outgoing::commands).sum();
     let answered = tokio::time::timeout(
         RESPONSE_TIMEOUT,
         pipeline.query_async::<Vec<redis::Value>>(connection),
     )
     .await;
     let answers = match flatten(answered) {
-        Ok(answers) if answers.len() == batch.len() => answers,
+        Ok(answers) if answers.len() == expected => answers,
         Ok(answers) => {
             let reason = format!(
-                "{} answers to a pipeline of {} commands",
+                "{} answers to a pipeline of {expected} commands",
                 answers.len(),
-                batch.len()
             );
             link.lost(batch.drain(..), Lost::InFlight, &reason);
             return Err(reason);
@@ -771,11 +830,19 @@ async fn send(
     let counters = &link.shared.counters;
     // Counted before an append is answered, so that its caller sees it counted.
     let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
-    for (item, answer) in batch.drain(..).zip(answers) {
-        let answer = match answer {
-            redis::Value::ServerError(error) => Err(error),
-            value => Ok(value),
-        };
+    let mut answers = answers.into_iter();
+    for item in batch.drain(..) {
+        // The item's answers (as many as its commands, checked above): the first error, or
+        // the last value.
+        let mut answer = Ok(redis::Value::Nil);
+        for value in answers.by_ref().take(item.commands()) {
+            if answer.is_ok() {
+                answer = match value {
+                    redis::Value::ServerError(error) => Err(error),
+                    value => Ok(value),
+                };
+            }
+        }
         match (item, answer) {
             (Outgoing::Envelope(..), Ok(_)) => {
                 count(&counters.published);
@@ -799,6 +866,7 @@ async fn send(
                 };
                 let _ = reply.send(Err(error));
             }
+            (Outgoing::Commands(_), answer) => link.presence_answered(answer.err()),
             (item, Err(error)) => {
                 if item.counts() {
                     count(&counters.uncertain);
@@ -997,6 +1065,22 @@ fn flatten<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("Redis did not answer in time".to_owned()),
+    }
+}
+
+/// A duration in ms for Redis, at most [`MAX_MILLIS`].
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(MAX_MILLIS)
+}
+
+/// The bytes of a string reply.
+fn bulk(value: &redis::Value) -> Option<&[u8]> {
+    match value {
+        redis::Value::BulkString(bytes) => Some(bytes),
+        redis::Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
     }
 }
 

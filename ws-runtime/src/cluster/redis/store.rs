@@ -2,7 +2,8 @@
 //! stream `{prefix}:history:{room}` whose entry ids are the offsets (fields `k` kind, `t`
 //! Redis time in ms, `m` payload) and a hash `{prefix}:history-meta:{room}` (`e` epoch, `o`
 //! last offset); two Lua scripts, `append.lua` (sent in the publish pipeline, so ordered with
-//! the node's envelopes) and `read.lua` (on a clone of the publish connection).
+//! the node's envelopes) and `read.lua` (on a clone of the publish connection); and the
+//! presence calls, whose commands and reads are `presence.rs`'s.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::super::backplane::{Backplane, Topic};
 use super::super::id::{ClientId, NodeId, Room, User};
 use super::super::position::{Epoch, Position};
 use super::super::store::{Append, Read, Store, StoreError, StoreFuture, Unavailable};
-use super::{Link, Outgoing, RESPONSE_TIMEOUT, Redis, flatten, lock};
+use super::{Link, Outgoing, RESPONSE_TIMEOUT, Redis, bulk, flatten, lock, millis, presence};
 use crate::message::Message;
 
 /// The `append` script: records a message and publishes its envelope.
@@ -23,9 +24,6 @@ const APPEND: &str = include_str!("append.lua");
 const READ: &str = include_str!("read.lua");
 /// A room's meta hash (its epoch and top) outlives its last append or read by this.
 const META_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// Durations go to Redis in ms, at most this many: exact in the scripts' Lua numbers, and far
-/// from the end of Redis' expiry clock.
-const MAX_MILLIS: u64 = 1 << 53;
 
 /// The SHA1s of the scripts, as `SCRIPT LOAD` answered them on the publish connection.
 pub(super) struct Scripts {
@@ -102,30 +100,32 @@ fn meta_key(prefix: &str, room: &Room) -> String {
     format!("{prefix}:history-meta:{}", room.as_str())
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .min(MAX_MILLIS)
-}
-
 impl Store for Redis {
-    // PLACEHOLDER (replaced by the Redis presence work in this session before any merge to CI).
-    fn enter(&self, _room: &Room, _id: ClientId, _user: Option<&User>) -> Result<(), Unavailable> {
-        Err(Unavailable::Down)
+    fn enter(&self, room: &Room, id: ClientId, user: Option<&User>) -> Result<(), Unavailable> {
+        self.enqueue(Outgoing::Commands(presence::enter(
+            &self.prefix,
+            room,
+            id,
+            user,
+        )))
     }
 
-    fn exit(&self, _room: &Room, _id: ClientId) -> Result<(), Unavailable> {
-        Err(Unavailable::Down)
+    fn exit(&self, room: &Room, id: ClientId) -> Result<(), Unavailable> {
+        self.enqueue(Outgoing::Commands(presence::exit(&self.prefix, room, id)))
     }
 
-    fn alive(&self, _node: NodeId, _ttl: Duration, _refresh: &[Room]) -> Result<(), Unavailable> {
-        Err(Unavailable::Down)
+    fn alive(&self, node: NodeId, ttl: Duration, refresh: &[Room]) -> Result<(), Unavailable> {
+        self.enqueue(Outgoing::Commands(presence::alive(
+            &self.prefix,
+            node,
+            ttl,
+            refresh,
+        )))
     }
 
-    fn members(&self, _room: &Room) -> StoreFuture<'_, Vec<(ClientId, Option<User>)>> {
-        Box::pin(std::future::ready(Err(StoreError::Unavailable(
-            "presence placeholder".into(),
-        ))))
+    fn members(&self, room: &Room) -> StoreFuture<'_, Vec<(ClientId, Option<User>)>> {
+        let connection = self.reader().map(|reader| reader.connection);
+        Box::pin(presence::members(connection, &self.prefix, room.clone()))
     }
 
     fn append(&self, append: Append) -> Result<StoreFuture<'static, Position>, Unavailable> {
@@ -143,11 +143,7 @@ impl Store for Redis {
     }
 
     fn read(&self, room: &Room, after: u64, limit: usize, ttl: Duration) -> StoreFuture<'_, Read> {
-        let reader = if self.is_up() {
-            lock(&self.shared.reader).clone()
-        } else {
-            None
-        };
+        let reader = self.reader();
         let stream = stream_key(&self.prefix, room);
         let meta = meta_key(&self.prefix, room);
         let command = move |sha: &str| {
@@ -195,6 +191,17 @@ impl Store for Redis {
     }
 }
 
+impl Redis {
+    /// What reads use, while the link is up.
+    fn reader(&self) -> Option<Reader> {
+        if self.is_up() {
+            lock(&self.shared.reader).clone()
+        } else {
+            None
+        }
+    }
+}
+
 fn is_noscript(error: &redis::RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
@@ -234,8 +241,8 @@ fn read_answer(answer: Value) -> Result<Read, StoreError> {
             .and_then(|id| id.strip_suffix("-0"))
             .and_then(|offset| offset.parse().ok())
             .ok_or_else(|| invalid("an entry id that is not {offset}-0"))?;
-        let payload = bytes(payload).ok_or_else(|| invalid("a payload"))?;
-        let message = match bytes(kind) {
+        let payload = bulk(payload).ok_or_else(|| invalid("a payload"))?;
+        let message = match bulk(kind) {
             Some(b"t") => Message::text(
                 String::from_utf8(payload.to_vec())
                     .map_err(|_| invalid("a text message that is not UTF-8"))?,
@@ -248,16 +255,8 @@ fn read_answer(answer: Value) -> Result<Read, StoreError> {
     Ok(Read::new(Position::new(top, epoch), read))
 }
 
-fn bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
-    }
-}
-
 fn text(value: &Value) -> Option<&str> {
-    std::str::from_utf8(bytes(value)?).ok()
+    std::str::from_utf8(bulk(value)?).ok()
 }
 
 /// An offset: an integer reply, or its decimal text.
