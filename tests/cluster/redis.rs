@@ -164,11 +164,12 @@ async fn subscriptions_killed_by_redis_are_restored() {
 }
 
 /// A node killed with SIGKILL (a child process running [`child_node`]) is dropped by the
-/// others within 4 s with the default timings, and sends to its clients then fail at once.
+/// others within 4 s with the default timings, sends to its clients then fail at once, and
+/// its members leave the rooms' presence within the same 4 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_is_dropped_within_four_seconds() {
+async fn a_killed_node_is_dropped_and_leaves_presence_within_four_seconds() {
     let redis = RedisServer::start();
-    let a = Node::start(Cluster::redis(&redis.url()).unwrap()).await;
+    let a = crate::presence::Node::start(Cluster::redis(&redis.url()).unwrap()).await;
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "redis::child_node", "--ignored", "--nocapture"])
@@ -196,6 +197,8 @@ async fn a_killed_node_is_dropped_within_four_seconds() {
     .await;
     let count = a.endpoint.cluster_len().await;
     assert_eq!((count.value, count.is_complete()), (1, true), "{count:?}");
+    let lobby = presence_until(&a.endpoint, |users| users == ["zed"]).await;
+    assert_eq!(lobby.value.members[0].id, child_client);
 
     child.0.kill().unwrap();
     let killed = Instant::now();
@@ -209,12 +212,42 @@ async fn a_killed_node_is_dropped_within_four_seconds() {
         dropped < Duration::from_secs(4),
         "dropped after {dropped:?}"
     );
+    presence_until(&a.endpoint, <[String]>::is_empty).await;
+    let absent = killed.elapsed();
+    assert!(
+        absent < Duration::from_secs(4),
+        "still present after {absent:?}"
+    );
+    eprintln!("a SIGKILLed node's members left presence {absent:?} after its death");
     assert_eq!(
         a.endpoint.send(child_client, "x"),
         Err(SendError::UnknownClient(child_client))
     );
     eprintln!("a SIGKILLed node was dropped {dropped:?} after its death");
     a.stop().await;
+}
+
+/// Reads the lobby's presence from `endpoint` until its users are as `done` wants, for at most
+/// [`scenarios::WAIT`].
+async fn presence_until(
+    endpoint: &ws::Endpoint,
+    done: impl Fn(&[String]) -> bool,
+) -> ws::Partial<ws::Members> {
+    let deadline = Instant::now() + scenarios::WAIT;
+    loop {
+        let lobby = endpoint.presence("lobby").await;
+        let users: Vec<String> = lobby
+            .value
+            .users()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if done(&users) {
+            return lobby;
+        }
+        assert!(Instant::now() < deadline, "presence still {users:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped: also when the test fails first.
@@ -227,15 +260,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Not a test of its own: the child node of [`a_killed_node_is_dropped_within_four_seconds`],
+/// Not a test of its own: the child node of
+/// [`a_killed_node_is_dropped_and_leaves_presence_within_four_seconds`],
 /// run only by it (through `--ignored` and the variable naming its Redis). It serves one client
 /// of its own, prints that client's id and waits to be killed.
 #[tokio::test]
-#[ignore = "the child process of a_killed_node_is_dropped_within_four_seconds"]
+#[ignore = "the child process of a_killed_node_is_dropped_and_leaves_presence_within_four_seconds"]
 async fn child_node() {
     let url = std::env::var("WS_CHILD_NODE_REDIS").expect("run by its parent test");
-    let node = Node::start(Cluster::redis(&url).unwrap()).await;
-    let (_client, id) = node.enter().await;
+    let node = crate::presence::Node::start(Cluster::redis(&url).unwrap()).await;
+    let (_client, id) = node.member("zed", "lobby").await;
     eventually("the child's link is up", || {
         node.endpoint.cluster_stats().up
     })
@@ -330,4 +364,10 @@ async fn history_across_a_redis_restart_is_exact_or_honestly_not_recovered() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_lists_every_nodes_members_and_events_cross_nodes_over_redis() {
+    let redis = RedisServer::start();
+    crate::presence::across_nodes(|| fast(&redis)).await;
 }
