@@ -468,6 +468,35 @@
 //! message is closed with 1008 whatever the [`SlowConsumer`] policy: it comes back and
 //! recovers, rather than silently missing one.
 //!
+//! # Presence: who is in a room, on every node
+//!
+//! With [`Config::presence`], rooms track their members across the cluster:
+//! [`Endpoint::presence`]`(room).await` lists every member on every node with its user
+//! ([`Accept::user`]), and [`Presence::events`] tells a room's members when someone joins or
+//! leaves, on every node.
+//!
+//! ```
+//! use ws::{Config, Message, Presence, PresenceChange};
+//!
+//! let config = Config::new().presence(Some(Presence::new().events(|room, event| {
+//!     let user = event.user.as_ref()?;
+//!     let change = if event.change == PresenceChange::Join { "join" } else { "leave" };
+//!     Some(Message::text(format!("{change} {room} {user}")))
+//! })));
+//! # async fn demo(endpoint: ws::Endpoint) {
+//! let lobby = endpoint.presence("lobby").await;
+//! println!("{} connections, users {:?}", lobby.value.len(), lobby.value.users());
+//! # }
+//! # drop(config);
+//! ```
+//!
+//! Each node owns its members; in a cluster it also writes a copy to the backplane's store
+//! (Redis: a hash per node and room) and marks itself alive with each heartbeat, so a node
+//! killed without a word drops out of every list within 4 s ([`Cluster::expiry`] and the
+//! sweep), like it drops out of [`Endpoint::nodes`]. Its members leave without a leave event.
+//! While the store cannot be read, [`Endpoint::presence`] answers with this node's members and
+//! names the other live nodes in [`Partial::missing`].
+//!
 //! # Configuration and defaults
 //!
 //! [`Socket::new`] uses [`Config::default`]; [`Socket::with_config`] takes your own. Every
