@@ -212,6 +212,7 @@ impl Endpoint {
         let settings = &histories.settings;
         let feed_lock = histories.feed(room);
         let mut attempts = 0;
+        let mut filled_from_store = 0;
         loop {
             let cursor = lock(&feed_lock).cursor;
             let after = cursor.map_or(0, |cursor| cursor.offset);
@@ -254,6 +255,7 @@ impl Endpoint {
                             message,
                         };
                         self.deliver_frame(histories, &mut feed, room, frame, outages);
+                        filled_from_store += 1;
                         next += 1;
                     }
                     filled && next > read.top.offset
@@ -284,7 +286,9 @@ impl Endpoint {
             feed.held.extend(rest);
             if !gap {
                 feed.healing = false;
-                histories.count_healed();
+                if filled_from_store > 0 {
+                    histories.count_healed();
+                }
                 return;
             }
             attempts = 0;

@@ -186,7 +186,8 @@ pub struct HistoryStats {
     /// [`Epoch`](NotRecovered::Epoch), [`Window`](NotRecovered::Window),
     /// [`Ahead`](NotRecovered::Ahead), in that order.
     pub not_recovered: [u64; 4],
-    /// In a cluster: gaps in a room's feed on this node filled from the store.
+    /// In a cluster: gaps in a room's feed on this node filled from the store (with at least
+    /// one message read back).
     pub healed: u64,
     /// In a cluster: members closed with 1012 because messages of their room were lost
     /// before this node could deliver them (see [`History`]).
