@@ -12,87 +12,32 @@ use std::time::Duration;
 use bytes::Bytes;
 use ws::cluster::{Backplane, Inbound, Topic, Unavailable};
 use ws::{
-    ClientId, Config, Endpoint, Epoch, History, JoinError, Message, NotRecovered, Position,
-    PublishError, Recipients, Socket, websocket,
+    ClientId, Config, Endpoint, Epoch, History, JoinError, Position, PublishError, Recipients,
+    Socket, websocket,
 };
 
 use crate::support::*;
 
-/// Commands, one per text message: `join ROOM` or `join ROOM OFFSET EPOCH` (answered
-/// `joined ROOM EPOCH OFFSET RECOVERED REASON` after the replay), `say ROOM TEXT` (one
-/// word). Recorded messages reach members as `ROOM EPOCH OFFSET TEXT`.
+#[path = "../support/history_chat.rs"]
+mod chat;
+
+use chat::{history, joined, recorded};
+
+/// The protocol of `tests/support/history_chat.rs`.
 struct Chat;
 
 #[websocket]
 impl Chat {
     async fn on_data(&self, endpoint: &Endpoint, id: ClientId, text: String) {
-        let words: Vec<&str> = text.splitn(4, ' ').collect();
-        match words[..] {
-            ["join", room] => join(endpoint, id, room, None).await,
-            ["join", room, offset, epoch] => {
-                let since = Position::new(offset.parse().unwrap(), epoch.parse().unwrap());
-                join(endpoint, id, room, Some(since)).await;
-            }
-            ["say", room, text] => {
-                endpoint.deliver(Recipients::room(room), text);
-            }
-            _ => panic!("unknown command {text:?}"),
-        }
+        chat::command(endpoint, id, &text).await;
     }
-}
-
-async fn join(endpoint: &Endpoint, id: ClientId, room: &str, since: Option<Position>) {
-    endpoint
-        .join_since(id, room, since)
-        .then_send(|r| {
-            let reason = r.reason.map_or("-", NotRecovered::as_str);
-            let (epoch, offset, ok) = (r.position.epoch, r.position.offset, r.recovered);
-            Some(format!("joined {room} {epoch} {offset} {ok} {reason}").into())
-        })
-        .await
-        .expect("joined");
-}
-
-fn history(keep: usize) -> History {
-    History::new(keep, Duration::from_secs(300))
-        .rooms(|room| !room.starts_with("tmp"))
-        .format(|room, at, message| {
-            let text = message.as_text().unwrap_or_default();
-            Message::text(format!("{room} {} {} {text}", at.epoch, at.offset))
-        })
 }
 
 fn socket(keep: usize) -> Socket<Chat> {
     Socket::with_config(Chat, Config::new().history(Some(history(keep))))
 }
 
-/// A `joined` reply: the room's epoch and offset, whether it recovered, and why not.
-struct Joined {
-    epoch: Epoch,
-    offset: u64,
-    recovered: bool,
-    reason: String,
-}
-
-fn joined(reply: &str) -> Joined {
-    let words: Vec<&str> = reply.split(' ').collect();
-    assert_eq!(words[0], "joined", "{reply}");
-    Joined {
-        epoch: words[2].parse().unwrap(),
-        offset: words[3].parse().unwrap(),
-        recovered: words[4] == "true",
-        reason: words[5].to_owned(),
-    }
-}
-
-/// A recorded message as a member got it: its position and text.
-fn recorded(frame: &str) -> (Position, String) {
-    let words: Vec<&str> = frame.splitn(4, ' ').collect();
-    let at = Position::new(words[2].parse().unwrap(), words[1].parse().unwrap());
-    (at, words[3].to_owned())
-}
-
-async fn join_room(client: &mut ws::test::Client, command: &str) -> Joined {
+async fn join_room(client: &mut ws::test::Client, command: &str) -> chat::Joined {
     client.send_text(command).await.unwrap();
     joined(&client.recv_text().await.unwrap())
 }

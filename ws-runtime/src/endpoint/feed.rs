@@ -352,11 +352,7 @@ impl Endpoint {
             }
             feed.recovering.insert(id, Vec::new());
             feed.floors.remove(&id);
-            let joined = clients.rooms.join(id, room.clone());
-            if joined && clients.rooms.len(room.as_str()) == 1 {
-                self.room_created(room);
-            }
-            joined
+            self.join_locked(&mut clients, id, room)
         };
         if joined {
             self.entered(room, id);

@@ -649,15 +649,22 @@ impl Endpoint {
         if !clients.map.contains_key(&id) {
             return Err(SendError::UnknownClient(id));
         }
-        let joined = clients.rooms.join(id, room.clone());
-        if joined && clients.rooms.len(room.as_str()) == 1 {
-            self.room_created(room);
-        }
+        let joined = self.join_locked(&mut clients, id, room);
         drop(clients);
         if joined {
             self.entered(room, id);
         }
         Ok(())
+    }
+
+    /// Adds `id` to `room` under the registry's write lock, subscribing to the room's topic
+    /// for its first member here; whether it was not in the room yet.
+    fn join_locked(&self, clients: &mut registry::Clients, id: ClientId, room: &Room) -> bool {
+        let joined = clients.rooms.join(id, room.clone());
+        if joined && clients.rooms.len(room.as_str()) == 1 {
+            self.room_created(room);
+        }
+        joined
     }
 
     /// Removes a client from a room; whether it was in it. For another node's client it is

@@ -324,10 +324,7 @@ impl Endpoint {
         if client.is_closing() {
             return Err(SendError::Closing(id).into());
         }
-        let joined = clients.rooms.join(id, room.clone());
-        if joined && clients.rooms.len(room.as_str()) == 1 {
-            self.room_created(room);
-        }
+        let joined = self.join_locked(&mut clients, id, room);
         drop(clients);
         // Still under the ring's lock: no message of the room is pushed to anyone before
         // these, and the client is a member for the next one.
