@@ -13,6 +13,21 @@
 //! client `ID`, on this node or, in a cluster, on another; every other message is handled as
 //! without `--pair`. Without `--pair` nothing is sent on open.
 //!
+//! With `--room` (for the benchmark's history rows) every client joins the room `all` on open,
+//! and a message is delivered to the room's other members
+//! (`Recipients::room("all").excluding([sender])`), on this node or, in a cluster, on every
+//! node. With `--history N` (which implies `--room`) the room keeps its last `N` messages
+//! (none older than an hour) and each reaches its members as a binary message: the
+//! message's offset in the room (8 bytes, big-endian), the length of the history's epoch (1
+//! byte), the epoch (ASCII), then the message's bytes unchanged. A client that comes back
+//! with the position of the last message it got sends the text `#since OFFSET EPOCH`: it
+//! leaves the room and joins it again with that position (`Endpoint::join_since`), and gets
+//! the messages it missed, in order, then the text `#joined OFFSET EPOCH RECOVERED REPLAYED`
+//! (the room's position when it joined, `true` or `false`, how many were replayed), then the
+//! live messages; or `#error REASON`. Send `#since` first thing after opening: what the
+//! connection got live before it comes again in the replay (drop it by offset), and a message
+//! it sends before the `#joined` reply may reach the room before the rejoin is done.
+//!
 //! With `--deflate` it negotiates permessage-deflate (RFC 7692) with clients that offer it,
 //! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
 //! echo compressed); `--deflate-threshold BYTES` sets another threshold.
@@ -21,14 +36,31 @@
 //! origin, no rate limit, no connection limits.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use warp::Filter;
-use ws::{ClientId, Config, Deflate, Endpoint, Message, Origins, Recipients, websocket};
+use ws::{
+    ClientId, Config, Deflate, Endpoint, History, Message, Origins, Position, Recipients, websocket,
+};
+
+/// The room of `--room`.
+const ROOM: &str = "all";
 
 #[derive(Default)]
 struct Echo {
     broadcast: bool,
     pair: bool,
+    /// `--room`, `--history N`.
+    room: Option<Room>,
+}
+
+/// What the room `all` is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// `--room`: messages go to its members as they are.
+    Plain,
+    /// `--history N`: it keeps its last messages, and a client can rejoin with `#since`.
+    History,
 }
 
 #[websocket]
@@ -38,12 +70,26 @@ impl Echo {
             // A failed send means the client is already closing; nothing to do.
             let _ = endpoint.send(id, Message::text(id.to_string()));
         }
+        if self.room.is_some() {
+            // It fails only if the client is already closing.
+            let _ = endpoint.join(id, ROOM);
+        }
     }
 
     fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
         if let Some((to, rest)) = self.pair.then(|| addressed(&msg)).flatten() {
             // An unknown or departed client: the message is dropped, as a chat would.
             let _ = endpoint.send(to, Message::text(rest.to_owned()));
+        } else if let Some(room) = self.room {
+            match (room == Room::History).then(|| since(&msg)).flatten() {
+                Some(Ok(since)) => rejoin(endpoint.clone(), id, since),
+                Some(Err(())) => {
+                    let _ = endpoint.send(id, Message::text("#error usage: #since OFFSET EPOCH"));
+                }
+                None => {
+                    endpoint.deliver(Recipients::room(ROOM).excluding([id]), msg);
+                }
+            }
         } else if self.broadcast {
             endpoint.deliver(Recipients::except([id]), msg);
         } else {
@@ -51,6 +97,55 @@ impl Echo {
             let _ = endpoint.send(id, msg);
         }
     }
+}
+
+/// The position of a text message `#since OFFSET EPOCH` (`Err` if it is malformed), or `None`
+/// for any other message.
+fn since(msg: &Message) -> Option<Result<Position, ()>> {
+    let rest = msg.as_text()?.strip_prefix("#since ")?;
+    let parsed = rest
+        .trim()
+        .split_once(' ')
+        .and_then(|(offset, epoch)| Some(Position::new(offset.parse().ok()?, epoch.parse().ok()?)));
+    Some(parsed.ok_or(()))
+}
+
+/// `#since`: the client leaves the room and joins it again with its position, getting what it
+/// missed, then `#joined ...`. A task of its own, since a join in a cluster waits for the
+/// store; the hooks stay plain functions, as the other modes have them.
+fn rejoin(endpoint: Endpoint, id: ClientId, since: Position) {
+    tokio::spawn(async move {
+        endpoint.leave(id, ROOM);
+        let joined = endpoint
+            .join_since(id, ROOM, Some(since))
+            .then_send(|r| {
+                let at = r.position;
+                Some(Message::text(format!(
+                    "#joined {} {} {} {}",
+                    at.offset, at.epoch, r.recovered, r.replayed
+                )))
+            })
+            .await;
+        if let Err(err) = joined {
+            let _ = endpoint.send(id, Message::text(format!("#error {err}")));
+        }
+    });
+}
+
+/// `--history N`: the room keeps its last `keep` messages for an hour, each written to its
+/// members as offset (8 bytes, big-endian), epoch length (1 byte), epoch, message.
+fn history(keep: usize) -> History {
+    History::new(keep, Duration::from_secs(3600)).format(|_room, at, message| {
+        let epoch = at.epoch.as_str().as_bytes();
+        let bytes = message.as_bytes();
+        let mut out = Vec::with_capacity(9 + epoch.len() + bytes.len());
+        out.extend_from_slice(&at.offset.to_be_bytes());
+        // An epoch is at most 32 bytes.
+        out.push(u8::try_from(epoch.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(epoch);
+        out.extend_from_slice(bytes);
+        Message::binary(out)
+    })
 }
 
 /// The client and the rest of a text message `@NODE-NUMBER rest`.
@@ -71,6 +166,8 @@ async fn main() -> std::process::ExitCode {
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
     let mut pair = false;
+    let mut room = false;
+    let mut keep: Option<usize> = None;
     let mut deflate: Option<usize> = None;
     let mut redis: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -78,6 +175,11 @@ async fn main() -> std::process::ExitCode {
         match arg.as_str() {
             "--broadcast" => broadcast = true,
             "--pair" => pair = true,
+            "--room" => room = true,
+            "--history" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) => keep = Some(n),
+                None => return usage(),
+            },
             "--deflate" => deflate = Some(deflate.unwrap_or(0)),
             "--deflate-threshold" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(bytes) => deflate = Some(bytes),
@@ -103,6 +205,9 @@ async fn main() -> std::process::ExitCode {
         .max_connections(None)
         .max_connections_per_ip(None)
         .deflate(deflate.map(|threshold| Deflate::new().threshold(threshold)));
+    if let Some(keep) = keep {
+        config = config.history(Some(history(keep)));
+    }
     if let Some(url) = redis {
         match cluster_on(&url) {
             Ok(cluster) => config = config.cluster(cluster),
@@ -112,7 +217,18 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let echo = ws::Socket::with_config(Echo { broadcast, pair }, config);
+    let echo = ws::Socket::with_config(
+        Echo {
+            broadcast,
+            pair,
+            room: match (room, keep) {
+                (_, Some(_)) => Some(Room::History),
+                (true, None) => Some(Room::Plain),
+                (false, None) => None,
+            },
+        },
+        config,
+    );
     let routes = warp::path::end().and(echo.filter());
     let server = match ws::serve(routes).socket(&echo).bind(addr.as_str()).await {
         Ok(server) => server,
@@ -143,8 +259,8 @@ fn cluster_on(_url: &str) -> Result<ws::Cluster, String> {
 
 fn usage() -> std::process::ExitCode {
     eprintln!(
-        "usage: echo [--addr HOST:PORT] [--broadcast] [--pair] [--deflate] [--deflate-threshold BYTES] \
-         [--redis URL]"
+        "usage: echo [--addr HOST:PORT] [--broadcast] [--pair] [--room] [--history N] [--deflate] \
+         [--deflate-threshold BYTES] [--redis URL]"
     );
     std::process::ExitCode::from(2)
 }

@@ -29,7 +29,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::client::{Conn, client_frame, connect};
-use crate::fanout::{Shared, check_running, invalid, payload, quantile, spawn_readers, thousands};
+use crate::fanout::{
+    Relay, Shared, check_running, invalid, payload, quantile, spawn_readers, thousands,
+};
 use crate::procs::{self, Server};
 use crate::report::{cell, micros, percent, ratio, spread};
 use crate::{Options, ceil_count};
@@ -43,7 +45,7 @@ pub(crate) const SCALE_BEGIN: &str =
 pub(crate) const SCALE_END: &str = "<!-- ws-bench:cluster-scale:end -->";
 
 /// Size of every fan-out message: sequence number, send time and a checked pattern.
-const SIZE: usize = 64;
+pub(crate) const SIZE: usize = 64;
 /// Nodes of the fan-out cluster, of the scale cluster.
 const FAN_NODES: usize = 3;
 const SCALE_NODES: usize = 4;
@@ -231,6 +233,13 @@ impl Redis {
     /// their probe) and published (their first heartbeat): then a broadcast or a send of any
     /// of them reaches the others.
     async fn wait_for(&self, nodes: usize) -> io::Result<()> {
+        self.wait_subscribed(nodes, 3).await
+    }
+
+    /// Waits (at most 10 s) until `nodes` nodes each have at least `channels` subscriptions
+    /// and have published: 3 are every node's own (`all`, its topic, its probe), and a node
+    /// subscribes to a room's channel when the room's first member there joins.
+    pub(crate) async fn wait_subscribed(&self, nodes: usize, channels: u32) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let list = self.query("CLIENT LIST").await?;
@@ -240,7 +249,7 @@ impl Redis {
                     line.split_whitespace()
                         .find_map(|field| field.strip_prefix("sub="))
                         .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|n| n >= 3)
+                        .is_some_and(|n| n >= channels)
                 })
                 .count();
             let publishing = list.lines().filter(|l| l.contains("cmd=publish")).count();
@@ -249,7 +258,8 @@ impl Redis {
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
-                    "{subscribed} of {nodes} nodes subscribed, {publishing} publishing after 10 s"
+                    "{subscribed} of {nodes} nodes subscribed to {channels} channels, \
+                     {publishing} publishing after 10 s"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -281,9 +291,9 @@ async fn ping(port: u16) -> bool {
 }
 
 /// A set of nodes and, for a cluster, its Redis.
-struct Setup {
-    nodes: Vec<Server>,
-    redis: Option<Redis>,
+pub(crate) struct Setup {
+    pub(crate) nodes: Vec<Server>,
+    pub(crate) redis: Option<Redis>,
 }
 
 impl Setup {
@@ -355,7 +365,7 @@ impl Setup {
 }
 
 /// Runs `measure` against a fresh setup (bounded to `limit`), stops it.
-async fn with_setup<T>(
+pub(crate) async fn with_setup<T>(
     options: &Options,
     (count, flags, cluster): (usize, &[&str], bool),
     limit: Duration,
@@ -393,11 +403,12 @@ pub(crate) struct FanSample {
 }
 
 /// Fan-out: `subscribers` spread evenly over the nodes, one publisher on node 1 sending
-/// `messages` of [`SIZE`] bytes every `every`; every subscriber checks every message in order.
-async fn fan_out(
+/// `messages` of [`SIZE`] bytes every `every`, relayed as `relay` says; every subscriber checks
+/// every message in order.
+pub(crate) async fn fan_out(
     options: &Options,
     setup: &Setup,
-    subscribers: usize,
+    (subscribers, relay): (usize, Relay),
     every: Duration,
     messages: u64,
 ) -> io::Result<FanSample> {
@@ -411,9 +422,22 @@ async fn fan_out(
         base_kib.push(node.rss_kib()?);
     }
     let mut publisher = connect(&setup.nodes[0].target).await?;
-    let (mut tasks, kib_per_conn) =
-        subscribe(setup, subscribers, messages, (&local, &remote), &base_kib).await?;
+    let (mut tasks, kib_per_conn) = subscribe(
+        setup,
+        (subscribers, relay),
+        messages,
+        (&local, &remote),
+        &base_kib,
+    )
+    .await?;
     let nodes = setup.nodes.len();
+    // Through a room, a node hears the others' messages once it has subscribed to the
+    // room's channel, which its first member's join starts.
+    if let Some(redis) = &setup.redis
+        && relay != Relay::Broadcast
+    {
+        redis.wait_subscribed(nodes, 4).await?;
+    }
     let (t0, (n0, r0), c0) = (Instant::now(), setup.ticks()?, procs::cpu_ticks("self")?);
     for seq in 0..messages {
         let due = t0 + every.mul_f64(seq as f64);
@@ -494,7 +518,7 @@ async fn fan_out(
 /// the growth of its RSS per connection (node 1 counting the publisher) once they are idle.
 async fn subscribe(
     setup: &Setup,
-    subscribers: usize,
+    (subscribers, relay): (usize, Relay),
     messages: u64,
     (local, remote): (&Arc<Shared>, &Arc<Shared>),
     base_kib: &[u64],
@@ -507,7 +531,7 @@ async fn subscribe(
         conns_per_node.push(share + usize::from(n == 0));
         let conns = crate::open_to(&node.target, share, None).await?;
         let shared = if n == 0 { local } else { remote };
-        spawn_readers(&mut tasks, conns, shared, messages, SIZE);
+        spawn_readers(&mut tasks, conns, shared, (messages, SIZE), relay);
     }
     // Let every node register every connection, then read the memory of the idle ones.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -727,7 +751,7 @@ impl Results {
     }
 }
 
-fn setup_name(cluster: bool, nodes: usize) -> String {
+pub(crate) fn setup_name(cluster: bool, nodes: usize) -> String {
     if cluster {
         format!("{nodes} nodes + Redis")
     } else {
@@ -780,7 +804,10 @@ async fn rows_round(options: &Options, round: usize, started: Instant, results: 
                 options,
                 (nodes, &["--broadcast"], cluster),
                 limit,
-                async |setup| fan_out(options, setup, shape.subscribers, every, messages).await,
+                async |setup| {
+                    let who = (shape.subscribers, Relay::Broadcast);
+                    fan_out(options, setup, who, every, messages).await
+                },
             )
             .await;
             match outcome {
@@ -886,7 +913,10 @@ async fn scale(options: &Options, started: Instant, results: &mut Results) {
             options,
             (nodes, &["--broadcast"], cluster),
             Duration::from_secs(240),
-            async |setup| fan_out(options, setup, total, SCALE_EVERY, SCALE_MESSAGES).await,
+            async |setup| {
+                let who = (total, Relay::Broadcast);
+                fan_out(options, setup, who, SCALE_EVERY, SCALE_MESSAGES).await
+            },
         )
         .await;
         match outcome {
@@ -951,7 +981,7 @@ async fn smoke(options: &Options) -> Option<io::Result<()>> {
     let every = Duration::from_millis(5);
     let outcome = async {
         with_setup(options, (2, &["--broadcast"], true), limit, async |setup| {
-            fan_out(options, setup, 10, every, 20).await
+            fan_out(options, setup, (10, Relay::Broadcast), every, 20).await
         })
         .await?;
         with_setup(options, (2, &["--pair"], true), limit, async |setup| {
@@ -966,7 +996,7 @@ async fn smoke(options: &Options) -> Option<io::Result<()>> {
 
 /// Whether `redis-server` runs here and echo has the feature `redis` (an unparsable URL is
 /// then reported as such, not as the missing feature).
-async fn have_redis(options: &Options) -> bool {
+pub(crate) async fn have_redis(options: &Options) -> bool {
     let server = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -1013,7 +1043,7 @@ fn render(options: &Options, mode: Mode, results: &Results) -> String {
 }
 
 /// µs as ms with 2–3 significant digits.
-fn ms(us: f64) -> String {
+pub(crate) fn ms(us: f64) -> String {
     micros(us / 1e3)
 }
 

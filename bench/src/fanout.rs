@@ -12,6 +12,33 @@ use tokio::task::JoinSet;
 use crate::client::client_frame;
 use crate::procs::Server;
 
+/// How a fan-out's messages reach the subscribers, and so how they read them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Relay {
+    /// `echo --broadcast`: to every other client, as published.
+    Broadcast,
+    /// `echo --room`: to the other members of the room `all`, as published.
+    Room,
+    /// `echo --history N`: to the other members of the room `all`, which keeps history, each
+    /// message behind its position (see [`positioned`]).
+    History,
+}
+
+/// A message from `echo --history N` taken apart: its offset in the room, the history's
+/// epoch, and the message as published. The server writes the offset (8 bytes, big-endian),
+/// the epoch's length (1 byte) and the epoch before the message.
+pub(crate) fn positioned(msg: &[u8]) -> io::Result<(u64, &[u8], &[u8])> {
+    let short = || invalid(format!("a message of {} bytes has no position", msg.len()));
+    let (offset, rest) = msg.split_first_chunk::<8>().ok_or_else(short)?;
+    let (&len, rest) = rest.split_first().ok_or_else(short)?;
+    let len = usize::from(len);
+    if rest.len() < len || len == 0 {
+        return Err(short());
+    }
+    let (epoch, body) = rest.split_at(len);
+    Ok((u64::from_be_bytes(*offset), epoch, body))
+}
+
 /// One fan-out workload.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fanout {
@@ -228,7 +255,13 @@ pub(crate) async fn run(
     let count = usize::try_from(messages).map_err(io::Error::other)?;
     let shared = Arc::new(Shared::new(Instant::now(), count));
     let mut tasks: JoinSet<io::Result<u64>> = JoinSet::new();
-    spawn_readers(&mut tasks, conns, &shared, messages, size);
+    spawn_readers(
+        &mut tasks,
+        conns,
+        &shared,
+        (messages, size),
+        Relay::Broadcast,
+    );
     // Let every server register every connection before the first publish.
     tokio::time::sleep(Duration::from_millis(500)).await;
     check_running(&mut tasks)?;
@@ -311,21 +344,43 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, len) - 1]
 }
 
-/// Spawns one reader per subscriber, each checking every message it gets, in order, against
-/// `shared`; a task ends with the count it read.
+/// Spawns one reader per subscriber, each checking every one of `messages` messages of `size`
+/// bytes it gets, in order, against `shared`; a task ends with the count it read. Through a
+/// room that keeps history, message `seq` must also come with offset `seq + 1` (the room is
+/// new: its first message has offset 1), and every message with the same epoch.
 pub(crate) fn spawn_readers(
     tasks: &mut JoinSet<io::Result<u64>>,
     conns: Vec<crate::client::Conn>,
     shared: &Arc<Shared>,
-    messages: u64,
-    size: usize,
+    (messages, size): (u64, usize),
+    relay: Relay,
 ) {
     for mut conn in conns {
         let shared = shared.clone();
         tasks.spawn(async move {
             let mut expected = 0;
+            let mut epoch: Option<Vec<u8>> = None;
             conn.read_messages(messages, |msg| {
-                check(&shared, expected, size, msg)?;
+                let body = if relay == Relay::History {
+                    let (offset, this, body) = positioned(msg)?;
+                    if offset != expected + 1 {
+                        return Err(invalid(format!(
+                            "offset {offset} where {} was due",
+                            expected + 1
+                        )));
+                    }
+                    match &epoch {
+                        Some(known) if known.as_slice() != this => {
+                            return Err(invalid(format!("message {expected}: the epoch changed")));
+                        }
+                        Some(_) => {}
+                        None => epoch = Some(this.to_vec()),
+                    }
+                    body
+                } else {
+                    msg
+                };
+                check(&shared, expected, size, body)?;
                 expected += 1;
                 Ok(())
             })
@@ -347,7 +402,7 @@ pub(crate) fn check_running(tasks: &mut JoinSet<io::Result<u64>>) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{Shared, check, payload, quantile, thousands};
+    use super::{Shared, check, payload, positioned, quantile, thousands};
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
     use std::time::Instant;
 
@@ -371,6 +426,19 @@ mod tests {
             bad[at] ^= 1;
             assert!(check(&shared, 1, 64, &bad).is_err(), "byte {at}");
         }
+    }
+
+    #[test]
+    fn positions_are_taken_apart() {
+        let mut msg = 7u64.to_be_bytes().to_vec();
+        msg.push(3);
+        msg.extend_from_slice(b"abcbody");
+        let (offset, epoch, body) = positioned(&msg).unwrap();
+        assert_eq!((offset, epoch, body), (7, &b"abc"[..], &b"body"[..]));
+        assert!(positioned(&msg[..8]).is_err());
+        assert!(positioned(&msg[..10]).is_err(), "epoch cut short");
+        msg[8] = 0;
+        assert!(positioned(&msg).is_err(), "empty epoch");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! cargo run --release -p ws-bench -- all --markdown BENCHMARKS.md
 //! cargo run --release -p ws-bench -- latency --markdown BENCHMARKS.md   # broadcast, open loop
 //! cargo run --release -p ws-bench -- deflate --markdown BENCHMARKS.md   # permessage-deflate
+//! cargo run --release -p ws-bench -- history --markdown BENCHMARKS.md   # room history
 //! cargo run --release -p ws-bench -- smoke
 //! ```
 //!
@@ -21,6 +22,7 @@ mod client;
 mod cluster;
 mod deflate;
 mod fanout;
+mod history;
 mod procs;
 mod report;
 mod servers;
@@ -174,6 +176,8 @@ pub(crate) enum Block {
     Cluster,
     /// Clusters at scale (`cluster --scale`).
     ClusterScale,
+    /// Room history (`history`).
+    History,
 }
 
 impl Parts {
@@ -218,6 +222,10 @@ pub(crate) struct Options {
     pub(crate) cluster: Option<cluster::Mode>,
     /// Subscribers in all of `cluster --scale`.
     pub(crate) subscribers: usize,
+    /// `history`: the room-history rows.
+    pub(crate) history: bool,
+    /// Recovery trials per setup and round of `history`.
+    pub(crate) trials: usize,
     /// The soft limit on open files in force (raised to the hard limit).
     pub(crate) nofile: u64,
 }
@@ -241,6 +249,10 @@ commands:
                Redis' return, each against one node; its own generated block
   cluster --scale
                --subscribers N (default 19000) over 4 nodes against one node; its own block
+  history      room history (echo --room / --history N): CPU per delivery with history on
+               and off on 1 node and on 3 nodes over Redis, and the time to recover 100
+               missed messages on 1 node and across 2 nodes; its own block (the cluster
+               rows need echo built with --features redis and redis-server)
   smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
                any error; a small cluster check when echo has the feature redis
                (also: --smoke)
@@ -252,6 +264,7 @@ options:
   --warmup S          seconds of load before measuring (default 0.5)
   --idle N            idle connections for the memory figures (default 10000)
   --subscribers N     subscribers of `cluster --scale` (default 19000)
+  --trials N          recoveries per setup and round of `history` (default 50)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
                       tcp-floor (default all); `ours` selects ours-deflate in `deflate`
@@ -291,6 +304,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         ticks_per_sec: 100,
         cluster: None,
         subscribers: 19_000,
+        history: false,
+        trials: 50,
         nofile: 1024,
     };
     let command = args.next().ok_or("missing command")?;
@@ -299,11 +314,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     }
     parse_flags(&mut options, args)?;
     if options.rounds == 0
+        || options.trials == 0
         || options.secs <= 0.0
         || options.warmup < 0.0
         || options.open_loop_rate == 0
     {
-        return Err("--rounds and --secs must be positive".into());
+        return Err("--rounds, --trials and --secs must be positive".into());
     }
     Ok(options)
 }
@@ -341,6 +357,10 @@ fn command_parts(options: &mut Options, command: &str) -> Result<bool, String> {
             options.cluster = Some(cluster::Mode::Rows);
             options.kinds = vec![Kind::OursBroadcast];
         }
+        "history" => {
+            options.history = true;
+            options.kinds = vec![Kind::OursBroadcast];
+        }
         "smoke" | "--smoke" => options.smoke = true,
         "help" | "--help" | "-h" => return Ok(true),
         other => return Err(format!("unknown command {other:?}")),
@@ -374,6 +394,7 @@ fn parse_flags(
             "--warmup" => options.warmup = value.parse().map_err(|e| bad(&e))?,
             "--idle" => options.idle = value.parse().map_err(|e| bad(&e))?,
             "--subscribers" => options.subscribers = value.parse().map_err(|e| bad(&e))?,
+            "--trials" => options.trials = value.parse().map_err(|e| bad(&e))?,
             "--rate" => options.open_loop_rate = value.parse().map_err(|e| bad(&e))?,
             "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
             "--ours" => options.ours = PathBuf::from(&value),
@@ -496,6 +517,9 @@ fn main() -> ExitCode {
     }
     if let Some(mode) = options.cluster {
         return run_cluster(&options, mode, &runtime);
+    }
+    if options.history {
+        return runtime.block_on(history::main(&options));
     }
     let results = runtime.block_on(bench(&options));
     let markdown = report::render(&options, &results);
@@ -1246,7 +1270,10 @@ async fn smoke(options: &Options) -> ExitCode {
     failed += deflate_failed;
     let (cluster_runs, cluster_failed) = cluster::smoke_row(options).await;
     failed += cluster_failed;
-    let passed = options.kinds.len() + broadcast.len() + deflate_runs + cluster_runs - failed;
+    let (history_runs, history_failed) = history::smoke_rows(options).await;
+    failed += history_failed;
+    let passed =
+        options.kinds.len() + broadcast.len() + deflate_runs + cluster_runs + history_runs - failed;
     eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

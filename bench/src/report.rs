@@ -347,14 +347,26 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
 /// The header of a `ws-bench cluster` block: when, at which commit, how pinned, which echo,
 /// the machine.
 pub(crate) fn header(out: &mut String, options: &Options, elapsed: Duration, scale: bool) {
-    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let rounds = if scale { 1 } else { options.rounds };
     let order = if scale {
         "the cluster first, then the single node"
     } else {
         "the cluster and the single node alternating (rotated each round)"
     };
+    cluster_header(out, options, elapsed, (rounds, order), None);
+}
+
+/// [`header`] with the rounds, the order of the runs in a round, and the command line if
+/// given.
+pub(crate) fn cluster_header(
+    out: &mut String,
+    options: &Options,
+    elapsed: Duration,
+    (rounds, order): (usize, &str),
+    command: Option<&str>,
+) {
+    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         out,
         "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), {order}, each run \
@@ -367,6 +379,9 @@ pub(crate) fn header(out: &mut String, options: &Options, elapsed: Duration, sca
             "**no** (taskset missing or --no-pin)"
         },
     );
+    if let Some(command) = command {
+        let _ = writeln!(out, "Command: `{command}`.\n");
+    }
     if let Some(built) = &options.ours_built {
         let _ = writeln!(
             out,
@@ -402,6 +417,7 @@ fn markers(block: Block) -> (&'static str, &'static str) {
         Block::Deflate => (DEFLATE_BEGIN, DEFLATE_END),
         Block::Cluster => (crate::cluster::CLUSTER_BEGIN, crate::cluster::CLUSTER_END),
         Block::ClusterScale => (crate::cluster::SCALE_BEGIN, crate::cluster::SCALE_END),
+        Block::History => (crate::history::HISTORY_BEGIN, crate::history::HISTORY_END),
     }
 }
 
@@ -630,6 +646,7 @@ pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
         Block::Deflate,
         Block::Cluster,
         Block::ClusterScale,
+        Block::History,
     ]
     .into_iter()
     .find(|&block| generated.starts_with(markers(block).0))
