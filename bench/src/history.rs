@@ -147,15 +147,21 @@ async fn publish(publisher: &mut Conn, first: u64, count: u64) -> io::Result<()>
 }
 
 /// Recovery, `trials` times: the member drops its connection, [`MISSED`] messages are
-/// published (a witness that stays in the room gets them all first, so all are recorded),
-/// the member connects again (in a cluster, to the next node: another one than before) and
-/// sends `#since OFFSET EPOCH`. The figure is the time from that write to the `#joined` reply,
-/// after exactly the missed messages, in order, each checked.
+/// published, and a witness on every node (members that stay in the room) gets them all
+/// first: so all are recorded, and every node has delivered them all (a node of a cluster
+/// delivers a room's messages as Redis publishes them to it, each node at its own pace; a
+/// member that joined a node still delivering them would get the rest live, before its
+/// `#since`). The member connects again (in a cluster, to the next node: another one than
+/// before) and sends `#since OFFSET EPOCH`. The figure is the time from that write to the
+/// `#joined` reply, after exactly the missed messages, in order, each checked.
 async fn recovery(setup: &Setup, trials: usize) -> io::Result<Vec<f64>> {
     let nodes: Vec<&Target> = setup.nodes.iter().map(|node| &node.target).collect();
-    let (first_node, last_node) = (nodes[0], nodes[nodes.len() - 1]);
+    let first_node = nodes[0];
     let mut publisher = connect(first_node).await?;
-    let mut witness = connect(last_node).await?;
+    let mut witnesses = Vec::new();
+    for node in &nodes {
+        witnesses.push(connect(node).await?);
+    }
     let mut conn = connect(first_node).await?;
     if let Some(redis) = &setup.redis {
         redis.wait_subscribed(nodes.len(), 4).await?;
@@ -174,7 +180,9 @@ async fn recovery(setup: &Setup, trials: usize) -> io::Result<Vec<f64>> {
     // A first message gives the member a position.
     publish(&mut publisher, 0, 1).await?;
     let epoch = bounded("first message", &mut conn, 1, (0, 0), None).await?;
-    bounded("witness", &mut witness, 1, (0, 0), Some(&epoch)).await?;
+    for witness in &mut witnesses {
+        bounded("witness", witness, 1, (0, 0), Some(&epoch)).await?;
+    }
     let mut member = Member {
         conn,
         offset: 1,
@@ -190,7 +198,9 @@ async fn recovery(setup: &Setup, trials: usize) -> io::Result<Vec<f64>> {
         } = member;
         drop(conn);
         publish(&mut publisher, seq, MISSED).await?;
-        bounded("witness", &mut witness, MISSED, (seq, offset), Some(&epoch)).await?;
+        for witness in &mut witnesses {
+            bounded("witness", witness, MISSED, (seq, offset), Some(&epoch)).await?;
+        }
         let mut conn = connect(nodes[(trial + 1) % nodes.len()]).await?;
         let since = client_frame(0x1, format!("#since {offset} {epoch}").as_bytes());
         let sent = Instant::now();
@@ -575,8 +585,9 @@ fn render_recovery(out: &mut String, options: &Options, results: &Results) {
         "### Recovery of {MISSED} missed messages\n\n\
          `echo --room --history {KEEP}` on 1 node, and on {RECOVERY_NODES} nodes over one \
          Redis. A member of the room drops its connection; a publisher (node 1) sends {MISSED} \
-         messages of {SIZE} B in one write, and a witness member (on the last node) receives \
-         them all, so they are recorded; the member connects again (in the cluster, to the \
+         messages of {SIZE} B in one write, and a witness member on every node receives them \
+         all (so they are recorded, and every node has delivered them: a member that joined a \
+         node still delivering them would get the rest live); the member connects again (in the cluster, to the \
          other node than the one it left: it alternates) and sends `#since OFFSET EPOCH`, the \
          position of the last message it got. The figure is the time from that write to the \
          `#joined` reply, which comes after the replay: exactly the {MISSED} missed messages, \
