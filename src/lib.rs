@@ -640,7 +640,9 @@
 //! `echo` (the Autobahn conformance server), `json_chat` (typed JSON events, feature `json`),
 //! `push` (a ticker broadcast to every client, stopped at shutdown), `cursors` (live cursors:
 //! unique names reserved in `on_handshake` and released in `Drop`, a typed message, a `/stats`
-//! route beside the socket, tested with `ws::test` in `tests/cursors.rs`).
+//! route beside the socket, tested with `ws::test` in `tests/cursors.rs`), `rooms` (a JSON room
+//! chat with history: its page reconnects and shows what it missed, once and in order; feature
+//! `json`, `--redis` for several nodes).
 //!
 //! # Behaviour you get without asking
 //!

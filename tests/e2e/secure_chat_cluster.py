@@ -13,45 +13,16 @@ is down; with Redis back on its port, cross-node delivery resumes within 20 s.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 
 from websockets.asyncio.client import connect
 
-from serverproc import Checks, ServerProcess
+from serverproc import Checks, ServerProcess, free_port, start_redis
 
 PASSWORD = "reallyverysecure"
 PER_NODE = 5
 check = Checks()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def start_redis(port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"PING\r\n")
-            await writer.drain()
-            reply = await asyncio.wait_for(reader.readline(), 1)
-            writer.close()
-            if reply.startswith(b"+PONG"):
-                return proc
-        except OSError:
-            pass
-        if proc.returncode is not None or time.monotonic() > deadline:
-            raise AssertionError(f"redis-server did not start on port {port}")
-        await asyncio.sleep(0.01)
 
 
 async def members_of(addr: str, count: int) -> list:

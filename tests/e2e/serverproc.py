@@ -1,10 +1,13 @@
-"""Starts an example binary on 127.0.0.1:0 and follows its output."""
+"""Starts an example binary on 127.0.0.1:0 and follows its output; starts a redis-server on a
+free port."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import signal
+import socket
+import time
 
 
 class Checks:
@@ -90,3 +93,33 @@ class ServerProcess:
         if self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_redis(port: int) -> asyncio.subprocess.Process:
+    """A `redis-server` on 127.0.0.1:`port`, without persistence, once it answers PING."""
+    proc = await asyncio.create_subprocess_exec(
+        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.readline(), 1)
+            writer.close()
+            if reply.startswith(b"+PONG"):
+                return proc
+        except OSError:
+            pass
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise AssertionError(f"redis-server did not start on port {port}")
+        await asyncio.sleep(0.01)
