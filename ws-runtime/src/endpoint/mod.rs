@@ -683,10 +683,15 @@ impl Endpoint {
         if left && clients.rooms.len(room) == 0 {
             self.room_emptied(&Room::from(room));
         }
-        let user = clients
-            .map
-            .get(&id)
-            .and_then(|client| client.user().cloned());
+        // The user is only needed for a presence event.
+        let user = (left && self.registry.presence.is_some())
+            .then(|| {
+                clients
+                    .map
+                    .get(&id)
+                    .and_then(|client| client.user().cloned())
+            })
+            .flatten();
         drop(clients);
         if left {
             self.exited(&Room::from(room), id, user);

@@ -186,6 +186,9 @@ impl Endpoint {
         }
         clients.rooms.leave_all(id, |room| self.room_emptied(room));
         drop(clients);
+        if rooms.is_empty() {
+            return;
+        }
         let user = client.as_deref().and_then(Client::user).cloned();
         for room in rooms {
             self.exited(&room, id, user.clone());
