@@ -39,10 +39,11 @@
 //!   `--history` messages, none older than `--history-ttl`), nothing is replayed. Without
 //!   `since`, `recovered` is `false` and nothing is replayed.
 //! - `{"type":"presence","room":R,"users":[...]}`: the reply to `presence`, the names of the
-//!   room's members, each once, sorted. For now, with `--redis`, the members connected to the
-//!   node that answers: presence across the nodes of a cluster is coming to `ws`.
+//!   room's members on every node, each once, sorted.
 //! - `{"type":"join","room":R,"user":U}` and `{"type":"leave","room":R,"user":U}`: to the
-//!   room's other members when a connection joins it, leaves it, or closes.
+//!   room's other members, on every node, when a connection joins it, leaves it, or closes
+//!   (one per connection: a user with two tabs joins twice). The members of a node that dies
+//!   without a word get no `leave`: they drop out of `presence` within 4 s.
 //! - `{"type":"error","message":M}`: the reply to a command that is not valid (not JSON, an
 //!   unknown `op`, a bad `since`, `say` in a room not joined, ...) or that failed (the
 //!   history store is unreachable). The connection stays open.
@@ -65,17 +66,18 @@
 //! is the application's own `{"user":U,"text":T}`, and [`ws::History::format`] writes it as
 //! the `message` above with its position, once per node, so a live and a replayed message are
 //! the same bytes. `join` is [`ws::Endpoint::join_since`] with the `joined` reply queued by
-//! `then_send`, between the replay and the live messages.
+//! `then_send`, between the replay and the live messages. Presence is [`ws::Presence`]:
+//! `presence` is [`ws::Endpoint::presence`], and the `join`/`leave` events are made by
+//! [`ws::Presence::events`].
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warp::Filter;
 use ws::{
-    Accept, ClientId, Endpoint, History, Message, Position, Recipients, Recovery, Reject, Request,
-    Room, websocket,
+    Accept, ClientId, Endpoint, History, Message, Position, Presence, PresenceChange,
+    PresenceEvent, Recovery, Reject, Request, Room, websocket,
 };
 
 /// The page, served at `/`.
@@ -88,8 +90,7 @@ const MAX_TEXT: usize = 2000;
 
 struct Rooms;
 
-/// A connection's session: who it is and the rooms it joined, in order (kept here because
-/// `on_close` comes after the client has left every room).
+/// A connection's session: who it is and the rooms it joined (`say` is only for those).
 struct Member {
     user: String,
     rooms: Vec<String>,
@@ -195,63 +196,25 @@ fn format_message(room: &Room, at: &Position, recorded: &Message) -> Message {
     .message()
 }
 
-// ---- presence: this node's members, until `ws` has presence across nodes --------------------
-//
-// These two functions are the whole of the example's presence; `ws`'s own (presence across
-// the nodes of a cluster, and its join/leave events) replaces them when it lands.
+// ---- presence ---------------------------------------------------------------------------------
 
-/// The room that carries the join and leave events of `room`. Its name starts with a control
-/// character, which a client's room name cannot contain: it never collides with a chat room
-/// and keeps no history (`valid_room` is the history's rule).
-fn events_room(room: &str) -> String {
-    format!("\u{1}events:{room}")
-}
-
-/// The names of the room's members, each once, sorted: for now, the members on this node
-/// only (`Endpoint::members` is this node's).
-#[allow(
-    clippy::unused_async,
-    reason = "async like the cluster-wide presence that will replace it"
-)]
+/// The names of the room's members on every node, each once, sorted.
 async fn presence_of(endpoint: &Endpoint, room: &str) -> Vec<String> {
-    let users: BTreeSet<String> = endpoint
-        .members(room)
-        .into_iter()
-        .filter_map(|id| endpoint.user(id))
-        .map(|user| user.as_str().to_owned())
-        .collect();
-    users.into_iter().collect()
+    // When the cluster's store cannot be read, `presence` answers with this node's members
+    // (and names the nodes it could not hear from in `missing`): better than no answer.
+    let members = endpoint.presence(room).await.value;
+    members.users().iter().map(ToString::to_string).collect()
 }
 
-/// Whether a connection came into a room or went out of it.
-#[derive(Clone, Copy)]
-enum Kind {
-    Join,
-    Leave,
-}
-
-/// Tells the room's other members, on every node, that the connection `id` of `user` joined
-/// or left `room`. The events go through a companion room without history (a delivery to the
-/// chat room itself would be recorded as one of its messages): a connection is a member of
-/// it while it is in the chat room. Events another node sends in the moment between a join
-/// here and this node's subscription to the companion room can be missed.
-fn announce(endpoint: &Endpoint, room: &str, id: ClientId, user: &str, kind: Kind) {
-    let events = events_room(room);
-    let event = match kind {
-        Kind::Join => {
-            // Fails only if the client closed meanwhile: `on_close` announces the leave.
-            let _ = endpoint.join(id, events.as_str());
-            Event::Join { room, user }
-        }
-        Kind::Leave => {
-            endpoint.leave(id, &events);
-            Event::Leave { room, user }
-        }
-    };
-    endpoint.deliver(
-        Recipients::room(events.as_str()).excluding([id]),
-        event.message(),
-    );
+/// The `join` or `leave` event the room's other members get, on every node, when a
+/// connection joins the room, leaves it, or closes.
+fn presence_event(room: &Room, event: &PresenceEvent) -> Option<Message> {
+    let user = event.user.as_ref()?.as_str();
+    let room = room.as_str();
+    Some(match event.change {
+        PresenceChange::Join => Event::Join { room, user }.message(),
+        _ => Event::Leave { room, user }.message(),
+    })
 }
 
 // ---- the socket ------------------------------------------------------------------------------
@@ -288,7 +251,6 @@ impl Rooms {
                 };
                 member.rooms.remove(at);
                 endpoint.leave(id, &room);
-                announce(endpoint, &room, id, &member.user, Kind::Leave);
             }
             Command::Say { room, text } => {
                 if !member.rooms.contains(&room) {
@@ -332,13 +294,6 @@ impl Rooms {
             }
         }
     }
-
-    fn on_close(&self, endpoint: &Endpoint, id: ClientId, member: Member) {
-        // The client has left every room already; its session remembers which they were.
-        for room in &member.rooms {
-            announce(endpoint, room, id, &member.user, Kind::Leave);
-        }
-    }
 }
 
 /// `join`: the missed messages (if `since` can be recovered), then `joined`, then live.
@@ -379,11 +334,8 @@ async fn join(
         })
         .await;
     match joined {
-        Ok(_) if !member.rooms.contains(&room) => {
-            announce(endpoint, &room, id, &member.user, Kind::Join);
-            member.rooms.push(room);
-        }
-        // Joined again on the same connection: a fresh recovery, nothing to announce.
+        Ok(_) if !member.rooms.contains(&room) => member.rooms.push(room),
+        // Joined again on the same connection: a fresh recovery, and no second `join` event.
         Ok(_) => {}
         Err(err) => reply_error(endpoint, id, &format!("could not join {room:?}: {err}")),
     }
@@ -467,7 +419,10 @@ async fn main() -> std::process::ExitCode {
     let history = History::new(args.history, Duration::from_secs(args.history_ttl))
         .rooms(valid_room)
         .format(format_message);
-    let mut config = ws::Config::new().history(Some(history));
+    let presence = Presence::new().rooms(valid_room).events(presence_event);
+    let mut config = ws::Config::new()
+        .history(Some(history))
+        .presence(Some(presence));
     if let Some(url) = &args.redis {
         match redis_cluster(url) {
             Ok(cluster) => config = config.cluster(cluster),

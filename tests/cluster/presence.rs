@@ -100,18 +100,23 @@ impl Node {
     }
 }
 
+/// Asks `client`'s node who is in `room`: its answer (what came before it is skipped).
+pub(crate) async fn who(client: &mut Client, room: &str) -> String {
+    client.send_text(format!("who {room}")).await.unwrap();
+    loop {
+        let text = client.recv_text().await.unwrap();
+        if text.starts_with("members") {
+            return text;
+        }
+    }
+}
+
 /// Asks `client`'s node who is in `room`, until the answer is `expected` (each node's copy in
 /// the store lands after its join, and an expiry takes its time), at most [`WAIT`].
 pub(crate) async fn eventually_who(client: &mut Client, room: &str, expected: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        client.send_text(format!("who {room}")).await.unwrap();
-        let reply = loop {
-            let text = client.recv_text().await.unwrap();
-            if text.starts_with("members") {
-                break text;
-            }
-        };
+        let reply = who(client, room).await;
         if reply == format!("members {room} {expected}") {
             return;
         }
@@ -139,16 +144,18 @@ pub(crate) async fn across_nodes(cluster: impl Fn() -> Cluster) {
     let (mut ada2, _) = b.member("ada", "lobby").await;
     assert_eq!(ada.recv_text().await.unwrap(), "join lobby ada");
     assert_eq!(bob.recv_text().await.unwrap(), "join lobby ada");
-    eventually_who(&mut ada, "lobby", "3 ada,bob").await;
+    // A node writes a member's entry before it sends the event: whoever got the event finds
+    // the member in the list, at once.
+    assert_eq!(who(&mut ada, "lobby").await, "members lobby 3 ada,bob");
     eventually_who(&mut bob, "lobby", "3 ada,bob").await;
 
     bob.send_text("leave lobby").await.unwrap();
     assert_eq!(ada.recv_text().await.unwrap(), "leave lobby bob");
     assert_eq!(ada2.recv_text().await.unwrap(), "leave lobby bob");
-    eventually_who(&mut ada, "lobby", "2 ada").await;
+    assert_eq!(who(&mut ada, "lobby").await, "members lobby 2 ada");
     ada2.close(1000, "").await.unwrap();
     assert_eq!(ada.recv_text().await.unwrap(), "leave lobby ada");
-    eventually_who(&mut ada, "lobby", "1 ada").await;
+    assert_eq!(who(&mut ada, "lobby").await, "members lobby 1 ada");
     eventually_who(&mut bob, "lobby", "1 ada").await;
     a.stop().await;
     b.stop().await;

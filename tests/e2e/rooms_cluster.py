@@ -1,21 +1,18 @@
 """End-to-end check of examples/rooms' protocol (its module doc) against two `rooms --redis`
 nodes sharing one Redis, with a third-party client (`websockets`).
 
-Usage: python tests/e2e/rooms_cluster.py target/release/examples/rooms [--skip-cross-node-presence]
+Usage: python tests/e2e/rooms_cluster.py target/release/examples/rooms
 (built with `--features json,redis`; `redis-server` on the PATH)
 
 Starts its own `redis-server` on a free port and two `rooms` processes on it, with
 `--history 5`. Checks: the page is served; no or an empty `user` gets 400; bad commands get an
 `error` reply and the connection stays open; join and leave events reach the room's other
-members on both nodes, on leave and on close; `presence` lists each user once, sorted; a member
+members on both nodes, on leave and on close; `presence` lists the members of both nodes, each
+user once, sorted, and drops a SIGKILLed node's members within the cluster's expiry; a member
 who leaves after offset k and comes back on the OTHER node with `since` gets exactly k+1..top
 as `message`s (the same bytes the live members got), then `joined` with `recovered: true` and
 `offset` = top, then the live messages once; a wrong epoch, or an offset older than the 5
 messages kept, gets `recovered: false` and nothing replayed.
-
-`presence` across nodes (a member on node A sees the members on node B) needs `ws`'s presence
-across nodes, which is being built: with `--skip-cross-node-presence` that check is run but
-reported as an expected failure (`# TODO`) instead of failing the run, and says so if it passes.
 """
 
 from __future__ import annotations
@@ -120,7 +117,7 @@ def offsets(raws: list[str]) -> list[int]:
     return [json.loads(r)["offset"] for r in raws]
 
 
-async def main(binary: str, skip_cross_node_presence: bool) -> None:
+async def main(binary: str) -> None:
     port = free_port()
     redis = await start_redis(port)
     url = f"redis://127.0.0.1:{port}/"
@@ -129,7 +126,6 @@ async def main(binary: str, skip_cross_node_presence: bool) -> None:
         for _ in range(2)
     ]
     clients: list[Client] = []
-    todo = ""
 
     async def client(addr: str, user: str, label: str | None = None) -> Client:
         c = await Client.open(addr, user, label)
@@ -197,13 +193,15 @@ async def main(binary: str, skip_cross_node_presence: bool) -> None:
         await ada2.join("lobby")
         for member in (ada, bob, cat):
             await member.expect("join")
-        check(await bob.presence("lobby") == ["ada", "bob"],
-              "presence on node A: its members, each user once (ada has two connections), sorted")
+        users = await bob.presence("lobby")
+        check(users == ["ada", "bob", "cat"],
+              f"presence on node A: the members of both nodes, each user once (ada has two connections), sorted: {users}")
+        check(await cat.presence("lobby") == ["ada", "bob", "cat"], "and the same list on node B")
         await bob.send(op="leave", room="lobby")
         for member in (ada, ada2, cat):
             check(await member.expect("leave") == {"type": "leave", "room": "lobby", "user": "bob"},
                   f"bob leaves: {member.label} gets the leave event")
-        check(await bob.messages_until_presence("lobby") == [] and await bob.presence("lobby") == ["ada"],
+        check(await bob.messages_until_presence("lobby") == [] and await bob.presence("lobby") == ["ada", "cat"],
               "bob is out of the lobby: no event for himself, and presence no longer lists him")
         await bob.send(op="say", room="lobby", text="still here?")
         check((await bob.recv()).get("type") == "error", "bob can no longer say anything in the lobby")
@@ -274,22 +272,25 @@ async def main(binary: str, skip_cross_node_presence: bool) -> None:
         replay, joined = await vic.join(old, {"offset": 13, "epoch": window})
         check(replay == [] and joined["recovered"] is False, "since ahead of the room: recovered: false")
 
-        # ---- presence across nodes: needs ws's presence across nodes ------------------------
+        # ---- presence across nodes, and a node killed without a word ------------------------
         pair = "both"
         await zoe.join(pair)
         await vic.join(pair)
-        await zoe.expect("join")
+        check(await zoe.expect("join") == {"type": "join", "room": pair, "user": "vic"},
+              "vic (node B) joins a room zoe (node A) is in: she gets the join event")
         users = await zoe.presence(pair)
-        what = f"presence on node A lists the members of both nodes, zoe (A) and vic (B): {users}"
-        if skip_cross_node_presence:
-            # Expected to fail until ws has presence across nodes: reported, not failing the run.
-            if users == ["vic", "zoe"]:
-                todo = f"ok - {what} # TODO passes now: drop --skip-cross-node-presence"
-            else:
-                todo = f"not ok - {what} # TODO expected to fail until ws has presence across nodes"
-            print(todo)
-        else:
-            check(users == ["vic", "zoe"], what)
+        check(users == ["vic", "zoe"], f"presence on node A lists zoe (A) and vic (B): {users}")
+        users = await vic.presence(pair)
+        check(users == ["vic", "zoe"], f"and on node B: {users}")
+        await nodes[1].kill()
+        started = asyncio.get_running_loop().time()
+        while (users := await zoe.presence(pair)) != ["zoe"]:
+            if asyncio.get_running_loop().time() - started > 10:
+                break
+            await asyncio.sleep(0.2)  # polling the answer: presence has no event for this
+        took = asyncio.get_running_loop().time() - started
+        check(users == ["zoe"] and took < 6,
+              f"node B is killed (SIGKILL): presence on node A drops vic within {took:.1f} s (4 s documented, 6 allowed)")
 
         for c in clients:
             await c.close()
@@ -300,16 +301,11 @@ async def main(binary: str, skip_cross_node_presence: bool) -> None:
             redis.kill()
             await redis.wait()
     check.summary()
-    if todo:
-        outcome = "passed" if todo.startswith("ok") else "failed as expected"
-        print(f"and 1 check marked TODO by --skip-cross-node-presence: {outcome} (presence across nodes)")
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    skip = "--skip-cross-node-presence" in args
-    paths = [a for a in args if not a.startswith("--")]
-    if len(paths) != 1:
+    if len(args) != 1:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         sys.exit(2)
-    asyncio.run(main(paths[0], skip))
+    asyncio.run(main(args[0]))

@@ -824,9 +824,12 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
                 let hello = link.heartbeat(endpoint.len(), true, false);
                 let _ = link.publish(&Topic::All, &hello);
                 // What the rooms' feeds missed meanwhile is read back from the store, and
-                // what the store may have lost of this node's members is written again.
+                // what the store may have lost of this node's members is written again,
+                // marked alive at once (not at the next heartbeat): a reader skips the
+                // members of a node not marked alive.
                 endpoint.check_feeds();
                 endpoint.reenter_all();
+                endpoint.mark_alive(link.expiry);
             }
             Event::Down(reason) => {
                 if link.up.swap(false, Ordering::Relaxed) {
