@@ -16,7 +16,10 @@
 //! both or neither: serve `https://` and `wss://`; the page then connects with `wss:`),
 //! `--no-deflate` (decline permessage-deflate: the configuration is then entirely the default),
 //! `--redis redis://HOST:PORT` (feature `redis`: this process is one node of a chat shared by
-//! every process on that Redis; run several on different `--addr` ports).
+//! every process on that Redis; run several on different `--addr` ports), `--metrics
+//! HOST:PORT` (feature `metrics`: Prometheus metrics at `http://HOST:PORT/metrics`, an address
+//! of their own so that the chat's public port does not show them; the crate guide's
+//! "Metrics" lists them).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -106,6 +109,7 @@ fn redis_cluster(_url: &str) -> Result<ws::Cluster, String> {
 
 struct Args {
     addr: String,
+    metrics: Option<String>,
     password: String,
     tls_cert: Option<String>,
     tls_key: Option<String>,
@@ -114,11 +118,13 @@ struct Args {
 }
 
 const USAGE: &str = "usage: secure_chat [--addr HOST:PORT] [--password PASSWORD] \
-                     [--tls-cert CERT.pem --tls-key KEY.pem] [--no-deflate] [--redis URL]";
+                     [--tls-cert CERT.pem --tls-key KEY.pem] [--no-deflate] [--redis URL] \
+                     [--metrics HOST:PORT]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8080".into(),
+        metrics: None,
         password: std::env::var("CHAT_PASSWORD").unwrap_or_else(|_| "reallyverysecure".into()),
         tls_cert: None,
         tls_key: None,
@@ -135,6 +141,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls-key" => args.tls_key = Some(value("--tls-key")?),
             "--no-deflate" => args.deflate = false,
             "--redis" => args.redis = Some(value("--redis")?),
+            "--metrics" => args.metrics = Some(value("--metrics")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
@@ -143,6 +150,33 @@ fn parse_args() -> Result<Args, String> {
         return Err("--tls-cert and --tls-key go together: give both or neither".into());
     }
     Ok(args)
+}
+
+/// Installs the Prometheus recorder (before the chat starts: a socket registers its metrics
+/// when it starts) and serves its text at `http://ADDR/metrics`, until the process stops.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(addr: &str) -> Result<(), String> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| format!("--metrics: {err}"))?;
+    let scrape = warp::path("metrics")
+        .and(warp::path::end())
+        .map(move || prometheus.render());
+    let server = ws::serve(scrape)
+        .bind(addr)
+        .await
+        .map_err(|err| format!("--metrics {addr}: {err}"))?;
+    tracing::info!("Metrics at http://{}/metrics", server.local_addr());
+    tokio::spawn(server.run());
+    Ok(())
+}
+
+#[cfg(not(feature = "metrics"))]
+#[allow(clippy::unused_async, reason = "async like the one with the feature")]
+async fn serve_metrics(_addr: &str) -> Result<(), String> {
+    Err("--metrics needs the feature `metrics`: \
+         cargo run --example secure_chat --features metrics -- --metrics 127.0.0.1:9090"
+        .into())
 }
 
 #[tokio::main]
@@ -174,6 +208,12 @@ async fn main() -> std::process::ExitCode {
                 eprintln!("secure_chat: {msg}");
                 return std::process::ExitCode::from(2);
             }
+        }
+    }
+    if let Some(addr) = &args.metrics {
+        if let Err(msg) = serve_metrics(addr).await {
+            eprintln!("secure_chat: {msg}");
+            return std::process::ExitCode::from(2);
         }
     }
     let chat = ws::Socket::with_config(

@@ -615,12 +615,74 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Metrics
+//!
+//! Every socket counts what an operator asks first: [`Endpoint::stats`] is a snapshot
+//! ([`SocketStats`]: connections, refusals and closes by reason, messages and bytes, slow
+//! consumers, rate-limit pauses, heartbeat timeouts, ping round trips, fan-out times), with
+//! [`Endpoint::cluster_stats`] for the backplane and [`Endpoint::history_stats`] for
+//! recoveries. With the feature `metrics`, the same figures go through the
+//! [`metrics`](https://docs.rs/metrics) facade to whatever recorder the application
+//! installs: Prometheus with `metrics-exporter-prometheus`, say. Install it before the
+//! socket starts (before [`serve`] or [`Socket::start`]): a socket registers its metrics
+//! then. Without a recorder they cost next to nothing.
+//!
+//! ```no_run
+//! // Cargo.toml: warpsocket = { version = "0.1", features = ["metrics"] },
+//! //             metrics-exporter-prometheus = { version = "0.18", default-features = false }
+//! # #[cfg(feature = "metrics")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use warp::Filter;
+//!
+//! let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! let scrape = warp::path("metrics").map(move || prometheus.render());
+//! // An address Prometheus reaches and the public does not.
+//! let metrics = ws::serve(scrape).bind("127.0.0.1:9090").await?;
+//! tokio::spawn(metrics.run());
+//! // Then serve the sockets: each registers its metrics as it starts.
+//! # Ok(())
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! `examples/secure_chat --metrics HOST:PORT` does exactly this. Every metric has the label
+//! `socket` ([`Config::name`]; the handler type's name by default); labels never carry a
+//! client id or anything a client wrote, so their values stay few. The names:
+//!
+//! | name | kind | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `ws_connections` | gauge | | open connections now |
+//! | `ws_connections_opened_total` | counter | | connections that completed the handshake |
+//! | `ws_handshakes_refused_total` | counter | `reason` | refused handshakes: `rejected` (by `on_handshake`), `origin`, `protocol` (not a valid WebSocket handshake), `limit` (connection limits), `shutdown`, `error` (a panicking hook) |
+//! | `ws_connections_closed_total` | counter | `code` | connections closed, by the code that ended them: 1000 to 1015 as themselves (1006: the TCP connection was lost), 3000 to 4999 as `application` ([`code_label`]) |
+//! | `ws_messages_received_total` | counter | | data messages received (a fragmented one once) |
+//! | `ws_messages_sent_total` | counter | | data messages sent: a broadcast counts one per receiver |
+//! | `ws_received_bytes_total` | counter | | bytes read: the WebSocket stream as on the wire, after compression (before TLS), frame headers and control frames included |
+//! | `ws_sent_bytes_total` | counter | | bytes written, counted the same way |
+//! | `ws_slow_consumer_closes_total` | counter | | clients closed with 1008 because their send queue was full |
+//! | `ws_slow_consumer_drops_total` | counter | | messages dropped for a full queue ([`SlowConsumer::Drop`]) |
+//! | `ws_rate_limit_pauses_total` | counter | | times reading from a client waited for its [`RateLimit`] |
+//! | `ws_heartbeat_timeouts_total` | counter | | clients closed with 1008 for leaving the heartbeat's pings unanswered |
+//! | `ws_ping_rtt_seconds` | histogram | | round trip of the heartbeat's pings (sent to a connection idle for an interval) |
+//! | `ws_fanout_seconds` | histogram | | time to queue a broadcast or room delivery for its receivers on this node |
+//! | `ws_backplane_up` | gauge | | 1 while the link to the cluster is up |
+//! | `ws_backplane_published_total` | counter | | envelopes published to the cluster |
+//! | `ws_backplane_received_total` | counter | | envelopes received from other nodes |
+//! | `ws_backplane_failures_total` | counter | `kind` | `unsent` (link down or queue full), `missed` (another node's envelope never arrived), `unreadable` |
+//! | `ws_backplane_outages_total` | counter | | times the link went down |
+//! | `ws_backplane_lag_seconds` | histogram | | from publishing a heartbeat to receiving it back through the backplane: the lag envelopes meet |
+//! | `ws_history_recoveries_total` | counter | `outcome` | joins with a position: `recovered`, or not: `no_position`, `epoch`, `window`, `ahead` ([`NotRecovered`]) |
+//! | `ws_history_lost_total` | counter | | members closed with 1012 because their room's messages were lost |
+//!
+//! The log events agree with the labels: a refused handshake is logged with its `reason`,
+//! a close with its `code`.
+//!
 //! # Logging
 //!
 //! The library prints nothing itself; it emits [`tracing`](https://docs.rs/tracing) events.
 //! Each connection runs in a span `ws` with fields `client` (its [`ClientId`]) and `peer` (its
 //! address), so everything a hook logs carries them too. Opening, closing (with code and
-//! reason), refused handshakes (with status, peer and path), refused messages and protocol
+//! reason), refused handshakes (with status, `reason`, peer and path), refused messages and protocol
 //! errors are `debug`; hook panics and `on_data` errors are `error`; slow consumers are
 //! `warn`; listening and shutdown are `info`. `RUST_LOG=ws_runtime=debug` with
 //! `tracing_subscriber`'s `EnvFilter` shows them all.
@@ -633,6 +695,7 @@
 //! | `json` | no | [`Json<T>`][json-type] for `on_data`, `Message::json` to send any `Serialize` value (`serde`, `serde_json`) |
 //! | `test` | no | [`ws::test`][test-module]: in-process tests with a real client |
 //! | `redis` | no | clusters over Redis: [`Cluster::redis`][cluster-redis], [`cluster::Redis`][redis-type] (the `redis` crate) |
+//! | `metrics` | no | the figures of [`Endpoint::stats`] through the `metrics` facade ("Metrics" above) |
 //!
 //! # Examples
 //!

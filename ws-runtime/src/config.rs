@@ -101,6 +101,7 @@ pub struct Config {
     pub(crate) cluster: Cluster,
     pub(crate) history: Option<History>,
     pub(crate) presence: Option<Presence>,
+    pub(crate) name: Option<String>,
 }
 
 impl Default for Config {
@@ -127,6 +128,7 @@ impl Default for Config {
             cluster: Cluster::standalone(),
             history: None,
             presence: None,
+            name: None,
         }
     }
 }
@@ -145,6 +147,21 @@ impl Config {
     /// The defaults, as listed on each setter.
     pub fn new() -> Self {
         Config::default()
+    }
+
+    /// The socket's name in its figures: the `socket` label of every metric (feature
+    /// `metrics`) and [`SocketStats::socket`](crate::SocketStats::socket). Default: the
+    /// handler type's name (`Chat` for `impl Chat`). Give two sockets of one type different
+    /// names to tell them apart; keep names few (a label's values must be).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The name set with [`name`](Config::name), if any.
+    pub fn get_name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Largest message accepted, after reassembly of its fragments. Default: 10 MiB.

@@ -15,6 +15,9 @@
 //! | base | `message`, `error` | messages, `Text`, `Close` and its codes; the serving error |
 //! | plumbing | `rt` | generic async tools: the three-loop join, signals, bounded queues, lent buffers |
 //! | protocol | `proto` | RFC 6455 and RFC 7692 without I/O: decoding, encoding, close payloads, `ProtocolError`, deflate |
+//! | cluster | `cluster` | the `Backplane` and `Store` traits, the in-process hub, Redis, the envelope between nodes, ids, positions |
+//! | rooms' state | `history`, `presence` | their settings and rules: what is kept, recovery decisions, members |
+//! | figures | `metrics` | the socket's counters and timings (`SocketStats`), and the `metrics` facade's handles (feature `metrics`) |
 //! | settings | `config` | `Config` and its parts: data and defaults |
 //! | handshake | `handshake` | protocol checks of the upgrade request, `Request`, `Accept`, `Reject`, origins |
 //! | delivery | `stream`, `endpoint` | `MessageStream`; the registry of clients, their send queues, every send and broadcast |
@@ -39,6 +42,7 @@ mod history;
 #[cfg(feature = "json")]
 mod json;
 mod message;
+mod metrics;
 mod presence;
 mod proto;
 mod rt;
@@ -67,6 +71,7 @@ pub use http::StatusCode;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::{Json, JsonError};
 pub use message::{Close, FromMessage, Message, Text};
+pub use metrics::{Refusal, SocketStats, Timing, code_label};
 pub use presence::{Member, Members, Presence, PresenceChange, PresenceEvent};
 pub use proto::deflate::Deflate;
 #[cfg(feature = "tls")]

@@ -123,7 +123,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
                 drive(&socket, &client, &mut session, reader, writer, buf, deflate).await
             }
         };
-        socket.endpoint.unregister(client.id);
+        socket.endpoint.unregister(client.id, close.code);
         tracing::debug!(code = close.code, reason = %close.reason, "closed");
         let _ = guard(
             Hook::Close,

@@ -157,6 +157,7 @@ async fn on_event(
             // Whole messages are batched by the reader; one comes here only when refused
             // above, so this is not reached, and delivering it would still be right.
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
+            client.meter.read(1, 0);
             deliver(Incoming::Message(message), feeding, shared).await;
         }
         Event::Begin { text, chunk } => {
@@ -175,6 +176,7 @@ async fn on_event(
         }
         Event::End(chunk) => {
             client.stats.messages_read.fetch_add(1, Ordering::Relaxed);
+            client.meter.read(1, 0);
             if !chunk.is_empty() {
                 feed(Piece::Chunk(chunk), feeding, shared).await;
             }
@@ -186,7 +188,7 @@ async fn on_event(
                 shared.pong.owe(payload, client);
             }
         }
-        Event::Pong => {}
+        Event::Pong => client.pong_read(),
         Event::Close(close) => {
             if let Some(stream) = feeding.take() {
                 stream.fail(close.clone());
@@ -228,6 +230,7 @@ async fn hand_over(batch: &mut Batch, feeding: &mut Option<Feed>, shared: &Share
     stats
         .messages_read
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    shared.client.meter.read(messages.len() as u64, 0);
     if !shared.client.is_closing()
         && shared.inbox.try_push_many(messages).is_ok()
         && !messages.is_empty()
@@ -313,6 +316,7 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
         let ready_at = throttle.ready_at();
         if ready_at > Instant::now() {
             client.throttled.store(true, Ordering::Relaxed);
+            client.meter.rate_limit_pause();
             tokio::select! {
                 () = sleep_until(Some(ready_at)) => {}
                 () = shared.close.changed() => {}
@@ -379,6 +383,7 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
                 .stats
                 .bytes_read
                 .fetch_add(n as u64, Ordering::Relaxed);
+            client.meter.read(0, n as u64);
             client.touch_read();
             if let Some(throttle) = throttle {
                 throttle.consume(n as u64, 0);

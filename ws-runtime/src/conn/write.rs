@@ -97,10 +97,12 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                 Beat::Ping => {
                     // Idle for a heartbeat period: the reader gives back its read buffer.
                     client.idle.notify();
+                    client.ping_sent();
                     vec![OutFrame::ping(Bytes::new())]
                 }
                 Beat::Dead => {
                     tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
+                    client.meter.heartbeat_timeout();
                     break Some(Close::new(Close::POLICY_VIOLATION, "Heartbeat timeout"));
                 }
             }},
@@ -184,6 +186,7 @@ fn account(client: &Client, frames: u64, bytes: u64) {
     let stats = &client.stats;
     stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
     stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    client.meter.wrote(0, bytes);
     client.touch_sent();
 }
 
@@ -327,6 +330,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         .stats
         .messages_sent
         .fetch_add(messages, Ordering::Relaxed);
+    client.meter.wrote(messages, 0);
     Ok(close)
 }
 

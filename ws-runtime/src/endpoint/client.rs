@@ -2,14 +2,15 @@
 //! bounded send queue, and the close it was asked for.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{ClientInfo, SendError};
 use crate::cluster::{ClientId, User};
 use crate::config::SlowConsumer;
 use crate::message::Close;
+use crate::metrics::{Meter, Traffic};
 use crate::proto::OutFrame;
 use crate::rt::queue::{PushError, Queue, Weighted};
 use crate::rt::signal::Signal;
@@ -43,6 +44,19 @@ pub(crate) struct Stats {
     /// Nanoseconds since `started`, plus one; zero means never.
     last_read: AtomicU64,
     last_sent: AtomicU64,
+}
+
+impl Client {
+    /// What this client counted, for the socket's figures.
+    pub(crate) fn traffic(&self) -> Traffic {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Traffic {
+            messages_received: load(&self.stats.messages_read),
+            messages_sent: load(&self.stats.messages_sent),
+            received_bytes: load(&self.stats.bytes_read),
+            sent_bytes: load(&self.stats.bytes_sent),
+        }
+    }
 }
 
 /// What the handshake settled about a connection besides its address: the subprotocol and the
@@ -88,6 +102,11 @@ pub(crate) struct Client {
     pub(crate) idle: Signal,
     /// What the writer will send.
     pub(crate) queue: Queue<Outgoing>,
+    /// When the heartbeat's last ping was sent and its pong not yet read: nanoseconds since
+    /// `started`, plus one; zero when none is outstanding.
+    ping_sent: AtomicU64,
+    /// The socket's figures: a slow consumer and a ping's round trip are counted there.
+    pub(crate) meter: Arc<Meter>,
 }
 
 impl Client {
@@ -98,6 +117,7 @@ impl Client {
         identity: Option<Box<Identity>>,
         policy: SlowConsumer,
         queue: Queue<Outgoing>,
+        meter: Arc<Meter>,
     ) -> Self {
         Client {
             id,
@@ -115,7 +135,29 @@ impl Client {
             close_wanted: Signal::default(),
             idle: Signal::default(),
             queue,
+            ping_sent: AtomicU64::new(0),
+            meter,
         }
+    }
+
+    /// The heartbeat sends a ping now.
+    pub(crate) fn ping_sent(&self) {
+        let since = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.ping_sent.store(since + 1, Ordering::Relaxed);
+    }
+
+    /// A pong was read: the round trip of the ping it answers, if one is outstanding, is
+    /// counted. (A pong is not matched to its ping by payload: a peer that sends pongs of its
+    /// own only shortens its own figures.)
+    pub(crate) fn pong_read(&self) {
+        let sent = self.ping_sent.swap(0, Ordering::Relaxed);
+        if sent == 0 {
+            return;
+        }
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.meter.ping_rtt(std::time::Duration::from_nanos(
+            now.saturating_sub(sent - 1),
+        ));
     }
 
     /// The user `on_handshake` said this client is.
@@ -211,10 +253,12 @@ impl Client {
         match self.policy {
             SlowConsumer::Close => {
                 tracing::warn!(client = %self.id, "send queue full; closing slow consumer with 1008");
+                self.meter.slow_close();
                 self.close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
             }
             SlowConsumer::Drop | SlowConsumer::Wait => {
                 tracing::debug!(client = %self.id, "send queue full; message dropped");
+                self.meter.slow_drop();
             }
         }
         SendError::QueueFull(self.id)
@@ -240,6 +284,7 @@ impl Client {
     pub(super) fn push_recorded(&self, frame: OutFrame) -> Result<(), SendError> {
         let pushed = self.push(frame);
         if matches!(pushed, Err(SendError::QueueFull(_))) && self.policy != SlowConsumer::Close {
+            self.meter.slow_close();
             self.close_urgently(Close::new(Close::POLICY_VIOLATION, "Send queue full"));
         }
         pushed

@@ -318,7 +318,7 @@ impl Endpoint {
         let members: Vec<ClientId> = clients.rooms.members(room.as_str()).collect();
         tracing::warn!(%room, members = members.len(), "messages of the room were lost between the history and this node; closing its members here with 1012 so they come back");
         clients.close_each(&members, Close::SERVICE_RESTART, "History lost");
-        histories.count_lost(members.len());
+        histories.count_lost(members.len(), &self.registry.meter);
     }
 
     /// `join_since` in a cluster: joins marked as recovering (frames buffered), waits for the
@@ -425,7 +425,7 @@ impl Endpoint {
             feed.floors.insert(id, highest);
         }
         drop(feed);
-        histories.count_recovery(&recovery);
+        histories.count_recovery(&recovery, &self.registry.meter);
         Ok(recovery)
     }
 }

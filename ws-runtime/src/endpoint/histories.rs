@@ -15,6 +15,7 @@ use crate::cluster::ring::Ring;
 use crate::cluster::{ClientId, Position, Room};
 use crate::history::{History, NotRecovered, Recovery};
 use crate::message::Message;
+use crate::metrics::Meter;
 use crate::proto::OutFrame;
 
 /// A room silent (no message, no join with a position) for this long, with nothing kept,
@@ -75,17 +76,25 @@ impl Histories {
         .ok()
     }
 
-    pub(super) fn count_recovery(&self, recovery: &Recovery) {
+    pub(super) fn count_recovery(&self, recovery: &Recovery, meter: &Meter) {
         let stats = &self.stats;
         stats
             .replayed
             .fetch_add(recovery.replayed as u64, Ordering::Relaxed);
-        match recovery.reason {
-            None => stats.recovered.fetch_add(1, Ordering::Relaxed),
+        let outcome = match recovery.reason {
+            None => {
+                stats.recovered.fetch_add(1, Ordering::Relaxed);
+                0
+            }
             Some(reason) => {
-                stats.not_recovered[reason_index(reason)].fetch_add(1, Ordering::Relaxed)
+                let index = reason_index(reason);
+                stats.not_recovered[index].fetch_add(1, Ordering::Relaxed);
+                index + 1
             }
         };
+        if let Some(export) = meter.export() {
+            export.recovery(outcome);
+        }
     }
 
     pub(super) fn count_appended(&self) {
@@ -96,8 +105,11 @@ impl Histories {
         self.stats.healed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn count_lost(&self, members: usize) {
+    pub(super) fn count_lost(&self, members: usize, meter: &Meter) {
         self.stats.lost.fetch_add(members as u64, Ordering::Relaxed);
+        if let Some(export) = meter.export() {
+            export.history_lost(members as u64);
+        }
     }
 
     /// This room's ring, created (a new epoch) if it has none.

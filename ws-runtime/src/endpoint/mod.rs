@@ -474,10 +474,12 @@ impl Endpoint {
         if let Target::One(id) = to {
             return outcome(id, self.push_one(id, frame));
         }
+        let started = std::time::Instant::now();
         self.resolve(to, |id, client| match client {
             Some(client) => outcome(id, client.push(frame.clone())),
             None => outcome(id, Err(SendError::UnknownClient(id))),
         });
+        self.registry.meter.fanout(started.elapsed());
     }
 
     /// [`push`](Endpoint::push) to one client, with its outcome.
@@ -829,7 +831,7 @@ mod tests {
         );
         endpoint.begin_shutdown();
         assert!(endpoint.register(addr, None).is_none());
-        endpoint.unregister(a.id);
+        endpoint.unregister(a.id, 1000);
         assert_eq!(endpoint.len(), 1);
     }
 }

@@ -335,7 +335,7 @@ impl Endpoint {
             client.push_recorded(self.frame(reply))?;
         }
         drop(ring);
-        histories.count_recovery(&recovery);
+        histories.count_recovery(&recovery, &self.registry.meter);
         if joined {
             self.entered(room, id);
         }

@@ -16,6 +16,7 @@ use super::{Client, Endpoint, Identity};
 use crate::cluster::{ClientId, IdHasher, NodeId, User};
 use crate::config::SlowConsumer;
 use crate::message::Close;
+use crate::metrics::{Meter, SocketStats, Traffic};
 use crate::rt::queue::Queue;
 
 /// The client whose hooks this thread is running (see [`Endpoint::as_current`]), and the
@@ -78,12 +79,15 @@ pub(crate) struct Registry {
     pub(super) history: Option<super::histories::Histories>,
     /// Which rooms track their members, if any.
     pub(super) presence: Option<super::presence::Presences>,
+    /// The socket's counters and timings beyond each client's own.
+    pub(super) meter: Arc<Meter>,
 }
 
 impl Registry {
     pub(super) fn new(config: &crate::config::Config) -> Self {
         let node = NodeId::random();
-        let link = super::remote::Link::new(&config.cluster, node);
+        let meter = Arc::new(Meter::new(config.name.as_deref().unwrap_or("socket")));
+        let link = super::remote::Link::new(&config.cluster, node, meter.clone());
         let clustered = link.is_some();
         let stored = link.as_ref().is_none_or(|link| link.store().is_some());
         if !stored && config.presence.is_some() {
@@ -110,6 +114,7 @@ impl Registry {
                 .filter(|_| stored)
                 .map(super::presence::Presences::new),
             link,
+            meter,
             next_id: AtomicU64::new(0),
             queue_messages: config.send_queue.max(1),
             queue_bytes: u32::try_from(config.send_queue_bytes)
@@ -160,15 +165,20 @@ impl Endpoint {
             identity,
             registry.policy,
             queue,
+            registry.meter.clone(),
         ));
         if let Some(user) = client.user() {
             clients.users.entry(user.clone()).or_default().push(id);
         }
         clients.map.insert(id, client.clone());
+        // Under the lock, like the close: the gauge is set in the order of the changes.
+        registry.meter.opened(clients.map.len());
+        drop(clients);
         Some(client)
     }
 
-    pub(crate) fn unregister(&self, id: ClientId) {
+    /// A connection is over, ended by a close with `code`.
+    pub(crate) fn unregister(&self, id: ClientId, code: u16) {
         let mut clients = self.registry.write();
         let rooms = if self.registry.presence.is_some() {
             clients.rooms.of(id).to_vec()
@@ -176,6 +186,12 @@ impl Endpoint {
             Vec::new()
         };
         let client = clients.map.remove(&id);
+        if let Some(client) = &client {
+            // Under the lock: a snapshot counts the client either open or gone, never both.
+            self.registry
+                .meter
+                .closed(code, &client.traffic(), clients.map.len());
+        }
         if let Some(user) = client.as_deref().and_then(Client::user) {
             if let Some(ids) = clients.users.get_mut(user) {
                 ids.retain(|other| *other != id);
@@ -193,6 +209,42 @@ impl Endpoint {
         for room in rooms {
             self.exited(&room, id, user.clone());
         }
+    }
+
+    /// The socket's meter, for the server and the connections.
+    pub(crate) fn meter(&self) -> &Meter {
+        &self.registry.meter
+    }
+
+    /// Registers the socket's metrics with the recorder installed now (feature `metrics`).
+    pub(crate) fn start_meter(&self) {
+        let registry = &self.registry;
+        registry
+            .meter
+            .start(registry.link.is_some(), registry.history.is_some());
+    }
+
+    /// What this socket has counted since it was created: connections, refusals and closes
+    /// by reason, messages and bytes, slow consumers, rate-limit pauses, heartbeat timeouts,
+    /// ping round trips, fan-out times. The same figures as the feature `metrics` exports
+    /// (the crate guide's "Metrics" names them), without a recorder; this node's only.
+    ///
+    /// ```
+    /// # fn demo(endpoint: ws::Endpoint) {
+    /// let stats = endpoint.stats();
+    /// println!(
+    ///     "{}: {} open, {} messages in, {} refused by origin",
+    ///     stats.socket, stats.connections, stats.messages_received, stats.refused["origin"]
+    /// );
+    /// # }
+    /// ```
+    pub fn stats(&self) -> SocketStats {
+        let clients = self.registry.read();
+        let mut open = Traffic::default();
+        for client in clients.map.values() {
+            open.add(&client.traffic());
+        }
+        self.registry.meter.snapshot(clients.map.len(), &open)
     }
 
     /// Refuses new clients and closes every open one with 1001, behind what is queued.

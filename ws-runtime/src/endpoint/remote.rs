@@ -19,6 +19,7 @@ use super::{Delivery, Endpoint, SendError, Target, WeakEndpoint};
 use crate::cluster::wire::{self, Body, Heartbeat};
 use crate::cluster::{Backplane, ClientId, Cluster, Event, NodeId, Room, Topic, Unavailable, User};
 use crate::message::Message;
+use crate::metrics::{Exported, Failure, Meter, Timer, Timing};
 
 /// A departed node is remembered this long, so that sends to its clients fail at once.
 const DEPARTED: Duration = Duration::from_secs(600);
@@ -88,6 +89,9 @@ pub struct ClusterStats {
     pub unreadable: u64,
     /// Times the link went down.
     pub outages: u64,
+    /// The time from publishing a heartbeat to receiving it back through the backplane, once
+    /// a heartbeat (each second by default): the lag every envelope meets on its way.
+    pub lag: Timing,
 }
 
 /// A node's link to its cluster, kept in the registry.
@@ -112,6 +116,12 @@ pub(super) struct Link {
     missed: AtomicU64,
     unreadable: AtomicU64,
     outages: AtomicU64,
+    /// The last heartbeat this node published to all, by sequence number, and when: its
+    /// return through the backplane is the lag.
+    probe: Mutex<Option<(u32, Instant)>>,
+    lag: Timer,
+    /// The socket's figures (feature `metrics`: the backplane's are exported from here).
+    meter: Arc<Meter>,
 }
 
 #[derive(Default)]
@@ -171,7 +181,7 @@ fn millis(time: SystemTime) -> u64 {
 }
 
 impl Link {
-    pub(super) fn new(cluster: &Cluster, node: NodeId) -> Option<Link> {
+    pub(super) fn new(cluster: &Cluster, node: NodeId, meter: Arc<Meter>) -> Option<Link> {
         Some(Link {
             backplane: cluster.backplane.clone()?,
             node,
@@ -191,6 +201,9 @@ impl Link {
             missed: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
             outages: AtomicU64::new(0),
+            probe: Mutex::new(None),
+            lag: Timer::default(),
+            meter,
         })
     }
 
@@ -199,6 +212,7 @@ impl Link {
     pub(super) fn publish(&self, topic: &Topic, body: &Body) -> Result<(), Unavailable> {
         if !self.backplane.is_up() {
             self.unsent.fetch_add(1, Ordering::Relaxed);
+            self.export(|export| export.failed(Failure::Unsent, 1));
             return Err(Unavailable::Down);
         }
         let published = if let Topic::Room(_) = topic {
@@ -216,14 +230,61 @@ impl Link {
                 .publish(topic, wire::encode(self.node, next, body));
             if published.is_ok() {
                 *seq = next;
+                if matches!(body, Body::Heartbeat(beat) if !beat.hello && !beat.leaving) {
+                    *lock(&self.probe) = Some((next, Instant::now()));
+                }
             }
             published
         };
-        match published {
-            Ok(()) => self.published.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.unsent.fetch_add(1, Ordering::Relaxed),
-        };
+        self.count_publish(published.is_ok());
         published
+    }
+
+    /// Counts one envelope published, or unsent.
+    fn count_publish(&self, published: bool) {
+        if published {
+            self.published.fetch_add(1, Ordering::Relaxed);
+            self.export(Exported::published);
+        } else {
+            self.unsent.fetch_add(1, Ordering::Relaxed);
+            self.export(|export| export.failed(Failure::Unsent, 1));
+        }
+    }
+
+    /// Passes the socket's exported metrics, if any, to `f` (feature `metrics`).
+    #[inline]
+    fn export(&self, f: impl FnOnce(&Exported)) {
+        if let Some(export) = self.meter.export() {
+            f(export);
+        }
+    }
+
+    /// One of this node's own envelopes came back: if it is the last heartbeat published,
+    /// the time it took is the lag.
+    fn returned(&self, seq: u32) {
+        let mut probe = lock(&self.probe);
+        if let Some((sent, at)) = *probe {
+            if sent == seq {
+                *probe = None;
+                drop(probe);
+                let lag = at.elapsed();
+                self.lag.record(lag);
+                self.export(|export| export.lag(lag));
+            }
+        }
+    }
+
+    /// The link went up or down; whether that changed anything.
+    fn set_up(&self, up: bool) -> bool {
+        let was = self.up.swap(up, Ordering::Relaxed);
+        if was != up {
+            self.export(|export| export.backplane_up(up));
+            if !up {
+                self.outages.fetch_add(1, Ordering::Relaxed);
+                self.export(Exported::outage);
+            }
+        }
+        was != up
     }
 
     /// Where the backplane keeps rooms' histories, if it does.
@@ -241,10 +302,7 @@ impl Link {
             Some(store) if self.backplane.is_up() => store.append(append),
             _ => Err(Unavailable::Down),
         };
-        match appended {
-            Ok(_) => self.published.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.unsent.fetch_add(1, Ordering::Relaxed),
-        };
+        self.count_publish(appended.is_ok());
         appended
     }
 
@@ -349,8 +407,9 @@ impl Link {
         let last = peers.seqs.entry(sender).or_default();
         let last = if to_node { &mut last.1 } else { &mut last.0 };
         if *last != 0 && seq > last.wrapping_add(1) {
-            self.missed
-                .fetch_add(u64::from(seq - *last - 1), Ordering::Relaxed);
+            let missed = u64::from(seq - *last - 1);
+            self.missed.fetch_add(missed, Ordering::Relaxed);
+            self.export(|export| export.failed(Failure::Missed, missed));
         }
         *last = seq;
     }
@@ -591,7 +650,9 @@ impl Endpoint {
         for task in lock(&link.tasks).drain(..) {
             task.abort();
         }
+        // Stopped, not an outage.
         link.up.store(false, Ordering::Relaxed);
+        link.export(|export| export.backplane_up(false));
     }
 
     /// Applies one envelope from another node to this node's clients.
@@ -600,6 +661,7 @@ impl Endpoint {
             Ok(envelope) => envelope,
             Err(error) => {
                 link.unreadable.fetch_add(1, Ordering::Relaxed);
+                link.export(|export| export.failed(Failure::Unreadable, 1));
                 let version = bytes.first().copied().unwrap_or(0);
                 if lock(&link.peers).warned.insert(version) {
                     tracing::warn!(%error, "an envelope from the cluster could not be read (warned once per envelope version)");
@@ -609,10 +671,16 @@ impl Endpoint {
         };
         // A node's own envelopes come back to it; only a recorded message is for it too
         // (its members get it from the feed, in the history's order).
-        if envelope.sender == link.node && !matches!(envelope.body, Body::Recorded { .. }) {
-            return;
+        if envelope.sender == link.node {
+            if let Body::Heartbeat(_) = envelope.body {
+                link.returned(envelope.seq);
+            }
+            if !matches!(envelope.body, Body::Recorded { .. }) {
+                return;
+            }
         }
         link.received.fetch_add(1, Ordering::Relaxed);
+        link.export(Exported::received);
         let sender = envelope.sender;
         // Which of the sender's sequences it came in: this node's topic, or `all` (room
         // topics are not sequenced: their `seq` is 0).
@@ -802,6 +870,7 @@ impl Endpoint {
             missed: link.missed.load(Ordering::Relaxed),
             unreadable: link.unreadable.load(Ordering::Relaxed),
             outages: link.outages.load(Ordering::Relaxed),
+            lag: link.lag.snapshot(),
         }
     }
 }
@@ -820,7 +889,7 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
                 // Blind until now: the others get a full expiry to be heard again before
                 // they count as gone (else the first sweep would drop every peer at once).
                 link.revive_peers();
-                link.up.store(true, Ordering::Relaxed);
+                link.set_up(true);
                 let hello = link.heartbeat(endpoint.len(), true, false);
                 let _ = link.publish(&Topic::All, &hello);
                 // What the rooms' feeds missed meanwhile is read back from the store, and
@@ -832,8 +901,7 @@ async fn receive(endpoint: WeakEndpoint, mut inbound: crate::cluster::Inbound) {
                 endpoint.mark_alive(link.expiry);
             }
             Event::Down(reason) => {
-                if link.up.swap(false, Ordering::Relaxed) {
-                    link.outages.fetch_add(1, Ordering::Relaxed);
+                if link.set_up(false) {
                     tracing::debug!(%reason, "cluster link down");
                 }
             }

@@ -20,6 +20,7 @@ use crate::conn::{self, Hook, Service, guard};
 use crate::endpoint::{Endpoint, Identity};
 use crate::handler::Handler;
 use crate::handshake::{self, Accept, Reject, Request};
+use crate::metrics::Refusal;
 
 /// The peer address our own accept loop attaches to each request (warp keeps its own private).
 #[derive(Clone, Copy, Debug)]
@@ -89,7 +90,10 @@ impl<H: Handler> Socket<H> {
     }
 
     /// A socket with this configuration.
-    pub fn with_config(handler: H, config: Config) -> Self {
+    pub fn with_config(handler: H, mut config: Config) -> Self {
+        if config.name.is_none() {
+            config.name = Some(type_name::<H>());
+        }
         let endpoint = Endpoint::new(&config);
         Socket {
             inner: Arc::new(SocketInner {
@@ -186,6 +190,8 @@ impl<H: Handler> SocketInner<H> {
         self.started
             .get_or_init(|| async {
                 let service = &self.service;
+                // Metrics are registered with the recorder installed by now.
+                service.endpoint.start_meter();
                 // The cluster first: `on_start` may already send to other nodes.
                 service.endpoint.start_cluster();
                 let _ = guard(Hook::Start, service.handler.on_start(&service.endpoint)).await;
@@ -209,6 +215,19 @@ impl<H: Handler> SocketInner<H> {
             .await;
     }
 
+    /// Counts and logs a refusal, with the reason its metric's label gives, and answers it.
+    fn refuse(&self, request: &Request, reject: Reject, why: Refusal) -> Response {
+        self.service.endpoint.meter().refused(why);
+        tracing::debug!(
+            peer = %request.remote_addr(),
+            path = request.path(),
+            status = reject.status().as_u16(),
+            reason = why.as_str(),
+            "handshake refused"
+        );
+        reject.into_response()
+    }
+
     async fn handshake(
         self: Arc<Self>,
         request: Request,
@@ -221,14 +240,14 @@ impl<H: Handler> SocketInner<H> {
         let headers = request.headers();
         let key = match handshake::check_protocol(request.method(), headers) {
             Ok(key) => key,
-            Err(reject) => return refuse(&request, reject, "not a valid WebSocket handshake"),
+            Err(reject) => return self.refuse(&request, reject, Refusal::Protocol),
         };
         if !handshake::origin_allowed(&config.origins, headers) {
             let reject = Reject::forbidden("Origin not allowed.");
-            return refuse(&request, reject, "origin not allowed");
+            return self.refuse(&request, reject, Refusal::Origin);
         }
         if endpoint.is_shutting_down() {
-            return refuse(&request, shutting_down(), "shutting down");
+            return self.refuse(&request, shutting_down(), Refusal::Shutdown);
         }
         let slot = match self.admission.admit(
             request.remote_addr().ip(),
@@ -236,13 +255,14 @@ impl<H: Handler> SocketInner<H> {
             config.max_connections_per_ip,
         ) {
             Ok(slot) => slot,
-            Err(reject) => return refuse(&request, reject, "connection limit reached"),
+            Err(reject) => return self.refuse(&request, reject, Refusal::Limit),
         };
         let Some(on_upgrade) = on_upgrade else {
             tracing::error!(
                 "no upgrade is possible on this connection (HTTP/2, or not served by hyper)"
             );
-            return Reject::internal_error("Internal Server Error").into_response();
+            let reject = Reject::internal_error("Internal Server Error");
+            return self.refuse(&request, reject, Refusal::Error);
         };
         // The hook runs to completion: what it reserves is not lost at an `.await` when the
         // client leaves meanwhile (hyper then drops this future). Polled here first; a hook
@@ -266,21 +286,28 @@ impl<H: Handler> SocketInner<H> {
         });
         let decided = match std::future::poll_fn(|cx| Poll::Ready(decide.as_mut().poll(cx))).await {
             Poll::Ready(decided) => decided,
-            Poll::Pending => match self.tracker.spawn(decide).await {
-                Ok(decided) => decided,
-                Err(_) => return Reject::internal_error("Internal Server Error").into_response(),
-            },
+            Poll::Pending => {
+                let Ok(decided) = self.tracker.spawn(decide).await else {
+                    // The hook's task was cancelled: the request went with it.
+                    endpoint.meter().refused(Refusal::Error);
+                    return Reject::internal_error("Internal Server Error").into_response();
+                };
+                decided
+            }
         };
         let (session, request, mut accept) = match decided {
             (Ok(Ok(session)), request, accept) => (session, request, accept),
             (Ok(Err(reject)), request, _) => {
-                return refuse(&request, reject, "refused by on_handshake");
+                return self.refuse(&request, reject, Refusal::Rejected);
             }
-            (Err(_), ..) => return Reject::internal_error("Internal Server Error").into_response(),
+            (Err(_), request, _) => {
+                let reject = Reject::internal_error("Internal Server Error");
+                return self.refuse(&request, reject, Refusal::Error);
+            }
         };
         if endpoint.is_shutting_down() {
             // Shutdown began while the hook ran: the session is dropped, never opened.
-            return refuse(&request, shutting_down(), "shutting down");
+            return self.refuse(&request, shutting_down(), Refusal::Shutdown);
         }
         let protocol = handshake::choose_protocol(config, &request, &accept);
         let user = accept.take_user();
@@ -292,7 +319,7 @@ impl<H: Handler> SocketInner<H> {
         let response =
             match handshake::switching_protocols(&key, accept, protocol.as_deref(), extensions) {
                 Ok(response) => response,
-                Err(reject) => return reject.into_response(),
+                Err(reject) => return self.refuse(&request, reject, Refusal::Error),
             };
         let remote = request.remote_addr();
         self.tracker.spawn(conn::run(
@@ -308,19 +335,16 @@ impl<H: Handler> SocketInner<H> {
     }
 }
 
+/// A type's name without its path or generic arguments: `Chat` for `my_app::Chat<T>`.
+fn type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let bare = full.split('<').next().unwrap_or(full);
+    bare.rsplit("::").next().unwrap_or(bare).to_owned()
+}
+
 /// The answer to a handshake once shutdown began.
 fn shutting_down() -> Reject {
     Reject::with_body(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.")
-}
-
-fn refuse(request: &Request, reject: Reject, why: &str) -> Response {
-    tracing::debug!(
-        peer = %request.remote_addr(),
-        path = request.path(),
-        status = reject.status().as_u16(),
-        "handshake refused: {why}"
-    );
-    reject.into_response()
 }
 
 /// What [`Server`](crate::Server) needs of a socket, whatever its handler type.
