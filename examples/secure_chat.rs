@@ -159,6 +159,16 @@ async fn serve_metrics(addr: &str) -> Result<(), String> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|err| format!("--metrics: {err}"))?;
+    // The recorder keeps a histogram's values until they are summarised: without a scrape
+    // that does it, this does, so that memory stays bounded.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let scrape = warp::path("metrics")
         .and(warp::path::end())
         .map(move || prometheus.render());

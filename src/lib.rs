@@ -635,6 +635,15 @@
 //! use warp::Filter;
 //!
 //! let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! // The recorder keeps histograms' values until they are summarised: do it now and then,
+//! // scraped or not, so that memory stays bounded.
+//! let upkeep = prometheus.clone();
+//! tokio::spawn(async move {
+//!     loop {
+//!         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+//!         upkeep.run_upkeep();
+//!     }
+//! });
 //! let scrape = warp::path("metrics").map(move || prometheus.render());
 //! // An address Prometheus reaches and the public does not.
 //! let metrics = ws::serve(scrape).bind("127.0.0.1:9090").await?;
