@@ -19,7 +19,8 @@
 //! every process on that Redis; run several on different `--addr` ports), `--metrics
 //! HOST:PORT` (feature `metrics`: Prometheus metrics at `http://HOST:PORT/metrics`, an address
 //! of their own so that the chat's public port does not show them; the crate guide's
-//! "Metrics" lists them).
+//! "Metrics" lists them), `--dashboard HOST:PORT` (a live page of the same figures for
+//! operators, [`ws::Dashboard`], at `http://HOST:PORT/`; no feature needed).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ fn redis_cluster(_url: &str) -> Result<ws::Cluster, String> {
 struct Args {
     addr: String,
     metrics: Option<String>,
+    dashboard: Option<String>,
     password: String,
     tls_cert: Option<String>,
     tls_key: Option<String>,
@@ -119,12 +121,13 @@ struct Args {
 
 const USAGE: &str = "usage: secure_chat [--addr HOST:PORT] [--password PASSWORD] \
                      [--tls-cert CERT.pem --tls-key KEY.pem] [--no-deflate] [--redis URL] \
-                     [--metrics HOST:PORT]";
+                     [--metrics HOST:PORT] [--dashboard HOST:PORT]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8080".into(),
         metrics: None,
+        dashboard: None,
         password: std::env::var("CHAT_PASSWORD").unwrap_or_else(|_| "reallyverysecure".into()),
         tls_cert: None,
         tls_key: None,
@@ -142,6 +145,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-deflate" => args.deflate = false,
             "--redis" => args.redis = Some(value("--redis")?),
             "--metrics" => args.metrics = Some(value("--metrics")?),
+            "--dashboard" => args.dashboard = Some(value("--dashboard")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
@@ -232,6 +236,21 @@ async fn main() -> std::process::ExitCode {
         },
         config,
     );
+    if let Some(addr) = &args.dashboard {
+        // On an address of its own: the public port does not show it. Put it behind your
+        // authentication when that address is reachable by others.
+        let dashboard = ws::Dashboard::new().socket(&chat).filter();
+        match ws::serve(dashboard).bind(addr.as_str()).await {
+            Ok(server) => {
+                tracing::info!("Dashboard at http://{}/", server.local_addr());
+                tokio::spawn(server.run());
+            }
+            Err(err) => {
+                eprintln!("secure_chat: --dashboard {addr}: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let public = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/public");
     let routes = warp::path("ws")
         .and(warp::path::end())

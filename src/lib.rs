@@ -686,6 +686,12 @@
 //! The log events agree with the labels: a refused handshake is logged with its `reason`,
 //! a close with its `code`.
 //!
+//! For a look rather than a scrape, [`Dashboard`] is a live page of the same figures
+//! (connections, message and byte rates, refusals and closes by reason, ping round trips, the
+//! backplane's state and lag, the busiest rooms), charts over the last ten minutes that
+//! update each second, as a warp filter to mount behind your own authentication; no
+//! recorder needed. `examples/secure_chat --dashboard HOST:PORT` serves one.
+//!
 //! # Logging
 //!
 //! The library prints nothing itself; it emits [`tracing`](https://docs.rs/tracing) events.

@@ -387,3 +387,62 @@ mod recorder {
 mod recorder {
     pub(crate) fn install() {}
 }
+
+/// The operators' page and its JSON, mounted under a path: the page at its root, the samples
+/// at `stats.json` with the socket's figures, nothing else.
+#[tokio::test]
+async fn the_dashboard_serves_its_page_and_the_samples() {
+    use warp::Filter;
+
+    recorder::install();
+    let (closes, _log) = mpsc::unbounded_channel();
+    let socket = Socket::with_config(Relay { closes }, Config::new().name("dashboard"));
+    let dashboard = ws::Dashboard::new().socket(&socket);
+    let routes = warp::path("ws")
+        .and(socket.filter())
+        .or(warp::path("ops").and(dashboard.filter()));
+    let server = ws::test::serve_with(ws::serve(routes).socket(&socket)).await;
+    let _a = server.connect("/ws?password=secret").await.unwrap();
+    let _b = server.connect("/ws?password=secret").await.unwrap();
+
+    let page = server.get("/ops/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.body().contains("<title>ws dashboard</title>"));
+    assert_eq!(
+        server.get("/ops").await.unwrap().status(),
+        200,
+        "no slash too"
+    );
+
+    let reply = server.get("/ops/stats.json?since=0").await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_str(reply.body()).unwrap();
+    let socket = &json["sockets"][0];
+    assert_eq!(socket["name"], "dashboard");
+    assert_eq!(socket["clustered"], false);
+    let sample = &socket["samples"][0];
+    assert_eq!(sample["connections"], 2);
+    assert_eq!(sample["opened"], 2);
+    assert_eq!(sample["refused"]["origin"], 0);
+    // Only the samples after `since`.
+    let at = sample["t"].as_u64().unwrap();
+    let later = server
+        .get(&format!("/ops/stats.json?since={at}"))
+        .await
+        .unwrap();
+    let later: serde_json::Value = serde_json::from_str(later.body()).unwrap();
+    assert!(
+        later["sockets"][0]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["t"].as_u64().unwrap() > at)
+    );
+    assert_eq!(server.get("/ops/other").await.unwrap().status(), 404);
+    server.shutdown().await;
+}

@@ -19,25 +19,16 @@
 // on a page or log condition with a timeout, never a fixed sleep. Ends with `N passed, 0 failed`;
 // exits 1 on failure.
 
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "../../..");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const WAIT_MS = 10_000; // any single page or log condition
+import { CHROMIUM, CHROMIUM_ARGS, Proc, ROOT, WAIT_MS, check, checks, freePort } from "./harness.mjs";
+
 const TOTAL_MS = 120_000; // the whole run, browser start included
 const OFFLINE_MISSED = 8; // messages tab B sends while tab A is offline
 const WHILE_BACK = 4; // messages tab B sends as tab A comes back
 const WHILE_BACKOFF = 10; // messages tab B sends while tab A waits for its backoff
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 const argv = process.argv.slice(2);
 const binary = argv[0] ? resolve(argv[0]) : null;
@@ -50,81 +41,6 @@ if (!binary || !existsSync(binary)) {
 if (!existsSync(CHROMIUM)) {
   console.error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
   process.exit(2);
-}
-
-let passed = 0;
-function check(condition, what) {
-  if (!condition) throw new Error(what);
-  passed += 1;
-  console.log(`ok ${passed} - ${what}`);
-}
-
-// ---- processes whose output lines can be awaited ---------------------------------------------
-
-class Proc {
-  constructor(name, path, args) {
-    this.name = name;
-    this.lines = [];
-    this.waiters = new Set();
-    this.proc = spawn(path, args, {
-      cwd: ROOT,
-      env: { RUST_LOG: "info", NO_COLOR: "1", PATH: "/usr/bin:/bin" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.proc.on("exit", () => this.notify());
-    this.proc.on("error", (err) => { this.lines.push(`<spawn error: ${err.message}>`); this.notify(); });
-    for (const stream of [this.proc.stdout, this.proc.stderr]) {
-      let rest = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (chunk) => {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop();
-        // eslint-disable-next-line no-control-regex
-        this.lines.push(...parts.map((l) => l.replace(/\x1b\[[0-9;]*m/g, "")));
-        this.notify();
-      });
-    }
-  }
-
-  notify() { for (const w of this.waiters) w(); }
-
-  /** Resolves with the first output line matching `regex` (its match), or throws after `ms`. */
-  waitFor(regex, ms = WAIT_MS) {
-    return new Promise((ok, fail) => {
-      const look = () => {
-        for (const line of this.lines) {
-          const m = line.match(regex);
-          if (m) return finish(null, m);
-        }
-        if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
-          finish(new Error(`${this.name} exited before printing ${regex}\n${this.tail()}`));
-        }
-      };
-      const timer = setTimeout(() => finish(new Error(`no ${this.name} line matching ${regex} in ${ms} ms\n${this.tail()}`)), ms);
-      const finish = (err, m) => {
-        clearTimeout(timer);
-        this.waiters.delete(look);
-        err ? fail(err) : ok(m);
-      };
-      this.waiters.add(look);
-      look();
-    });
-  }
-
-  kill() { if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL"); }
-  tail(n = 20) { return this.lines.slice(-n).map((l) => `    | ${l}`).join("\n"); }
-}
-
-/** A TCP port free on 127.0.0.1 a moment ago. */
-function freePort() {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.on("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
 }
 
 // ---- the pages -------------------------------------------------------------------------------
@@ -314,21 +230,21 @@ async function main() {
       "in random, tab A shows cat's message once, recovered at offset 1, and the unread count is gone");
     check(pageErrors.length === 0, `no console errors or uncaught exceptions in any tab${pageErrors.length ? ": " + pageErrors.join("; ") : ""}`);
   } catch (err) {
-    console.log(`not ok ${passed + 1} - ${err.message}`);
+    console.log(`not ok ${checks.passed + 1} - ${err.message}`);
     for (const p of procs) console.log(`  ${p.name} output (last lines):\n${p.tail()}`);
     if (pageErrors.length) console.log(`  page errors: ${pageErrors.join("; ")}`);
-    console.log(`${passed} passed, 1 failed`);
+    console.log(`${checks.passed} passed, 1 failed`);
     process.exitCode = 1;
   } finally {
     await browser?.close().catch(() => {});
     for (const p of procs) p.kill();
   }
-  if (process.exitCode !== 1) console.log(`${passed} passed, 0 failed`);
+  if (process.exitCode !== 1) console.log(`${checks.passed} passed, 0 failed`);
 }
 
 const watchdog = setTimeout(() => {
   console.log(`not ok - the run took longer than ${TOTAL_MS / 1000} s`);
-  console.log(`${passed} passed, 1 failed`);
+  console.log(`${checks.passed} passed, 1 failed`);
   for (const p of procs) p.kill();
   process.exit(1);
 }, TOTAL_MS);

@@ -726,6 +726,20 @@ impl Endpoint {
         names
     }
 
+    /// The `n` rooms of this node with the most members here, most first (ties by name).
+    pub fn busiest_rooms(&self, n: usize) -> Vec<(Room, usize)> {
+        let clients = self.registry.read();
+        let mut rooms: Vec<(Room, usize)> = clients
+            .rooms
+            .names()
+            .map(|room| (room.clone(), clients.rooms.len(room.as_str())))
+            .collect();
+        drop(clients);
+        rooms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rooms.truncate(n);
+        rooms
+    }
+
     /// The user `on_handshake` said this open client of this node is
     /// ([`Accept::user`](crate::Accept::user)).
     pub fn user(&self, id: ClientId) -> Option<User> {

@@ -464,6 +464,11 @@ impl Link {
 }
 
 impl Endpoint {
+    /// Whether this socket is a node of a cluster ([`Config::cluster`](crate::Config::cluster)).
+    pub fn is_clustered(&self) -> bool {
+        self.link().is_some()
+    }
+
     pub(super) fn link(&self) -> Option<&Link> {
         self.registry.link.as_ref()
     }

@@ -5,6 +5,7 @@
 //! `wss://` acceptor.
 
 mod admission;
+mod dashboard;
 mod socket;
 #[cfg(feature = "tls")]
 mod tls;
@@ -24,6 +25,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::error::Error;
 use crate::handler::Handler;
+pub use dashboard::Dashboard;
 pub use socket::Socket;
 use socket::{Lifecycle, PeerAddr};
 #[cfg(feature = "tls")]
