@@ -84,3 +84,9 @@ pub mod __private {
         IntoReject, SessionIs,
     };
 }
+
+/// Not public API: entry points for the fuzz targets in `fuzz/`, built only by `cargo fuzz`
+/// (which sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz;
