@@ -50,7 +50,10 @@ fn raw(
     limit: usize,
 ) {
     let mut out = Vec::new();
-    while !rest.is_empty() {
+    // Empty frames are allowed; this many in a row is enough.
+    let mut frames = rest.len() + 64;
+    while !rest.is_empty() && frames > 0 {
+        frames -= 1;
         let size = sizes.next().unwrap_or(1);
         let (frame, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;
