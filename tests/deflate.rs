@@ -282,3 +282,53 @@ async fn rsv1_without_negotiation_closes_with_1002() {
     drop(tcp);
     server.shutdown().await;
 }
+
+/// Found by fuzzing (`fuzz/`, target `decode`): an agreed client window of 8 bits made the
+/// first compressed message panic the connection's reader, zlib inflating with 9 to 15 bits
+/// only. It is inflated with a 9-bit window, which reads every stream an 8-bit one writes.
+#[tokio::test]
+async fn an_eight_bit_client_window_is_inflated() {
+    let server = serve(Config::new().deflate(Some(Deflate::new()))).await;
+    let (mut tcp, answer) = connect(
+        &server,
+        Some("permessage-deflate; client_max_window_bits=8"),
+    )
+    .await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=8")
+    );
+    for _ in 0..2 {
+        tcp.write_all(&Frame::text(stored(b"eight bits")).rsv1(true).encode())
+            .await
+            .unwrap();
+        assert_eq!(read_frame(&mut tcp).await, (0x81, b"eight bits".to_vec()));
+    }
+    drop(tcp);
+    server.shutdown().await;
+}
+
+/// Found by fuzzing (`fuzz/`, targets `inflate` and `decode`): with `max_message_size` set to
+/// `usize::MAX` (no limit), the inflater's "one byte past the limit" overflowed: a panic in a
+/// debug build, every compressed message failed with 1007 in a release build.
+#[tokio::test]
+async fn no_message_limit_still_inflates() {
+    let server = serve(
+        Config::new()
+            .max_message_size(usize::MAX)
+            .deflate(Some(Deflate::new())),
+    )
+    .await;
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    tcp.write_all(&Frame::binary(bomb(100)).rsv1(true).encode())
+        .await
+        .unwrap();
+    let (first, _) = read_frame(&mut tcp).await;
+    assert_eq!(first, 0xC2, "the message echoed, compressed");
+    tcp.write_all(&Frame::text(stored(b"unlimited")).rsv1(true).encode())
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"unlimited".to_vec()));
+    drop(tcp);
+    server.shutdown().await;
+}

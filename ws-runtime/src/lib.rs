@@ -24,7 +24,7 @@
 //! | hooks | `handler` | the `Handler` trait the macro implements |
 //! | connection | `conn` | one connection's task: `read.rs` (the read loop), `write.rs` (the write loop), `dispatch.rs` (where `on_open` and `on_data` are called, and the one guard around every hook call), `close.rs` (the close handshake), `heartbeat.rs`, `throttle.rs` |
 //! | serving | `server` | `Socket` and its filter, admission limits, `serve`, shutdown, TLS |
-//! | features | `json`, `test` | `Json<T>`; the test server, client and raw-protocol kit |
+//! | features | `json`, `test`, `__fuzz` | `Json<T>`; the test server, client and raw-protocol kit; entry points for the fuzz targets (`--cfg fuzzing` only) |
 //!
 //! `conn` does not know the server: it is handed the handler, config and endpoint
 //! (`conn::Service`). `endpoint` does not know connections: they register with it.
@@ -89,3 +89,9 @@ pub mod __private {
         IntoReject, SessionIs,
     };
 }
+
+/// Not public API: entry points for the fuzz targets in `fuzz/`, built only by `cargo fuzz`
+/// (which sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz;

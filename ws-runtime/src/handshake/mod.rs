@@ -84,6 +84,10 @@ fn is_valid_key(key: &[u8]) -> bool {
 
 /// Whether the origin policy admits this request.
 pub(crate) fn origin_allowed(origins: &Origins, headers: &HeaderMap) -> bool {
+    // `Any` admits every origin, even one that is not visible ASCII.
+    if matches!(origins, Origins::Any) {
+        return true;
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -196,6 +200,15 @@ mod tests {
         let none = headers(&[("host", "localhost")]);
         assert!(origin_allowed(&Origins::SameHost, &none));
         assert!(origin_allowed(&Origins::Any, &other));
+        // Found by fuzzing (`fuzz/`, target `handshake`): `Any` refused an origin that is not
+        // visible ASCII.
+        let mut binary = headers(&[("host", "localhost")]);
+        binary.insert(
+            header::ORIGIN,
+            HeaderValue::from_bytes(b"http://\xff.example").unwrap(),
+        );
+        assert!(origin_allowed(&Origins::Any, &binary));
+        assert!(!origin_allowed(&Origins::SameHost, &binary));
         let list = Origins::AllowList(vec!["HTTP://EVIL.COM".into()]);
         assert!(origin_allowed(&list, &other));
     }

@@ -416,7 +416,9 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), ProtocolError> {
-        let bits = self.window_bits;
+        // zlib inflates with 9 to 15 bits (flate2 panics below 9); a window larger than the
+        // client's reads every stream the client writes, so an 8-bit agreement gets 9.
+        let bits = self.window_bits.max(9);
         let context = self
             .context
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
@@ -440,8 +442,9 @@ fn feed(
 ) -> Result<(), ProtocolError> {
     let mut chunk = [0u8; CHUNK];
     loop {
-        // One byte past the limit is enough to know it is passed.
-        let room = (limit + 1).saturating_sub(out.len()).min(CHUNK);
+        // One byte past the limit is enough to know it is passed (saturating: `usize::MAX`
+        // is a server without a limit).
+        let room = limit.saturating_add(1).saturating_sub(out.len()).min(CHUNK);
         let (before_in, before_out) = (context.total_in(), context.total_out());
         let status = context
             .decompress(input, &mut chunk[..room], FlushDecompress::Sync)
@@ -549,5 +552,29 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, ProtocolError::MessageTooBig);
         assert!(out.capacity() <= 128 << 10);
+    }
+
+    /// Found by fuzzing (`fuzz/`): an 8-bit client window panicked in flate2, and a limit of
+    /// `usize::MAX` overflowed.
+    #[test]
+    fn an_eight_bit_window_and_no_limit() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate; client_max_window_bits=8"),
+        );
+        let negotiated = negotiate(&Deflate::default(), &headers).unwrap();
+        assert_eq!(negotiated.client_window_bits, 8);
+        let mut inflater = Inflater::new(&negotiated);
+        // "hi" as a stored block ended by a sync flush, its `00 00 ff ff` stripped.
+        let hi = [0x00, 0x02, 0x00, 0xfd, 0xff, b'h', b'i', 0x00];
+        for limit in [2, usize::MAX] {
+            let mut out = Vec::new();
+            inflater.inflate(&hi, true, &mut out, limit).unwrap();
+            assert_eq!(out, b"hi");
+        }
+        let mut out = Vec::new();
+        let err = inflater.inflate(&hi, true, &mut out, 1).unwrap_err();
+        assert_eq!((err, out.len()), (ProtocolError::MessageTooBig, 0));
     }
 }
