@@ -1,9 +1,11 @@
 //! Serving: the accept loop around warp's service (plain TCP or TLS, with the handshake
 //! timeout), `on_start` before the first accept, and the graceful shutdown on SIGINT, SIGTERM
 //! or a future of the user's. [`Socket`] (`socket.rs`) answers the handshakes of one handler
-//! and spawns its connections; `admission.rs` holds the connection limits; `tls.rs` the
+//! and spawns its connections; `admission.rs` holds the connection limits; `accept.rs` the
+//! pauses and logs of failed accepts; `dashboard.rs` the operators' page; `tls.rs` the
 //! `wss://` acceptor.
 
+mod accept;
 mod admission;
 mod dashboard;
 mod socket;
@@ -283,16 +285,23 @@ where
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = TaskTracker::new();
         let mut stop = pin!(shutdown_signal(shutdown, signals));
+        let mut errors = accept::AcceptErrors::default();
         loop {
             let (stream, peer) = tokio::select! {
                 () = &mut stop => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
+                    Ok(accepted) => {
+                        errors.accepted();
+                        accepted
+                    }
                     Err(err) => {
-                        // Usually out of file descriptors: let connections finish, then retry.
-                        tracing::warn!("accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                        // Usually out of file descriptors: connections go on meanwhile, and
+                        // the pause lets some finish (a shutdown does not wait for it).
+                        let pause = errors.failed(&err);
+                        tokio::select! {
+                            () = &mut stop => break,
+                            () = tokio::time::sleep(pause) => continue,
+                        }
                     }
                 },
             };
