@@ -137,7 +137,12 @@ fn expected_refusal(method: &Method, headers: &HeaderMap) -> Option<StatusCode> 
     if !has(&header::UPGRADE, "websocket") || !has(&header::CONNECTION, "upgrade") {
         return Some(StatusCode::UPGRADE_REQUIRED);
     }
-    // The first value counts, as in hyper and tungstenite.
+    // Neither may appear twice (RFC 6455 §11.3.1, §11.3.5).
+    for name in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION] {
+        if headers.get_all(&name).iter().count() > 1 {
+            return Some(StatusCode::BAD_REQUEST);
+        }
+    }
     if !headers
         .get(header::SEC_WEBSOCKET_KEY)
         .is_some_and(key_is_valid)

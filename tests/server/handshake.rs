@@ -57,6 +57,24 @@ async fn protocol_checks_answer_plain_http() {
     assert_eq!(response.status(), 400);
     assert_eq!(response.body(), "Missing Sec-WebSocket-Key header.");
 
+    // RFC 6455 §11.3: neither the key nor the version may appear twice, even when equal.
+    for name in ["sec-websocket-key", "sec-websocket-version"] {
+        let value = if name == "sec-websocket-key" {
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        } else {
+            "13"
+        };
+        let twice = server.raw("/ws").append_header(name, value);
+        let response = twice.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        let canonical = if name == "sec-websocket-key" {
+            "Sec-WebSocket-Key"
+        } else {
+            "Sec-WebSocket-Version"
+        };
+        assert_eq!(response.body(), format!("{canonical} must appear once."));
+    }
+
     let bad_key = server.raw("/ws").header("sec-websocket-key", "short");
     let response = bad_key.send().await.unwrap();
     assert_eq!(response.status(), 400);
