@@ -163,6 +163,129 @@ async fn subscriptions_killed_by_redis_are_restored() {
     b.stop().await;
 }
 
+/// Redis frozen (SIGSTOP) for 3 s rather than gone: no node stalls its local clients while
+/// its commands wait, the outage is detected, and when Redis goes on, delivery resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_stalls_no_local_client_and_is_detected() {
+    let redis = RedisServer::start();
+    let [a, b] = [
+        Node::start(fast(&redis)).await,
+        Node::start(fast(&redis)).await,
+    ];
+    all_see(&[&a, &b], 2).await;
+    let (mut a1, _) = a.enter().await;
+    let (mut b1, b1_id) = b.enter().await;
+
+    redis.pause();
+    let paused = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut n = 0;
+    // Local round trips all through the pause, each well under what a Redis command may take.
+    while paused.elapsed() < Duration::from_secs(3) {
+        let started = Instant::now();
+        a.endpoint.broadcast(n.to_string());
+        assert_eq!(a1.recv_text().await.unwrap(), n.to_string());
+        slowest = slowest.max(started.elapsed());
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(slowest < Duration::from_millis(200), "{slowest:?}");
+    let detected = !a.endpoint.cluster_stats().up && !b.endpoint.cluster_stats().up;
+    redis.resume();
+    assert!(detected, "both nodes saw the outage within 3 s");
+    eventually("a back up", || a.endpoint.cluster_stats().up).await;
+    eventually("b back up", || b.endpoint.cluster_stats().up).await;
+    a.endpoint.send(b1_id, "after").unwrap();
+    // What a published during the pause may come first: it was unsent, or it is delivered.
+    loop {
+        if b1.recv_text().await.unwrap() == "after" {
+            break;
+        }
+    }
+    eprintln!("{n} local round trips during a 3 s pause of Redis, the slowest {slowest:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis drops a subscriber whose output buffer passes its limit (here 16 KiB, and one 64 KiB
+/// message passes it): the node notices, resubscribes, and delivery resumes; the publisher is
+/// not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_dropped_at_its_output_buffer_limit_comes_back() {
+    let redis = RedisServer::start();
+    let [a, b] = [
+        Node::start(fast(&redis)).await,
+        Node::start(fast(&redis)).await,
+    ];
+    all_see(&[&a, &b], 2).await;
+    let (mut b1, b1_id) = b.enter().await;
+    b.endpoint.join(b1_id, "big").unwrap();
+    room_ready(&redis)("big", 1);
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 16kb 8kb 1",
+    ]);
+    let outages = b.endpoint.cluster_stats().outages;
+    let big = "x".repeat(64 << 10);
+    let started = Instant::now();
+    a.endpoint
+        .deliver(ws::Recipients::room("big"), big.as_str());
+    assert!(started.elapsed() < Duration::from_millis(50), "not held up");
+    eventually("b was dropped by Redis and came back", || {
+        let stats = b.endpoint.cluster_stats();
+        stats.outages > outages && stats.up
+    })
+    .await;
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 32mb 8mb 60",
+    ]);
+    room_ready(&redis)("big", 1);
+    eventually("a is up", || a.endpoint.cluster_stats().up).await;
+    a.endpoint
+        .deliver(ws::Recipients::room("big"), "small again");
+    loop {
+        if b1.recv_text().await.unwrap() == "small again" {
+            break;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A node stopped and started again is a new node: the others drop the old one at once (it
+/// said goodbye) and see the new one; its clients' ids are new, never one of the old node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_with_new_ids() {
+    let redis = RedisServer::start();
+    let a = Node::start(fast(&redis)).await;
+    let b = Node::start(fast(&redis)).await;
+    all_see(&[&a, &b], 2).await;
+    let (_b1, old_id) = b.enter().await;
+    let old_node = b.endpoint.node();
+    b.stop().await;
+    eventually("a drops the old node", || a.endpoint.nodes().len() == 1).await;
+    assert_eq!(
+        a.endpoint.send(old_id, "x"),
+        Err(SendError::UnknownClient(old_id))
+    );
+
+    let b = Node::start(fast(&redis)).await;
+    all_see(&[&a, &b], 2).await;
+    assert_ne!(b.endpoint.node(), old_node, "a new node id");
+    let (mut b2, new_id) = b.enter().await;
+    assert_ne!(new_id, old_id);
+    assert_eq!(new_id.node(), b.endpoint.node());
+    a.endpoint.send(new_id, "welcome back").unwrap();
+    assert_eq!(b2.recv_text().await.unwrap(), "welcome back");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A node killed with SIGKILL (a child process running [`child_node`]) is dropped by the
 /// others within 4 s with the default timings, sends to its clients then fail at once, and
 /// its members leave the rooms' presence within the same 4 s.

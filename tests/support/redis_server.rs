@@ -58,6 +58,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the process (SIGSTOP): connections stay open, nothing is answered, as a Redis
+    /// stuck in a long command or a paused VM.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets it go on (SIGCONT) after [`pause`](Self::pause).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it again on the same port (after [`kill`](Self::kill)), empty, and returns once
     /// it answers PING.
     ///
