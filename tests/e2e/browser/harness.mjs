@@ -2,8 +2,9 @@
 // numbered checks, and Chromium's path and flags (Debian's chromium, driven by playwright-core).
 
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -14,6 +15,56 @@ export const CHROMIUM_ARGS = [
 ];
 /** How long any single page or log condition may take. */
 export const WAIT_MS = 10_000;
+
+/**
+ * The command line `node NAME.mjs BINARY [--screenshot PATH]`: the binary's path and where the
+ * screenshot goes (`reports/SHOT` by default). Exits with status 2 and the usage when the
+ * binary or Chromium is missing.
+ */
+export function commandLine(name, shot) {
+  const argv = process.argv.slice(2);
+  const binary = argv[0] ? resolve(argv[0]) : null;
+  const at = argv.indexOf("--screenshot");
+  const screenshot = resolve(at >= 0 ? argv[at + 1] : join(ROOT, "reports", shot));
+  if (!binary || !existsSync(binary)) {
+    console.error(`usage: node ${name}.mjs PATH/TO/BINARY [--screenshot PATH]`);
+    process.exit(2);
+  }
+  if (!existsSync(CHROMIUM)) {
+    console.error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
+    process.exit(2);
+  }
+  return { binary, screenshot };
+}
+
+/**
+ * Runs a test: `body()` within `totalMs`; on a failure, `not ok` with the last lines of every
+ * process in `procs` and the `pageErrors`; `cleanup()` in every case (the processes are killed
+ * after it). Ends with `N passed, 0 failed`, or `N passed, 1 failed` and exit status 1.
+ */
+export async function run({ totalMs, procs, pageErrors, cleanup }, body) {
+  const watchdog = setTimeout(() => {
+    console.log(`not ok - the run took longer than ${totalMs / 1000} s`);
+    console.log(`${checks.passed} passed, 1 failed`);
+    for (const p of procs) p.kill();
+    process.exit(1);
+  }, totalMs);
+  watchdog.unref();
+  try {
+    await body();
+    console.log(`${checks.passed} passed, 0 failed`);
+  } catch (err) {
+    console.log(`not ok ${checks.passed + 1} - ${err.message}`);
+    for (const p of procs) console.log(`  ${p.name} output (last lines):\n${p.tail()}`);
+    if (pageErrors.length) console.log(`  page errors: ${pageErrors.join("; ")}`);
+    console.log(`${checks.passed} passed, 1 failed`);
+    process.exitCode = 1;
+  } finally {
+    try { await cleanup?.(); } catch { /* already gone */ }
+    for (const p of procs) p.kill();
+    clearTimeout(watchdog);
+  }
+}
 
 /** Numbered `ok N - what` lines; throws at the first failed check. */
 export const checks = { passed: 0 };
@@ -30,13 +81,15 @@ export class Proc {
     this.name = name;
     this.lines = [];
     this.waiters = new Set();
-    this.proc = spawn(path, args, {
-      cwd: ROOT,
-      env: { RUST_LOG: "info", NO_COLOR: "1", PATH: "/usr/bin:/bin" },
-      stdio: ["ignore", "pipe", "pipe"],
+    this.exit = new Promise((done) => {
+      this.proc = spawn(path, args, {
+        cwd: ROOT,
+        env: { RUST_LOG: "info", NO_COLOR: "1", PATH: "/usr/bin:/bin" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      this.proc.on("exit", (code) => { this.notify(); done(code); });
+      this.proc.on("error", (err) => { this.lines.push(`<spawn error: ${err.message}>`); this.notify(); done(-1); });
     });
-    this.proc.on("exit", () => this.notify());
-    this.proc.on("error", (err) => { this.lines.push(`<spawn error: ${err.message}>`); this.notify(); });
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       let rest = "";
       stream.setEncoding("utf8");
@@ -75,6 +128,14 @@ export class Proc {
     });
   }
 
+  /** The exit status, once the process has exited by itself within `ms`. */
+  async waitExit(ms = WAIT_MS) {
+    let timer;
+    const timeout = new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`${this.name} still running ${ms} ms after SIGTERM`)), ms); });
+    try { return await Promise.race([this.exit, timeout]); } finally { clearTimeout(timer); }
+  }
+
+  terminate() { if (this.proc.exitCode === null) this.proc.kill("SIGTERM"); }
   kill() { if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL"); }
   tail(n = 20) { return this.lines.slice(-n).map((l) => `    | ${l}`).join("\n"); }
 }

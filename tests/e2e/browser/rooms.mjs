@@ -20,28 +20,17 @@
 // exits 1 on failure.
 
 import { existsSync, mkdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname } from "node:path";
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, Proc, ROOT, WAIT_MS, check, checks, freePort } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, Proc, ROOT, WAIT_MS, check, commandLine, freePort, run } from "./harness.mjs";
 
 const TOTAL_MS = 120_000; // the whole run, browser start included
 const OFFLINE_MISSED = 8; // messages tab B sends while tab A is offline
 const WHILE_BACK = 4; // messages tab B sends as tab A comes back
 const WHILE_BACKOFF = 10; // messages tab B sends while tab A waits for its backoff
 
-const argv = process.argv.slice(2);
-const binary = argv[0] ? resolve(argv[0]) : null;
-const shotAt = argv.indexOf("--screenshot");
-const screenshot = resolve(shotAt >= 0 ? argv[shotAt + 1] : join(ROOT, "reports/browser-rooms.png"));
-if (!binary || !existsSync(binary)) {
-  console.error("usage: node rooms.mjs PATH/TO/rooms [--screenshot PATH]");
-  process.exit(2);
-}
-if (!existsSync(CHROMIUM)) {
-  console.error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
-  process.exit(2);
-}
+const { binary, screenshot } = commandLine("rooms", "browser-rooms.png");
 
 // ---- the pages -------------------------------------------------------------------------------
 
@@ -107,147 +96,125 @@ const showsExactly = (page, expected, what) =>
 // ---- the test --------------------------------------------------------------------------------
 
 const procs = [];
+const pageErrors = [];
 let browser = null;
 
-async function main() {
-  const pageErrors = [];
-  try {
-    const redisPort = await freePort();
-    const redis = new Proc("redis-server", "redis-server",
-      ["--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no"]);
-    procs.push(redis);
-    await redis.waitFor(/Ready to accept connections/);
-    const url = `redis://127.0.0.1:${redisPort}/`;
-    const nodes = [1, 2].map((n) => new Proc(`node ${n}`, binary, ["--addr", "127.0.0.1:0", "--redis", url]));
-    procs.push(...nodes);
-    const bases = [];
-    for (const node of nodes) {
-      bases.push(`http://${(await node.waitFor(/Rooms at http:\/\/([0-9.]+:[0-9]+)\//))[1]}`);
-      await node.waitFor(/Redis backplane up/);
-    }
-    check(true, `redis-server and two rooms nodes on it (${bases.join(", ")}), both linked`);
-
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
-    const tab = async (name) => {
-      const context = await browser.newContext({ viewport: { width: 1000, height: 820 } });
-      context.setDefaultTimeout(WAIT_MS);
-      const page = await context.newPage();
-      page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
-      page.on("console", (msg) => { if (msg.type() === "error") pageErrors.push(`${name} console: ${msg.text()}`); });
-      return { context, page };
-    };
-    const { context: ctxA, page: a } = await tab("A");
-    const { page: b } = await tab("B");
-    const { page: c } = await tab("C");
-
-    await enter(a, bases[0], "ada", "lobby");
-    check((await a.title()).includes("rooms") && await a.locator("#status").textContent() === "Connected",
-      "tab A (ada, node 1) loads the page from its node, connects and joins lobby");
-    await enter(b, bases[1], "bob", "lobby");
-    check(true, "tab B (bob, node 2) connects to the other node and joins lobby");
-    await until(a, "tab A hears that bob joined (across nodes)",
-      () => [...document.querySelectorAll("#messages li.system")].some((e) => e.textContent === "bob joined."));
-    check(true, "tab A shows \"bob joined.\": the join event crossed from node 2");
-    await enter(c, bases[0], "cat", "lobby");
-    await until(a, "tab A's member list shows cat",
-      () => [...document.querySelectorAll("#members li .who")].map((e) => e.textContent).join() === "ada,bob,cat");
-    check(true, "cat (tab C) joins on node 1: tab A's member list refreshes to ada, bob (node 2), cat");
-    await joinRoom(a, "random");
-    await joinRoom(c, "random");
-    await a.click('#rooms li[data-room="lobby"] .name');
-    check(await a.locator("#room-title").textContent() === "lobby"
-      && (await a.$$eval("#rooms li", (els) => els.map((e) => e.dataset.room))).join() === "lobby,random",
-      "tab A is in two rooms, lobby and random (cat's tab too), and shows lobby again");
-
-    await say(b, "hello from bob on node 2");
-    await say(a, "hi bob, ada here on node 1");
-    await showsExactly(b, ["hello from bob on node 2", "hi bob, ada here on node 1"], "tab B shows both messages");
-    await showsExactly(a, ["hello from bob on node 2", "hi bob, ada here on node 1"], "tab A shows both messages");
-    const [sa, sb] = [await shown(a), await shown(b)];
-    check(JSON.stringify(sa) === JSON.stringify(sb) && sa.map((m) => m.offset).join() === "1,2",
-      "both tabs show the two messages with the same positions, offsets 1 and 2");
-    check(await a.locator("li.message.mine .text").textContent() === "hi bob, ada here on node 1",
-      "tab A shows its own message as mine, once it came back with its position");
-
-    // ---- round 1: the network drops; tab B sends while tab A is offline, and on as it returns.
-    await ctxA.setOffline(true);
-    await a.evaluate(() => window.__ws.close());
-    await stateIs(a, "offline", "tab A notices it is offline");
-    check(await a.locator("#banner").isVisible() && (await a.locator("#status").textContent()) === "Offline"
-      && await a.locator("#message").isDisabled(),
-      "with its socket closed and the network down, tab A shows Offline and its banner, composer disabled");
-    for (let i = 1; i <= OFFLINE_MISSED; i++) await say(b, `missed ${i} (tab A offline)`);
-    await say(c, "did you see this, ada?");
-    check(true, `tab B sent ${OFFLINE_MISSED} messages to lobby while tab A was offline, and cat one to random`);
-    await ctxA.setOffline(false);
-    for (let i = 1; i <= WHILE_BACK; i++) await say(b, `live ${i} (tab A coming back)`);
-    await stateIs(a, "open", "tab A reconnects once the network is back");
-    let expected = await texts(b);
-    await showsExactly(a, expected, "tab A shows every message tab B shows, once, in order");
-    let [ma, mb] = [await shown(a), await shown(b)];
-    check(JSON.stringify(ma.map(({ recovered, ...m }) => m)) === JSON.stringify(mb.map(({ recovered, ...m }) => m)),
-      `after the drop tab A shows exactly tab B's ${mb.length} messages, same offsets, once each and in order`);
-    check(ma.every((m, i) => m.offset === i + 1), `offsets 1..${ma.length} without gap or repeat`);
-    const recovered = ma.filter((m) => m.recovered);
-    check(recovered.length >= OFFLINE_MISSED && recovered[0].offset === 3
-      && recovered.every((m, i) => m.offset === 3 + i),
-      `the ${recovered.length} messages from offset 3 on that came in the replay are marked recovered (at least the ${OFFLINE_MISSED} sent offline)`);
-    const said = await notes(a);
-    check(said.includes(`${recovered.length} missed messages recovered.`) && said.some((n) => n.startsWith("Connection lost")),
-      `tab A says "Connection lost" and "${recovered.length} missed messages recovered."`);
-    check(!(await a.locator("#banner").isVisible()) && await a.locator("#message").isEnabled(),
-      "the banner is gone and the composer is enabled again");
-    await until(a, "tab A counts 1 unread message in random",
-      () => document.querySelector('#rooms li[data-room="random"] .unread')?.textContent === "1"
-        && !document.querySelector('#rooms li[data-room="random"]').classList.contains("pending"));
-    check(true, "tab A re-joined random too, and counts cat's missed message there as unread");
-
-    mkdirSync(dirname(screenshot), { recursive: true });
-    await a.screenshot({ path: screenshot });
-    check(existsSync(screenshot), `screenshot of tab A after the recovery at ${screenshot.replace(ROOT + "/", "")}`);
-
-    // ---- round 2: the socket closes with the network up; tab B sends during the backoff.
-    await a.evaluate(() => window.__ws.close());
-    await stateIs(a, "reconnecting", "tab A shows that it is reconnecting");
-    check(/^Connection lost\. Reconnecting in [0-9.]+ s/.test(await a.locator("#banner").textContent()),
-      "tab A shows Reconnecting… and its banner while it waits for its backoff");
-    for (let i = 1; i <= WHILE_BACKOFF; i++) await say(b, `during backoff ${i}`);
-    await stateIs(a, "open", "tab A reconnects by itself");
-    expected = await texts(b);
-    await showsExactly(a, expected, "tab A shows every message tab B shows, once, in order, after the second drop");
-    [ma, mb] = [await shown(a), await shown(b)];
-    check(JSON.stringify(ma.map(({ recovered, ...m }) => m)) === JSON.stringify(mb.map(({ recovered, ...m }) => m))
-      && ma.every((m, i) => m.offset === i + 1),
-      `after the second drop tab A again shows exactly tab B's ${mb.length} messages, offsets 1..${mb.length}`);
-    await say(a, "back for good");
-    await showsExactly(b, [...expected, "back for good"], "tab A's next message reaches tab B");
-    check(true, "tab A's next message reaches tab B: the recovered connection works both ways");
-    await a.click('#rooms li[data-room="random"] .name');
-    const inRandom = await shown(a);
-    check(inRandom.length === 1 && inRandom[0].text === "did you see this, ada?" && inRandom[0].user === "cat"
-      && inRandom[0].recovered && inRandom[0].offset === 1
-      && await a.locator('#rooms li[data-room="random"] .unread').count() === 0,
-      "in random, tab A shows cat's message once, recovered at offset 1, and the unread count is gone");
-    check(pageErrors.length === 0, `no console errors or uncaught exceptions in any tab${pageErrors.length ? ": " + pageErrors.join("; ") : ""}`);
-  } catch (err) {
-    console.log(`not ok ${checks.passed + 1} - ${err.message}`);
-    for (const p of procs) console.log(`  ${p.name} output (last lines):\n${p.tail()}`);
-    if (pageErrors.length) console.log(`  page errors: ${pageErrors.join("; ")}`);
-    console.log(`${checks.passed} passed, 1 failed`);
-    process.exitCode = 1;
-  } finally {
-    await browser?.close().catch(() => {});
-    for (const p of procs) p.kill();
+await run({ totalMs: TOTAL_MS, procs, pageErrors, cleanup: () => browser?.close() }, async () => {
+  const redisPort = await freePort();
+  const redis = new Proc("redis-server", "redis-server",
+    ["--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no"]);
+  procs.push(redis);
+  await redis.waitFor(/Ready to accept connections/);
+  const url = `redis://127.0.0.1:${redisPort}/`;
+  const nodes = [1, 2].map((n) => new Proc(`node ${n}`, binary, ["--addr", "127.0.0.1:0", "--redis", url]));
+  procs.push(...nodes);
+  const bases = [];
+  for (const node of nodes) {
+    bases.push(`http://${(await node.waitFor(/Rooms at http:\/\/([0-9.]+:[0-9]+)\//))[1]}`);
+    await node.waitFor(/Redis backplane up/);
   }
-  if (process.exitCode !== 1) console.log(`${checks.passed} passed, 0 failed`);
-}
+  check(true, `redis-server and two rooms nodes on it (${bases.join(", ")}), both linked`);
 
-const watchdog = setTimeout(() => {
-  console.log(`not ok - the run took longer than ${TOTAL_MS / 1000} s`);
-  console.log(`${checks.passed} passed, 1 failed`);
-  for (const p of procs) p.kill();
-  process.exit(1);
-}, TOTAL_MS);
-watchdog.unref();
-await main();
-clearTimeout(watchdog);
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  const tab = async (name) => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 820 } });
+    context.setDefaultTimeout(WAIT_MS);
+    const page = await context.newPage();
+    page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
+    page.on("console", (msg) => { if (msg.type() === "error") pageErrors.push(`${name} console: ${msg.text()}`); });
+    return { context, page };
+  };
+  const { context: ctxA, page: a } = await tab("A");
+  const { page: b } = await tab("B");
+  const { page: c } = await tab("C");
+
+  await enter(a, bases[0], "ada", "lobby");
+  check((await a.title()).includes("rooms") && await a.locator("#status").textContent() === "Connected",
+    "tab A (ada, node 1) loads the page from its node, connects and joins lobby");
+  await enter(b, bases[1], "bob", "lobby");
+  check(true, "tab B (bob, node 2) connects to the other node and joins lobby");
+  await until(a, "tab A hears that bob joined (across nodes)",
+    () => [...document.querySelectorAll("#messages li.system")].some((e) => e.textContent === "bob joined."));
+  check(true, "tab A shows \"bob joined.\": the join event crossed from node 2");
+  await enter(c, bases[0], "cat", "lobby");
+  await until(a, "tab A's member list shows cat",
+    () => [...document.querySelectorAll("#members li .who")].map((e) => e.textContent).join() === "ada,bob,cat");
+  check(true, "cat (tab C) joins on node 1: tab A's member list refreshes to ada, bob (node 2), cat");
+  await joinRoom(a, "random");
+  await joinRoom(c, "random");
+  await a.click('#rooms li[data-room="lobby"] .name');
+  check(await a.locator("#room-title").textContent() === "lobby"
+    && (await a.$$eval("#rooms li", (els) => els.map((e) => e.dataset.room))).join() === "lobby,random",
+    "tab A is in two rooms, lobby and random (cat's tab too), and shows lobby again");
+
+  await say(b, "hello from bob on node 2");
+  await say(a, "hi bob, ada here on node 1");
+  await showsExactly(b, ["hello from bob on node 2", "hi bob, ada here on node 1"], "tab B shows both messages");
+  await showsExactly(a, ["hello from bob on node 2", "hi bob, ada here on node 1"], "tab A shows both messages");
+  const [sa, sb] = [await shown(a), await shown(b)];
+  check(JSON.stringify(sa) === JSON.stringify(sb) && sa.map((m) => m.offset).join() === "1,2",
+    "both tabs show the two messages with the same positions, offsets 1 and 2");
+  check(await a.locator("li.message.mine .text").textContent() === "hi bob, ada here on node 1",
+    "tab A shows its own message as mine, once it came back with its position");
+
+  // ---- round 1: the network drops; tab B sends while tab A is offline, and on as it returns.
+  await ctxA.setOffline(true);
+  await a.evaluate(() => window.__ws.close());
+  await stateIs(a, "offline", "tab A notices it is offline");
+  check(await a.locator("#banner").isVisible() && (await a.locator("#status").textContent()) === "Offline"
+    && await a.locator("#message").isDisabled(),
+    "with its socket closed and the network down, tab A shows Offline and its banner, composer disabled");
+  for (let i = 1; i <= OFFLINE_MISSED; i++) await say(b, `missed ${i} (tab A offline)`);
+  await say(c, "did you see this, ada?");
+  check(true, `tab B sent ${OFFLINE_MISSED} messages to lobby while tab A was offline, and cat one to random`);
+  await ctxA.setOffline(false);
+  for (let i = 1; i <= WHILE_BACK; i++) await say(b, `live ${i} (tab A coming back)`);
+  await stateIs(a, "open", "tab A reconnects once the network is back");
+  let expected = await texts(b);
+  await showsExactly(a, expected, "tab A shows every message tab B shows, once, in order");
+  let [ma, mb] = [await shown(a), await shown(b)];
+  check(JSON.stringify(ma.map(({ recovered, ...m }) => m)) === JSON.stringify(mb.map(({ recovered, ...m }) => m)),
+    `after the drop tab A shows exactly tab B's ${mb.length} messages, same offsets, once each and in order`);
+  check(ma.every((m, i) => m.offset === i + 1), `offsets 1..${ma.length} without gap or repeat`);
+  const recovered = ma.filter((m) => m.recovered);
+  check(recovered.length >= OFFLINE_MISSED && recovered[0].offset === 3
+    && recovered.every((m, i) => m.offset === 3 + i),
+    `the ${recovered.length} messages from offset 3 on that came in the replay are marked recovered (at least the ${OFFLINE_MISSED} sent offline)`);
+  const said = await notes(a);
+  check(said.includes(`${recovered.length} missed messages recovered.`) && said.some((n) => n.startsWith("Connection lost")),
+    `tab A says "Connection lost" and "${recovered.length} missed messages recovered."`);
+  check(!(await a.locator("#banner").isVisible()) && await a.locator("#message").isEnabled(),
+    "the banner is gone and the composer is enabled again");
+  await until(a, "tab A counts 1 unread message in random",
+    () => document.querySelector('#rooms li[data-room="random"] .unread')?.textContent === "1"
+      && !document.querySelector('#rooms li[data-room="random"]').classList.contains("pending"));
+  check(true, "tab A re-joined random too, and counts cat's missed message there as unread");
+
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await a.screenshot({ path: screenshot });
+  check(existsSync(screenshot), `screenshot of tab A after the recovery at ${screenshot.replace(ROOT + "/", "")}`);
+
+  // ---- round 2: the socket closes with the network up; tab B sends during the backoff.
+  await a.evaluate(() => window.__ws.close());
+  await stateIs(a, "reconnecting", "tab A shows that it is reconnecting");
+  check(/^Connection lost\. Reconnecting in [0-9.]+ s/.test(await a.locator("#banner").textContent()),
+    "tab A shows Reconnecting… and its banner while it waits for its backoff");
+  for (let i = 1; i <= WHILE_BACKOFF; i++) await say(b, `during backoff ${i}`);
+  await stateIs(a, "open", "tab A reconnects by itself");
+  expected = await texts(b);
+  await showsExactly(a, expected, "tab A shows every message tab B shows, once, in order, after the second drop");
+  [ma, mb] = [await shown(a), await shown(b)];
+  check(JSON.stringify(ma.map(({ recovered, ...m }) => m)) === JSON.stringify(mb.map(({ recovered, ...m }) => m))
+    && ma.every((m, i) => m.offset === i + 1),
+    `after the second drop tab A again shows exactly tab B's ${mb.length} messages, offsets 1..${mb.length}`);
+  await say(a, "back for good");
+  await showsExactly(b, [...expected, "back for good"], "tab A's next message reaches tab B");
+  check(true, "tab A's next message reaches tab B: the recovered connection works both ways");
+  await a.click('#rooms li[data-room="random"] .name');
+  const inRandom = await shown(a);
+  check(inRandom.length === 1 && inRandom[0].text === "did you see this, ada?" && inRandom[0].user === "cat"
+    && inRandom[0].recovered && inRandom[0].offset === 1
+    && await a.locator('#rooms li[data-room="random"] .unread').count() === 0,
+    "in random, tab A shows cat's message once, recovered at offset 1, and the unread count is gone");
+  check(pageErrors.length === 0, `no console errors or uncaught exceptions in any tab${pageErrors.length ? ": " + pageErrors.join("; ") : ""}`);
+});
