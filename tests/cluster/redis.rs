@@ -20,6 +20,16 @@ fn fast(redis: &RedisServer) -> Cluster {
     Timings::FAST.apply(Cluster::redis(&redis.url()).expect("a Redis URL"))
 }
 
+/// Two nodes on `redis` with the test timings, once each sees the other.
+async fn two_nodes(redis: &RedisServer) -> [Node; 2] {
+    let nodes = [
+        Node::start(fast(redis)).await,
+        Node::start(fast(redis)).await,
+    ];
+    all_see(&[&nodes[0], &nodes[1]], 2).await;
+    nodes
+}
+
 /// Polls Redis until `nodes` subscribers listen on a room's channel.
 fn room_ready(redis: &RedisServer) -> impl Fn(&str, usize) + '_ {
     move |room, nodes| {
@@ -66,11 +76,7 @@ async fn membership_over_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_leaves_each_node_serving_its_own_and_delivery_resumes() {
     let mut redis = RedisServer::start();
-    let [a, b] = [
-        Node::start(fast(&redis)).await,
-        Node::start(fast(&redis)).await,
-    ];
-    all_see(&[&a, &b], 2).await;
+    let [a, b] = two_nodes(&redis).await;
     let (mut a1, a1_id) = a.enter().await;
     let (mut b1, b1_id) = b.enter().await;
     a.endpoint.send(b1_id, "before").unwrap();
@@ -137,11 +143,7 @@ async fn a_redis_outage_leaves_each_node_serving_its_own_and_delivery_resumes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_killed_by_redis_are_restored() {
     let redis = RedisServer::start();
-    let [a, b] = [
-        Node::start(fast(&redis)).await,
-        Node::start(fast(&redis)).await,
-    ];
-    all_see(&[&a, &b], 2).await;
+    let [a, b] = two_nodes(&redis).await;
     let (mut b1, b1_id) = b.enter().await;
     b.endpoint.join(b1_id, "room").unwrap();
     room_ready(&redis)("room", 1);
@@ -168,11 +170,7 @@ async fn subscriptions_killed_by_redis_are_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_stalls_no_local_client_and_is_detected() {
     let redis = RedisServer::start();
-    let [a, b] = [
-        Node::start(fast(&redis)).await,
-        Node::start(fast(&redis)).await,
-    ];
-    all_see(&[&a, &b], 2).await;
+    let [a, b] = two_nodes(&redis).await;
     let (mut a1, _) = a.enter().await;
     let (mut b1, b1_id) = b.enter().await;
 
@@ -213,11 +211,7 @@ async fn a_paused_redis_stalls_no_local_client_and_is_detected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_dropped_at_its_output_buffer_limit_comes_back() {
     let redis = RedisServer::start();
-    let [a, b] = [
-        Node::start(fast(&redis)).await,
-        Node::start(fast(&redis)).await,
-    ];
-    all_see(&[&a, &b], 2).await;
+    let [a, b] = two_nodes(&redis).await;
     let (mut b1, b1_id) = b.enter().await;
     b.endpoint.join(b1_id, "big").unwrap();
     room_ready(&redis)("big", 1);
