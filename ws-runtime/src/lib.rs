@@ -71,7 +71,7 @@ pub use http::StatusCode;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::{Json, JsonError};
 pub use message::{Close, FromMessage, Message, Text};
-pub use metrics::{Refusal, SocketStats, Timing, code_label};
+pub use metrics::{RefusalReason, SocketStats, Timing, code_label};
 pub use presence::{Member, Members, Presence, PresenceChange, PresenceEvent};
 pub use proto::deflate::Deflate;
 #[cfg(feature = "tls")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
-use super::{Failure, Refusal};
+use super::{Failure, RefusalReason};
 
 pub(crate) const CONNECTIONS: &str = "ws_connections";
 pub(crate) const OPENED: &str = "ws_connections_opened_total";
@@ -143,7 +143,7 @@ fn describe() {
 pub(crate) struct Exported {
     connections: Gauge,
     opened: Counter,
-    refused: [Counter; Refusal::ALL.len()],
+    refused: [Counter; RefusalReason::ALL.len()],
     messages_received: Counter,
     messages_sent: Counter,
     received_bytes: Counter,
@@ -187,7 +187,7 @@ impl Exported {
         Exported {
             connections: metrics::gauge!(CONNECTIONS, &label()),
             opened: counter(OPENED),
-            refused: Refusal::ALL.map(|why| with(REFUSED, "reason", why.as_str())),
+            refused: RefusalReason::ALL.map(|why| with(REFUSED, "reason", why.as_str())),
             messages_received: counter(MESSAGES_RECEIVED),
             messages_sent: counter(MESSAGES_SENT),
             received_bytes: counter(RECEIVED_BYTES),
@@ -256,7 +256,7 @@ impl Exported {
         metrics::counter!(CLOSED, "socket" => socket.to_owned(), "code" => code).increment(1);
     }
 
-    pub(crate) fn refused(&self, why: Refusal) {
+    pub(crate) fn refused(&self, why: RefusalReason) {
         self.refused[why.index()].increment(1);
     }
 

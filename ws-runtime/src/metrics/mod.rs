@@ -26,7 +26,7 @@ use std::time::Duration;
 /// `handshake refused` log event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum Refusal {
+pub enum RefusalReason {
     /// Refused by `on_handshake` (its [`Reject`](crate::Reject), whatever the status).
     Rejected,
     /// The `Origin` is not allowed ([`Config::origins`](crate::Config::origins)): 403.
@@ -43,26 +43,26 @@ pub enum Refusal {
     Error,
 }
 
-impl Refusal {
+impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [Refusal; 6] = [
-        Refusal::Rejected,
-        Refusal::Origin,
-        Refusal::Protocol,
-        Refusal::Limit,
-        Refusal::Shutdown,
-        Refusal::Error,
+    pub const ALL: [RefusalReason; 6] = [
+        RefusalReason::Rejected,
+        RefusalReason::Origin,
+        RefusalReason::Protocol,
+        RefusalReason::Limit,
+        RefusalReason::Shutdown,
+        RefusalReason::Error,
     ];
 
     /// The label value: `rejected`, `origin`, `protocol`, `limit`, `shutdown`, `error`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::Rejected => "rejected",
-            Refusal::Origin => "origin",
-            Refusal::Protocol => "protocol",
-            Refusal::Limit => "limit",
-            Refusal::Shutdown => "shutdown",
-            Refusal::Error => "error",
+            RefusalReason::Rejected => "rejected",
+            RefusalReason::Origin => "origin",
+            RefusalReason::Protocol => "protocol",
+            RefusalReason::Limit => "limit",
+            RefusalReason::Shutdown => "shutdown",
+            RefusalReason::Error => "error",
         }
     }
 
@@ -245,7 +245,7 @@ pub struct SocketStats {
     pub connections: usize,
     /// Connections that completed the handshake.
     pub opened: u64,
-    /// Refused handshakes by [`Refusal`] label, every reason listed.
+    /// Refused handshakes by [`RefusalReason`] label, every reason listed.
     pub refused: BTreeMap<&'static str, u64>,
     /// Closed connections by [`code_label`] of the close that ended them; only codes seen.
     pub closed: BTreeMap<&'static str, u64>,
@@ -280,7 +280,7 @@ pub struct SocketStats {
 pub(crate) struct Meter {
     name: Arc<str>,
     opened: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
+    refused: [AtomicU64; RefusalReason::ALL.len()],
     closed: [AtomicU64; CODES.len()],
     /// What the closed clients counted: messages received and sent, bytes read and written.
     gone: [AtomicU64; 4],
@@ -379,7 +379,7 @@ impl Meter {
         }
     }
 
-    pub(crate) fn refused(&self, why: Refusal) {
+    pub(crate) fn refused(&self, why: RefusalReason) {
         self.refused[why.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(export) = self.export() {
             export.refused(why);
@@ -453,7 +453,7 @@ impl Meter {
             socket: self.name.to_string(),
             connections,
             opened: load(&self.opened),
-            refused: Refusal::ALL
+            refused: RefusalReason::ALL
                 .iter()
                 .map(|why| (why.as_str(), load(&self.refused[why.index()])))
                 .collect(),

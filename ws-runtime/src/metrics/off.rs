@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Failure, Refusal};
+use super::{Failure, RefusalReason};
 
 /// No handles: a type without values.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ macro_rules! unreachable_methods {
 unreachable_methods! {
     fn opened(&self, open: usize);
     fn closed(&self, socket: &str, code: &'static str, open: usize);
-    fn refused(&self, why: Refusal);
+    fn refused(&self, why: RefusalReason);
     fn slow_close(&self);
     fn slow_drop(&self);
     fn rate_limit_pause(&self);

@@ -13,7 +13,7 @@ use warp::{Filter, Reply as _};
 use super::Socket;
 use crate::endpoint::{ClusterStats, Endpoint};
 use crate::handler::Handler;
-use crate::metrics::{Refusal, SocketStats, Timing};
+use crate::metrics::{RefusalReason, SocketStats, Timing};
 
 /// The page: charts drawn on canvases by its own script, no external resource.
 const PAGE: &str = include_str!("dashboard.html");
@@ -288,7 +288,7 @@ impl Sample {
             number(self.rtt.0),
             number(self.rtt.1),
         );
-        for (i, why) in Refusal::ALL.iter().enumerate() {
+        for (i, why) in RefusalReason::ALL.iter().enumerate() {
             let count = s.refused.get(why.as_str()).copied().unwrap_or(0);
             let comma = if i > 0 { "," } else { "" };
             let _ = write!(out, "{comma}\"{}\":{count}", why.as_str());

@@ -20,7 +20,7 @@ use crate::conn::{self, Hook, Service, guard};
 use crate::endpoint::{Endpoint, Identity};
 use crate::handler::Handler;
 use crate::handshake::{self, Accept, Reject, Request};
-use crate::metrics::Refusal;
+use crate::metrics::RefusalReason;
 
 /// The peer address our own accept loop attaches to each request (warp keeps its own private).
 #[derive(Clone, Copy, Debug)]
@@ -216,7 +216,7 @@ impl<H: Handler> SocketInner<H> {
     }
 
     /// Counts and logs a refusal, with the reason its metric's label gives, and answers it.
-    fn refuse(&self, request: &Request, reject: Reject, why: Refusal) -> Response {
+    fn refuse(&self, request: &Request, reject: Reject, why: RefusalReason) -> Response {
         self.service.endpoint.meter().refused(why);
         tracing::debug!(
             peer = %request.remote_addr(),
@@ -240,14 +240,14 @@ impl<H: Handler> SocketInner<H> {
         let headers = request.headers();
         let key = match handshake::check_protocol(request.method(), headers) {
             Ok(key) => key,
-            Err(reject) => return self.refuse(&request, reject, Refusal::Protocol),
+            Err(reject) => return self.refuse(&request, reject, RefusalReason::Protocol),
         };
         if !handshake::origin_allowed(&config.origins, headers) {
             let reject = Reject::forbidden("Origin not allowed.");
-            return self.refuse(&request, reject, Refusal::Origin);
+            return self.refuse(&request, reject, RefusalReason::Origin);
         }
         if endpoint.is_shutting_down() {
-            return self.refuse(&request, shutting_down(), Refusal::Shutdown);
+            return self.refuse(&request, shutting_down(), RefusalReason::Shutdown);
         }
         let slot = match self.admission.admit(
             request.remote_addr().ip(),
@@ -255,14 +255,14 @@ impl<H: Handler> SocketInner<H> {
             config.max_connections_per_ip,
         ) {
             Ok(slot) => slot,
-            Err(reject) => return self.refuse(&request, reject, Refusal::Limit),
+            Err(reject) => return self.refuse(&request, reject, RefusalReason::Limit),
         };
         let Some(on_upgrade) = on_upgrade else {
             tracing::error!(
                 "no upgrade is possible on this connection (HTTP/2, or not served by hyper)"
             );
             let reject = Reject::internal_error("Internal Server Error");
-            return self.refuse(&request, reject, Refusal::Error);
+            return self.refuse(&request, reject, RefusalReason::Error);
         };
         // The hook runs to completion: what it reserves is not lost at an `.await` when the
         // client leaves meanwhile (hyper then drops this future). Polled here first; a hook
@@ -289,7 +289,7 @@ impl<H: Handler> SocketInner<H> {
             Poll::Pending => {
                 let Ok(decided) = self.tracker.spawn(decide).await else {
                     // The hook's task was cancelled: the request went with it.
-                    endpoint.meter().refused(Refusal::Error);
+                    endpoint.meter().refused(RefusalReason::Error);
                     return Reject::internal_error("Internal Server Error").into_response();
                 };
                 decided
@@ -298,16 +298,16 @@ impl<H: Handler> SocketInner<H> {
         let (session, request, mut accept) = match decided {
             (Ok(Ok(session)), request, accept) => (session, request, accept),
             (Ok(Err(reject)), request, _) => {
-                return self.refuse(&request, reject, Refusal::Rejected);
+                return self.refuse(&request, reject, RefusalReason::Rejected);
             }
             (Err(_), request, _) => {
                 let reject = Reject::internal_error("Internal Server Error");
-                return self.refuse(&request, reject, Refusal::Error);
+                return self.refuse(&request, reject, RefusalReason::Error);
             }
         };
         if endpoint.is_shutting_down() {
             // Shutdown began while the hook ran: the session is dropped, never opened.
-            return self.refuse(&request, shutting_down(), Refusal::Shutdown);
+            return self.refuse(&request, shutting_down(), RefusalReason::Shutdown);
         }
         let protocol = handshake::choose_protocol(config, &request, &accept);
         let user = accept.take_user();
@@ -319,7 +319,7 @@ impl<H: Handler> SocketInner<H> {
         let response =
             match handshake::switching_protocols(&key, accept, protocol.as_deref(), extensions) {
                 Ok(response) => response,
-                Err(reject) => return self.refuse(&request, reject, Refusal::Error),
+                Err(reject) => return self.refuse(&request, reject, RefusalReason::Error),
             };
         let remote = request.remote_addr();
         self.tracker.spawn(conn::run(
