@@ -163,8 +163,8 @@ fn addressed(msg: &Message) -> Option<(ClientId, &str)> {
     Some((to.parse().ok()?, rest))
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Logs warnings and errors (or what `RUST_LOG` asks for).
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -172,6 +172,11 @@ async fn main() -> std::process::ExitCode {
         // Colours only on a terminal: redirected to a file, the log stays plain text.
         .with_ansi(std::io::stdout().is_terminal())
         .init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_tracing();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
     let mut pair = false;
@@ -232,15 +237,12 @@ async fn main() -> std::process::ExitCode {
         }
     }
     // Before the socket starts: a socket registers its metrics when it starts.
-    let metrics_at = match &metrics {
-        Some(addr) => match serve_metrics(addr).await {
-            Ok(at) => Some(at),
-            Err(msg) => {
-                eprintln!("echo: {msg}");
-                return std::process::ExitCode::from(2);
-            }
-        },
-        None => None,
+    let metrics_at = match serve_metrics(metrics.as_deref()).await {
+        Ok(at) => at,
+        Err(msg) => {
+            eprintln!("echo: {msg}");
+            return std::process::ExitCode::from(2);
+        }
     };
     let echo = ws::Socket::with_config(
         Echo {
@@ -276,11 +278,15 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// `--metrics`: installs the Prometheus recorder, runs its upkeep every 5 s (without a scrape
-/// that does it, a histogram's values would pile up), and serves its text at
-/// `http://ADDR/metrics` until the process stops. Returns the address bound.
+/// `--metrics ADDR`: installs the Prometheus recorder, runs its upkeep every 5 s (without a
+/// scrape that does it, a histogram's values would pile up), and serves its text at
+/// `http://ADDR/metrics` until the process stops. Returns the address bound; without
+/// `--metrics`, does nothing.
 #[cfg(feature = "metrics")]
-async fn serve_metrics(addr: &str) -> Result<SocketAddr, String> {
+async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|err| format!("--metrics: {err}"))?;
@@ -301,12 +307,15 @@ async fn serve_metrics(addr: &str) -> Result<SocketAddr, String> {
         .map_err(|err| format!("--metrics {addr}: {err}"))?;
     let at = server.local_addr();
     tokio::spawn(server.run());
-    Ok(at)
+    Ok(Some(at))
 }
 
 #[cfg(not(feature = "metrics"))]
 #[allow(clippy::unused_async, reason = "async like the one with the feature")]
-async fn serve_metrics(_addr: &str) -> Result<SocketAddr, String> {
+async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    if addr.is_none() {
+        return Ok(None);
+    }
     Err("--metrics needs the feature `metrics`: \
          cargo run --release --example echo --features metrics -- --metrics 127.0.0.1:9090"
         .into())

@@ -203,6 +203,10 @@ pub(crate) const OPEN_LOOP_SIZE: usize = 64;
 
 /// What to run and how long.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches: smoke, pinning, and the commands with a module of their own"
+)]
 pub(crate) struct Options {
     pub(crate) parts: Parts,
     pub(crate) smoke: bool,
@@ -282,10 +286,12 @@ options:
   --trials N          recoveries per setup and round of `history` (default 50)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
-                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`
+                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
+                      `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
+                      with its broadcast twin)
   --workloads I,J     echo workloads by index 0-4 (default all; 4 is the pipelined burst)
-  --fanouts I,J       broadcast workloads by index 0-5 (default all; 4 and 5 publish in bursts
-                      of 10)
+  --fanouts I,J       broadcast workloads by index 0-5 (default all, 0,4 in `metrics`; 4 and 5
+                      publish in bursts of 10)
   --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
   --ours-metrics PATH our echo binary built with --features metrics, for `metrics` and
