@@ -32,10 +32,19 @@
 //! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
 //! echo compressed); `--deflate-threshold BYTES` sets another threshold.
 //!
+//! With `--metrics HOST:PORT` (feature `metrics`: `--features metrics -- --metrics
+//! 127.0.0.1:9090`) it installs the Prometheus recorder (`metrics-exporter-prometheus`)
+//! before the socket starts, runs its upkeep every 5 s, and serves the text at
+//! `http://HOST:PORT/metrics`, as `secure_chat --metrics` does; after the `listening` line it
+//! prints `echo metrics at http://ADDR/metrics` (the address bound, so port 0 works). Built
+//! with the feature but run without `--metrics`, it installs no recorder: `ws-bench metrics`
+//! compares the two.
+//!
 //! Limits are raised for conformance and benchmark runs: 64 MiB messages, 16 MiB frames, any
 //! origin, no rate limit, no connection limits.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use warp::Filter;
@@ -154,8 +163,8 @@ fn addressed(msg: &Message) -> Option<(ClientId, &str)> {
     Some((to.parse().ok()?, rest))
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Logs warnings and errors (or what `RUST_LOG` asks for).
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -163,6 +172,11 @@ async fn main() -> std::process::ExitCode {
         // Colours only on a terminal: redirected to a file, the log stays plain text.
         .with_ansi(std::io::stdout().is_terminal())
         .init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_tracing();
     let mut addr = "127.0.0.1:9001".to_owned();
     let mut broadcast = false;
     let mut pair = false;
@@ -170,6 +184,7 @@ async fn main() -> std::process::ExitCode {
     let mut keep: Option<usize> = None;
     let mut deflate: Option<usize> = None;
     let mut redis: Option<String> = None;
+    let mut metrics: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -191,6 +206,10 @@ async fn main() -> std::process::ExitCode {
             },
             "--redis" => match args.next() {
                 Some(value) => redis = Some(value),
+                None => return usage(),
+            },
+            "--metrics" => match args.next() {
+                Some(value) => metrics = Some(value),
                 None => return usage(),
             },
             _ => return usage(),
@@ -217,6 +236,14 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
+    // Before the socket starts: a socket registers its metrics when it starts.
+    let metrics_at = match serve_metrics(metrics.as_deref()).await {
+        Ok(at) => at,
+        Err(msg) => {
+            eprintln!("echo: {msg}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let echo = ws::Socket::with_config(
         Echo {
             broadcast,
@@ -238,6 +265,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("echo listening on ws://{}/", server.local_addr());
+    if let Some(at) = metrics_at {
+        // The second line: the benchmark reads the first for the socket, this one to scrape.
+        println!("echo metrics at http://{at}/metrics");
+    }
     match server.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -245,6 +276,49 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `--metrics ADDR`: installs the Prometheus recorder, runs its upkeep every 5 s (without a
+/// scrape that does it, a histogram's values would pile up), and serves its text at
+/// `http://ADDR/metrics` until the process stops. Returns the address bound; without
+/// `--metrics`, does nothing.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| format!("--metrics: {err}"))?;
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let scrape = warp::path("metrics")
+        .and(warp::path::end())
+        .map(move || prometheus.render());
+    let server = ws::serve(scrape)
+        .bind(addr)
+        .await
+        .map_err(|err| format!("--metrics {addr}: {err}"))?;
+    let at = server.local_addr();
+    tokio::spawn(server.run());
+    Ok(Some(at))
+}
+
+#[cfg(not(feature = "metrics"))]
+#[allow(clippy::unused_async, reason = "async like the one with the feature")]
+async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    if addr.is_none() {
+        return Ok(None);
+    }
+    Err("--metrics needs the feature `metrics`: \
+         cargo run --release --example echo --features metrics -- --metrics 127.0.0.1:9090"
+        .into())
 }
 
 #[cfg(feature = "redis")]
@@ -260,7 +334,7 @@ fn cluster_on(_url: &str) -> Result<ws::Cluster, String> {
 fn usage() -> std::process::ExitCode {
     eprintln!(
         "usage: echo [--addr HOST:PORT] [--broadcast] [--pair] [--room] [--history N] [--deflate] \
-         [--deflate-threshold BYTES] [--redis URL]"
+         [--deflate-threshold BYTES] [--redis URL] [--metrics HOST:PORT]"
     );
     std::process::ExitCode::from(2)
 }

@@ -12,6 +12,7 @@
 //! cargo run --release -p ws-bench -- latency --markdown BENCHMARKS.md   # broadcast, open loop
 //! cargo run --release -p ws-bench -- deflate --markdown BENCHMARKS.md   # permessage-deflate
 //! cargo run --release -p ws-bench -- history --markdown BENCHMARKS.md   # room history
+//! cargo run --release -p ws-bench -- metrics --markdown BENCHMARKS.md   # feature `metrics`
 //! cargo run --release -p ws-bench -- smoke
 //! ```
 //!
@@ -23,6 +24,7 @@ mod cluster;
 mod deflate;
 mod fanout;
 mod history;
+mod metrics;
 mod procs;
 mod report;
 mod servers;
@@ -178,6 +180,8 @@ pub(crate) enum Block {
     ClusterScale,
     /// Room history (`history`).
     History,
+    /// The cost of the feature `metrics` (`metrics`).
+    Metrics,
 }
 
 impl Parts {
@@ -199,6 +203,10 @@ pub(crate) const OPEN_LOOP_SIZE: usize = 64;
 
 /// What to run and how long.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches: smoke, pinning, and the commands with a module of their own"
+)]
 pub(crate) struct Options {
     pub(crate) parts: Parts,
     pub(crate) smoke: bool,
@@ -216,6 +224,12 @@ pub(crate) struct Options {
     pub(crate) ours: PathBuf,
     /// When our echo binary was built (its modification time), for the report.
     pub(crate) ours_built: Option<String>,
+    /// Our echo binary built with the feature `metrics` (`--ours-metrics`).
+    pub(crate) ours_metrics: PathBuf,
+    /// When that one was built.
+    pub(crate) ours_metrics_built: Option<String>,
+    /// `metrics`: the cost of the feature `metrics` and of a Prometheus recorder.
+    pub(crate) metrics: bool,
     pub(crate) pin: bool,
     pub(crate) ticks_per_sec: u64,
     /// `cluster`: which of its runs.
@@ -253,6 +267,11 @@ commands:
                and off on 1 node and on 3 nodes over Redis, and the time to recover 100
                missed messages on 1 node and across 2 nodes; its own block (the cluster
                rows need echo built with --features redis and redis-server)
+  metrics      the feature `metrics`: the echo workloads and two broadcast workloads (paced,
+               in bursts) with our echo built without the feature (--ours, if it lacks it),
+               built with it and no recorder, and with it and the Prometheus recorder
+               (--ours-metrics, run with --metrics 127.0.0.1:0, /metrics scraped once per
+               run), against raw warp::ws; its own generated block
   smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
                any error; a small cluster check when echo has the feature redis
                (also: --smoke)
@@ -267,12 +286,16 @@ options:
   --trials N          recoveries per setup and round of `history` (default 50)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
-                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`
+                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
+                      `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
+                      with its broadcast twin)
   --workloads I,J     echo workloads by index 0-4 (default all; 4 is the pipelined burst)
-  --fanouts I,J       broadcast workloads by index 0-5 (default all; 4 and 5 publish in bursts
-                      of 10)
+  --fanouts I,J       broadcast workloads by index 0-5 (default all, 0,4 in `metrics`; 4 and 5
+                      publish in bursts of 10)
   --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
+  --ours-metrics PATH our echo binary built with --features metrics, for `metrics` and
+                      `smoke` (default target/release/examples/echo)
   --markdown FILE     write the tables into FILE between the generated markers
   --no-pin            do not pin server and client to CPUs 0 and 1
 ";
@@ -300,6 +323,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         markdown: None,
         ours: default_ours(),
         ours_built: None,
+        ours_metrics: default_ours(),
+        ours_metrics_built: None,
+        metrics: false,
         pin: true,
         ticks_per_sec: 100,
         cluster: None,
@@ -361,6 +387,19 @@ fn command_parts(options: &mut Options, command: &str) -> Result<bool, String> {
             options.history = true;
             options.kinds = vec![Kind::OursBroadcast];
         }
+        "metrics" => {
+            options.metrics = true;
+            options.parts = Parts {
+                echo: true,
+                memory: false,
+                handshakes: false,
+                broadcast: true,
+                open_loop: false,
+                deflate: false,
+            };
+            options.kinds = metrics::KINDS.to_vec();
+            options.fanouts = metrics::FANOUTS.to_vec();
+        }
         "smoke" | "--smoke" => options.smoke = true,
         "help" | "--help" | "-h" => return Ok(true),
         other => return Err(format!("unknown command {other:?}")),
@@ -398,6 +437,7 @@ fn parse_flags(
             "--rate" => options.open_loop_rate = value.parse().map_err(|e| bad(&e))?,
             "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
             "--ours" => options.ours = PathBuf::from(&value),
+            "--ours-metrics" => options.ours_metrics = PathBuf::from(&value),
             "--markdown" => options.markdown = Some(PathBuf::from(&value)),
             "--only" => {
                 options.kinds = value
@@ -460,10 +500,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let wants_ours = options
-        .kinds
-        .iter()
-        .any(|kind| matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate));
+    let wants_ours = options.kinds.iter().any(|kind| {
+        matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate) || kind.has_feature()
+    });
     if wants_ours && !options.ours.is_file() {
         eprintln!(
             "ws-bench: {} not found; build it first: cargo build --release --example echo -p warpsocket",
@@ -472,20 +511,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Removed (by drop) when main returns.
-    let _snapshot = if wants_ours {
-        options.ours_built = procs::modified_utc(&options.ours);
-        match procs::Snapshot::take(&options.ours) {
-            Ok(snapshot) => {
-                snapshot.path().clone_into(&mut options.ours);
-                Some(snapshot)
-            }
-            Err(err) => {
-                eprintln!("ws-bench: copying {}: {err}", options.ours.display());
-                return ExitCode::FAILURE;
-            }
+    let _snapshots = match snapshots(&mut options, wants_ours) {
+        Ok(snapshots) => snapshots,
+        Err(err) => {
+            eprintln!("ws-bench: {err}");
+            return ExitCode::FAILURE;
         }
-    } else {
-        None
     };
     // Before any thread exists, so that every thread of the client inherits the mask.
     if options.pin && !(procs::have_taskset() && procs::pin_self()) {
@@ -521,6 +552,9 @@ fn main() -> ExitCode {
     if options.history {
         return runtime.block_on(history::main(&options));
     }
+    if options.metrics {
+        return runtime.block_on(metrics::main(&options));
+    }
     let results = runtime.block_on(bench(&options));
     let markdown = report::render(&options, &results);
     println!("\n{markdown}");
@@ -536,6 +570,39 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Copies our echo binaries (`--ours`, and `--ours-metrics` when a run or `smoke` uses it and
+/// it is there) so that one build serves the whole run, and points `options` at the copies.
+fn snapshots(options: &mut Options, wants_ours: bool) -> Result<Vec<procs::Snapshot>, String> {
+    let mut snapshots = Vec::new();
+    if wants_ours {
+        options.ours_built = procs::modified_utc(&options.ours);
+        let snapshot = procs::Snapshot::take(&options.ours, "")
+            .map_err(|err| format!("copying {}: {err}", options.ours.display()))?;
+        snapshot.path().clone_into(&mut options.ours);
+        snapshots.push(snapshot);
+    }
+    let wants_feature = options.kinds.iter().any(|kind| kind.has_feature())
+        || (options.smoke && options.kinds.contains(&Kind::Ours));
+    if wants_feature {
+        if !options.ours_metrics.is_file() {
+            if options.smoke {
+                // `smoke` skips the rows of the feature then.
+                return Ok(snapshots);
+            }
+            return Err(format!(
+                "{} not found; build it first: cargo build --release --example echo -p warpsocket --features metrics",
+                options.ours_metrics.display()
+            ));
+        }
+        options.ours_metrics_built = procs::modified_utc(&options.ours_metrics);
+        let snapshot = procs::Snapshot::take(&options.ours_metrics, "metrics")
+            .map_err(|err| format!("copying {}: {err}", options.ours_metrics.display()))?;
+        snapshot.path().clone_into(&mut options.ours_metrics);
+        snapshots.push(snapshot);
+    }
+    Ok(snapshots)
 }
 
 /// `ws-bench cluster [--scale]`, after a check of the open-file limit for `--scale`.
@@ -899,7 +966,7 @@ pub(crate) fn broadcast_kinds(options: &Options) -> Vec<Kind> {
 }
 
 /// One broadcast run of `FANOUTS[f]` for `options.secs` of publishing.
-async fn measure_broadcast(
+pub(crate) async fn measure_broadcast(
     options: &Options,
     server: &Server,
     f: usize,
@@ -983,23 +1050,23 @@ async fn measure_open_loop(options: &Options, server: &Server) -> io::Result<Ope
 }
 
 /// Starts a fresh server of `kind`, runs `measure` against it (bounded to 120 s), stops it.
-async fn with_server<T>(
+pub(crate) async fn with_server<T>(
     options: &Options,
     kind: Kind,
     measure: impl AsyncFnOnce(&Server) -> io::Result<T>,
 ) -> io::Result<T> {
-    let server = Server::start(kind, &options.ours, options.pin).await?;
+    let server = Server::start(kind, (&options.ours, &options.ours_metrics), options.pin).await?;
     let outcome = tokio::time::timeout(Duration::from_secs(120), measure(&server)).await;
     server.stop().await;
     outcome.map_err(|_| io::Error::other("timed out after 120 s"))?
 }
 
-fn ticks_to_us(options: &Options, ticks: u64) -> f64 {
+pub(crate) fn ticks_to_us(options: &Options, ticks: u64) -> f64 {
     ticks as f64 * 1e6 / options.ticks_per_sec as f64
 }
 
 /// Closed-loop echo for `options.secs` after `options.warmup`.
-async fn measure_echo(
+pub(crate) async fn measure_echo(
     options: &Options,
     server: &Server,
     workload: &Workload,
@@ -1191,38 +1258,7 @@ async fn smoke(options: &Options) -> ExitCode {
     let mut failed = 0;
     for &kind in &options.kinds {
         let outcome = with_server(options, kind, async |server| {
-            let mut echoed = 0;
-            for &w in &options.workloads {
-                let workload = WORKLOADS[w];
-                let payload = Arc::new(Payload::new(workload.text, workload.size, workload.depth));
-                let counter = Arc::new(AtomicU64::new(0));
-                let mut tasks = JoinSet::new();
-                // A burst workload sends two whole bursts.
-                let limit = if workload.burst {
-                    2 * workload.depth as u64
-                } else {
-                    SMOKE_MESSAGES
-                };
-                for _ in 0..workload.conns.min(SMOKE_CONNS) {
-                    let mut conn = connect(&server.target).await?;
-                    let (payload, counter) = (payload.clone(), counter.clone());
-                    let websocket = server.target.websocket;
-                    tasks.spawn(async move {
-                        conn.echo(websocket, &payload, limit, &counter, workload.burst)
-                            .await
-                    });
-                }
-                while let Some(done) = tasks.join_next().await {
-                    let got = done.map_err(io::Error::other)??;
-                    if got != limit {
-                        return Err(io::Error::other(format!(
-                            "{}: {got} echoes of {limit}",
-                            workload.name
-                        )));
-                    }
-                    echoed += got;
-                }
-            }
+            let echoed = smoke_echo(options, server).await?;
             measure_memory(options, server, None).await?;
             measure_handshakes(options, server).await?;
             Ok(echoed)
@@ -1241,20 +1277,8 @@ async fn smoke(options: &Options) -> ExitCode {
     }
     let broadcast = broadcast_kinds(options);
     for &kind in &broadcast {
-        let outcome = with_server(options, kind, async |server| {
-            for (size, burst) in [(64, 1), (1024, 1), (64, 10)] {
-                fanout::run(
-                    server,
-                    SMOKE_SUBSCRIBERS,
-                    size,
-                    (200, burst),
-                    SMOKE_BROADCASTS,
-                )
-                .await?;
-            }
-            Ok(())
-        })
-        .await;
+        let outcome =
+            with_server(options, kind, async |server| smoke_broadcast(server).await).await;
         match outcome {
             Ok(()) => eprintln!(
                 "smoke {:<17} ok: 3 × {SMOKE_BROADCASTS} broadcasts (64 B, 1 KiB, 64 B in bursts of 10) to {SMOKE_SUBSCRIBERS} subscribers, every byte checked",
@@ -1272,8 +1296,15 @@ async fn smoke(options: &Options) -> ExitCode {
     failed += cluster_failed;
     let (history_runs, history_failed) = history::smoke_rows(options).await;
     failed += history_failed;
-    let passed =
-        options.kinds.len() + broadcast.len() + deflate_runs + cluster_runs + history_runs - failed;
+    let (metrics_runs, metrics_failed) = metrics::smoke_rows(options).await;
+    failed += metrics_failed;
+    let passed = options.kinds.len()
+        + broadcast.len()
+        + deflate_runs
+        + cluster_runs
+        + history_runs
+        + metrics_runs
+        - failed;
     eprintln!("smoke finished in {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
@@ -1281,6 +1312,60 @@ async fn smoke(options: &Options) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The echo workloads of `smoke` against `server`: a few messages per connection (two whole
+/// bursts for the burst workload), every echo checked. Returns the messages echoed.
+pub(crate) async fn smoke_echo(options: &Options, server: &Server) -> io::Result<u64> {
+    let mut echoed = 0;
+    for &w in &options.workloads {
+        let workload = WORKLOADS[w];
+        let payload = Arc::new(Payload::new(workload.text, workload.size, workload.depth));
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut tasks = JoinSet::new();
+        // A burst workload sends two whole bursts.
+        let limit = if workload.burst {
+            2 * workload.depth as u64
+        } else {
+            SMOKE_MESSAGES
+        };
+        for _ in 0..workload.conns.min(SMOKE_CONNS) {
+            let mut conn = connect(&server.target).await?;
+            let (payload, counter) = (payload.clone(), counter.clone());
+            let websocket = server.target.websocket;
+            tasks.spawn(async move {
+                conn.echo(websocket, &payload, limit, &counter, workload.burst)
+                    .await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let got = done.map_err(io::Error::other)??;
+            if got != limit {
+                return Err(io::Error::other(format!(
+                    "{}: {got} echoes of {limit}",
+                    workload.name
+                )));
+            }
+            echoed += got;
+        }
+    }
+    Ok(echoed)
+}
+
+/// The broadcast checks of `smoke` against `server`: 64 B, 1 KiB, and 64 B in bursts of 10,
+/// each byte checked by every subscriber.
+pub(crate) async fn smoke_broadcast(server: &Server) -> io::Result<()> {
+    for (size, burst) in [(64, 1), (1024, 1), (64, 10)] {
+        fanout::run(
+            server,
+            SMOKE_SUBSCRIBERS,
+            size,
+            (200, burst),
+            SMOKE_BROADCASTS,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The permessage-deflate rows of `smoke`: a few JSON chat messages per connection, every echo

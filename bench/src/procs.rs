@@ -1,6 +1,7 @@
 //! Child server processes, CPU pinning and the `/proc` readings: CPU time and resident memory.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -65,18 +66,27 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Copies `binary`; first removes the copies of earlier runs that were killed (whose
-    /// process is gone) before they could remove their own.
-    pub(crate) fn take(binary: &Path) -> io::Result<Snapshot> {
+    /// Copies `binary` as `ws-bench-echo-PID` (with `-TAG` after it if `tag` is not empty);
+    /// first removes the copies of earlier runs that were killed (whose process is gone)
+    /// before they could remove their own.
+    pub(crate) fn take(binary: &Path, tag: &str) -> io::Result<Snapshot> {
         let dir = std::env::temp_dir();
         for entry in std::fs::read_dir(&dir)?.flatten() {
             let name = entry.file_name();
-            let pid = name.to_str().and_then(|n| n.strip_prefix("ws-bench-echo-"));
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("ws-bench-echo-"))
+                .map(|rest| rest.split('-').next().unwrap_or(rest));
             if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        let path = dir.join(format!("ws-bench-echo-{}", std::process::id()));
+        let name = if tag.is_empty() {
+            format!("ws-bench-echo-{}", std::process::id())
+        } else {
+            format!("ws-bench-echo-{}-{tag}", std::process::id())
+        };
+        let path = dir.join(name);
         std::fs::copy(binary, &path)?;
         Ok(Snapshot { path })
     }
@@ -148,22 +158,66 @@ pub(crate) fn rss_kib(pid: &str) -> io::Result<u64> {
 pub(crate) struct Server {
     child: Child,
     /// Kept open: the server may print more and must not get `SIGPIPE`.
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
     pub(crate) pid: String,
     pub(crate) target: Target,
+    /// Where the server serves its Prometheus text (`echo --metrics`), if it does.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Server {
-    /// Starts the server of `kind` and waits (at most 10 s) for its "listening on" line.
-    pub(crate) async fn start(kind: Kind, ours: &Path, pin: bool) -> io::Result<Server> {
+    /// Starts the server of `kind` and waits (at most 10 s) for its "listening on" line (and
+    /// for `echo --metrics`, the next one, with the metrics' address). `ours` is our echo
+    /// binary, `ours_metrics` our echo built with the feature `metrics`.
+    pub(crate) async fn start(
+        kind: Kind,
+        (ours, ours_metrics): (&Path, &Path),
+        pin: bool,
+    ) -> io::Result<Server> {
         let exe = std::env::current_exe()?;
         let (program, args): (&Path, Vec<&str>) = match kind {
             Kind::Ours => (ours, vec!["--addr", "127.0.0.1:0"]),
             Kind::OursBroadcast => (ours, vec!["--broadcast", "--addr", "127.0.0.1:0"]),
             Kind::OursDeflate => (ours, vec!["--deflate", "--addr", "127.0.0.1:0"]),
+            Kind::OursFeature => (ours_metrics, vec!["--addr", "127.0.0.1:0"]),
+            Kind::OursBroadcastFeature => {
+                (ours_metrics, vec!["--broadcast", "--addr", "127.0.0.1:0"])
+            }
+            Kind::OursPrometheus => (
+                ours_metrics,
+                vec!["--metrics", "127.0.0.1:0", "--addr", "127.0.0.1:0"],
+            ),
+            Kind::OursBroadcastPrometheus => (
+                ours_metrics,
+                vec![
+                    "--broadcast",
+                    "--metrics",
+                    "127.0.0.1:0",
+                    "--addr",
+                    "127.0.0.1:0",
+                ],
+            ),
             _ => (exe.as_path(), vec!["serve", kind.name()]),
         };
-        Server::spawn(kind.name(), program, &args, pin, kind.is_websocket()).await
+        let mut server =
+            Server::spawn(kind.name(), program, &args, pin, kind.is_websocket()).await?;
+        if kind.is_prometheus() {
+            server.metrics = Some(server.metrics_line().await?);
+        }
+        Ok(server)
+    }
+
+    /// Reads the line `echo metrics at http://ADDR/metrics` (at most 10 s) and returns `ADDR`.
+    async fn metrics_line(&mut self) -> io::Result<SocketAddr> {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.stdout.read_line(&mut line))
+            .await
+            .map_err(|_| io::Error::other("no metrics line in 10 s"))??;
+        line.trim()
+            .strip_prefix("echo metrics at http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .and_then(|addr| addr.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("odd metrics line {line:?}")))
     }
 
     /// Starts `program ARGS` (a server that prints `… listening on ws://ADDR/PATH` first),
@@ -217,9 +271,10 @@ impl Server {
         };
         Ok(Server {
             child,
-            _stdout: stdout,
+            stdout,
             pid,
             target,
+            metrics: None,
         })
     }
 

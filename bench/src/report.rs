@@ -241,13 +241,13 @@ fn ratios<S>(
         .collect()
 }
 
-fn shell(cmd: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn shell(cmd: &str, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(cmd).args(args).output().ok()?;
     let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (!s.is_empty()).then_some(s)
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpus = cpuinfo
         .lines()
@@ -418,6 +418,7 @@ fn markers(block: Block) -> (&'static str, &'static str) {
         Block::Cluster => (crate::cluster::CLUSTER_BEGIN, crate::cluster::CLUSTER_END),
         Block::ClusterScale => (crate::cluster::SCALE_BEGIN, crate::cluster::SCALE_END),
         Block::History => (crate::history::HISTORY_BEGIN, crate::history::HISTORY_END),
+        Block::Metrics => (crate::metrics::METRICS_BEGIN, crate::metrics::METRICS_END),
     }
 }
 
@@ -647,6 +648,7 @@ pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
         Block::Cluster,
         Block::ClusterScale,
         Block::History,
+        Block::Metrics,
     ]
     .into_iter()
     .find(|&block| generated.starts_with(markers(block).0))

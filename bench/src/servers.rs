@@ -37,6 +37,16 @@ pub(crate) enum Kind {
     OursBroadcast,
     /// Ours with permessage-deflate on, every message compressed: `examples/echo --deflate`.
     OursDeflate,
+    /// Ours built with the feature `metrics`, no recorder installed: `examples/echo` (the
+    /// `--ours-metrics` binary) without `--metrics`.
+    OursFeature,
+    /// Ours built with the feature `metrics` and the Prometheus recorder installed:
+    /// `examples/echo --metrics 127.0.0.1:0`.
+    OursPrometheus,
+    /// [`Kind::OursFeature`] relaying: `examples/echo --broadcast`.
+    OursBroadcastFeature,
+    /// [`Kind::OursPrometheus`] relaying: `examples/echo --broadcast --metrics 127.0.0.1:0`.
+    OursBroadcastPrometheus,
     /// `warp::ws` relaying to every other client the way warp's `chat` example does: a shared
     /// `HashMap<usize, mpsc::UnboundedSender<Message>>` behind a `RwLock`, one forwarding task
     /// per user.
@@ -60,6 +70,15 @@ impl Kind {
     /// The server that only the permessage-deflate tables run.
     pub(crate) const DEFLATE: [Kind; 1] = [Kind::OursDeflate];
 
+    /// The servers of `ws-bench metrics`, in the order its tables list them: echo, then
+    /// broadcast.
+    pub(crate) const METRICS: [Kind; 4] = [
+        Kind::OursFeature,
+        Kind::OursPrometheus,
+        Kind::OursBroadcastFeature,
+        Kind::OursBroadcastPrometheus,
+    ];
+
     /// The name used on the command line and in the tables.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -71,6 +90,10 @@ impl Kind {
             Kind::Ours => "ours",
             Kind::OursBroadcast => "ours-broadcast",
             Kind::OursDeflate => "ours-deflate",
+            Kind::OursFeature => "ours-feature",
+            Kind::OursPrometheus => "ours-prometheus",
+            Kind::OursBroadcastFeature => "ours-broadcast-feature",
+            Kind::OursBroadcastPrometheus => "ours-broadcast-prometheus",
             Kind::WarpChat => "warp-chat",
         }
     }
@@ -86,6 +109,16 @@ impl Kind {
             Kind::Ours => "**ours** (examples/echo)",
             Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
             Kind::OursDeflate => "**ours** (examples/echo --deflate)",
+            Kind::OursFeature => "**ours**, feature `metrics`, no recorder (examples/echo)",
+            Kind::OursPrometheus => {
+                "**ours**, feature `metrics`, Prometheus recorder (examples/echo --metrics)"
+            }
+            Kind::OursBroadcastFeature => {
+                "**ours**, feature `metrics`, no recorder (examples/echo --broadcast)"
+            }
+            Kind::OursBroadcastPrometheus => {
+                "**ours**, feature `metrics`, Prometheus recorder (examples/echo --broadcast --metrics)"
+            }
             Kind::WarpChat => "raw warp::ws 0.4.3, chat-example pattern",
         }
     }
@@ -96,12 +129,30 @@ impl Kind {
             .into_iter()
             .chain(Kind::BROADCAST)
             .chain(Kind::DEFLATE)
+            .chain(Kind::METRICS)
             .find(|kind| kind.name() == name)
     }
 
     /// Whether the client speaks WebSocket to it (everything but the TCP floor).
     pub(crate) fn is_websocket(self) -> bool {
         self != Kind::Tcp
+    }
+
+    /// Whether it is our echo with the Prometheus recorder (`--metrics`), which serves
+    /// `/metrics` on an address of its own.
+    pub(crate) fn is_prometheus(self) -> bool {
+        matches!(self, Kind::OursPrometheus | Kind::OursBroadcastPrometheus)
+    }
+
+    /// Whether it runs the `--ours-metrics` binary (built with the feature `metrics`).
+    pub(crate) fn has_feature(self) -> bool {
+        matches!(
+            self,
+            Kind::OursFeature
+                | Kind::OursPrometheus
+                | Kind::OursBroadcastFeature
+                | Kind::OursBroadcastPrometheus
+        )
     }
 }
 
@@ -118,7 +169,13 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::Tungstenite4k => accept_loop(kind, "", |s| tungstenite_echo(s, 4 * 1024)).await,
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
             Kind::WarpChat => serve_warp_chat().await,
-            Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate => {
+            Kind::Ours
+            | Kind::OursBroadcast
+            | Kind::OursDeflate
+            | Kind::OursFeature
+            | Kind::OursPrometheus
+            | Kind::OursBroadcastFeature
+            | Kind::OursBroadcastPrometheus => {
                 Err(io::Error::other("`ours` runs target/release/examples/echo"))
             }
         }
