@@ -52,6 +52,9 @@ use ws::{
     ClientId, Config, Deflate, Endpoint, History, Message, Origins, Position, Recipients, websocket,
 };
 
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
 /// The room of `--room`.
 const ROOM: &str = "all";
 
@@ -278,47 +281,13 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// `--metrics ADDR`: installs the Prometheus recorder, runs its upkeep every 5 s (without a
-/// scrape that does it, a histogram's values would pile up), and serves its text at
-/// `http://ADDR/metrics` until the process stops. Returns the address bound; without
-/// `--metrics`, does nothing.
-#[cfg(feature = "metrics")]
+/// `--metrics ADDR`: the Prometheus recorder and its `/metrics` page; the address bound.
+/// Without `--metrics`, does nothing.
 async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
-    let Some(addr) = addr else {
-        return Ok(None);
-    };
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|err| format!("--metrics: {err}"))?;
-    let upkeep = prometheus.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    let scrape = warp::path("metrics")
-        .and(warp::path::end())
-        .map(move || prometheus.render());
-    let server = ws::serve(scrape)
-        .bind(addr)
-        .await
-        .map_err(|err| format!("--metrics {addr}: {err}"))?;
-    let at = server.local_addr();
-    tokio::spawn(server.run());
-    Ok(Some(at))
-}
-
-#[cfg(not(feature = "metrics"))]
-#[allow(clippy::unused_async, reason = "async like the one with the feature")]
-async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
-    if addr.is_none() {
-        return Ok(None);
+    match addr {
+        Some(addr) => prometheus::serve(addr, "echo").await.map(Some),
+        None => Ok(None),
     }
-    Err("--metrics needs the feature `metrics`: \
-         cargo run --release --example echo --features metrics -- --metrics 127.0.0.1:9090"
-        .into())
 }
 
 #[cfg(feature = "redis")]

@@ -28,6 +28,9 @@ use std::net::SocketAddr;
 use warp::Filter;
 use ws::{ClientId, Close, Endpoint, Message, Recipients, Reject, Request, websocket};
 
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
 struct Chat {
     password: String,
 }
@@ -156,43 +159,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Installs the Prometheus recorder (before the chat starts: a socket registers its metrics
-/// when it starts) and serves its text at `http://ADDR/metrics`, until the process stops.
-#[cfg(feature = "metrics")]
-async fn serve_metrics(addr: &str) -> Result<(), String> {
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|err| format!("--metrics: {err}"))?;
-    // The recorder keeps a histogram's values until they are summarised: without a scrape
-    // that does it, this does, so that memory stays bounded.
-    let upkeep = prometheus.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    let scrape = warp::path("metrics")
-        .and(warp::path::end())
-        .map(move || prometheus.render());
-    let server = ws::serve(scrape)
-        .bind(addr)
-        .await
-        .map_err(|err| format!("--metrics {addr}: {err}"))?;
-    tracing::info!("Metrics at http://{}/metrics", server.local_addr());
-    tokio::spawn(server.run());
-    Ok(())
-}
-
-#[cfg(not(feature = "metrics"))]
-#[allow(clippy::unused_async, reason = "async like the one with the feature")]
-async fn serve_metrics(_addr: &str) -> Result<(), String> {
-    Err("--metrics needs the feature `metrics`: \
-         cargo run --example secure_chat --features metrics -- --metrics 127.0.0.1:9090"
-        .into())
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -225,9 +191,12 @@ async fn main() -> std::process::ExitCode {
         }
     }
     if let Some(addr) = &args.metrics {
-        if let Err(msg) = serve_metrics(addr).await {
-            eprintln!("secure_chat: {msg}");
-            return std::process::ExitCode::from(2);
+        match prometheus::serve(addr, "secure_chat").await {
+            Ok(at) => tracing::info!("Metrics at http://{at}/metrics"),
+            Err(msg) => {
+                eprintln!("secure_chat: {msg}");
+                return std::process::ExitCode::from(2);
+            }
         }
     }
     let chat = ws::Socket::with_config(
