@@ -773,19 +773,11 @@ pub(crate) async fn main(options: &Options, mode: Mode) -> ExitCode {
     }
     results.elapsed = started.elapsed();
     let markdown = render(options, mode, &results);
-    println!("\n{markdown}");
-    if let Some(path) = &options.markdown {
-        if let Err(err) = crate::report::write_markdown(path, &markdown) {
-            eprintln!("ws-bench: writing {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        }
-        eprintln!("ws-bench: wrote {}", path.display());
-    }
-    if results.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::report::publish(
+        options.markdown.as_deref(),
+        &markdown,
+        results.failures.is_empty(),
+    )
 }
 
 /// One round of the cluster rows: the cluster and the single node alternate (rotated).

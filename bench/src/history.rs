@@ -251,19 +251,11 @@ pub(crate) async fn main(options: &Options) -> ExitCode {
     }
     results.elapsed = started.elapsed();
     let markdown = render(options, &results);
-    println!("\n{markdown}");
-    if let Some(path) = &options.markdown {
-        if let Err(err) = crate::report::write_markdown(path, &markdown) {
-            eprintln!("ws-bench: writing {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        }
-        eprintln!("ws-bench: wrote {}", path.display());
-    }
-    if results.failures.is_empty() && results.no_cluster.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::report::publish(
+        options.markdown.as_deref(),
+        &markdown,
+        results.failures.is_empty() && results.no_cluster.is_none(),
+    )
 }
 
 /// The cost runs of one round: on 1 node, then on the cluster, the room with history and

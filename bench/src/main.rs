@@ -557,19 +557,11 @@ fn main() -> ExitCode {
     }
     let results = runtime.block_on(bench(&options));
     let markdown = report::render(&options, &results);
-    println!("\n{markdown}");
-    if let Some(path) = &options.markdown {
-        if let Err(err) = report::write_markdown(path, &markdown) {
-            eprintln!("ws-bench: writing {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        }
-        eprintln!("ws-bench: wrote {}", path.display());
-    }
-    if results.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::report::publish(
+        options.markdown.as_deref(),
+        &markdown,
+        results.failures.is_empty(),
+    )
 }
 
 /// Copies our echo binaries (`--ours`, and `--ours-metrics` when a run or `smoke` uses it and

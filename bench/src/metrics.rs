@@ -30,7 +30,7 @@ use crate::Options;
 use crate::fanout::FANOUTS as ALL_FANOUTS;
 use crate::procs::Server;
 use crate::report::{
-    BroadcastSample, EchoSample, cell, machine, micros, percent, rate, ratio, shell, spread,
+    BroadcastSample, EchoSample, cell, machine, micros, percent, rate, ratio, spread,
 };
 use crate::servers::Kind;
 
@@ -214,19 +214,11 @@ pub(crate) async fn main(options: &Options) -> ExitCode {
     }
     results.elapsed = started.elapsed();
     let markdown = render(options, &kinds, &results);
-    println!("\n{markdown}");
-    if let Some(path) = &options.markdown {
-        if let Err(err) = crate::report::write_markdown(path, &markdown) {
-            eprintln!("ws-bench: writing {}: {err}", path.display());
-            return ExitCode::FAILURE;
-        }
-        eprintln!("ws-bench: wrote {}", path.display());
-    }
-    if results.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::report::publish(
+        options.markdown.as_deref(),
+        &markdown,
+        results.failures.is_empty(),
+    )
 }
 
 /// The echo runs of one round: every workload, the servers in the round's order; a recorder's
@@ -377,25 +369,16 @@ pub(crate) async fn smoke_rows(options: &Options) -> (usize, usize) {
 /// The generated block.
 fn render(options: &Options, kinds: &[Kind], results: &Results) -> String {
     let mut out = String::new();
-    let rounds = options.rounds;
-    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let command = std::iter::once("ws-bench".to_owned())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
     let _ = writeln!(out, "{METRICS_BEGIN}");
-    let _ = writeln!(
-        out,
-        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), servers \
-         interleaved in a rotated order each round, each run against a fresh server process. \
-         Servers pinned to CPU 0, the load generator to CPU 1: {}.\n",
-        results.elapsed.as_secs_f64(),
-        if options.pin {
-            "yes"
-        } else {
-            "**no** (taskset missing or --no-pin)"
-        },
+    crate::report::measured_line(
+        &mut out,
+        options,
+        results.elapsed,
+        "servers interleaved in a rotated order each round",
     );
     let _ = writeln!(out, "Command: `{command}`.\n");
     let built = |at: &Option<String>| at.clone().unwrap_or_else(|| "an unknown time".into());

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::deflate::{
@@ -281,22 +282,13 @@ pub(crate) fn machine() -> String {
 /// The generated section: how it was made, then the tables.
 pub(crate) fn render(options: &Options, results: &Results) -> String {
     let mut out = String::new();
-    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
-    let rounds = options.rounds;
     let (begin, end) = markers(options.parts.block());
     let _ = writeln!(out, "{begin}");
-    let _ = writeln!(
-        out,
-        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), implementations \
-         interleaved in a rotated order each round, each run against a fresh server process. \
-         Servers pinned to CPU 0, the load generator to CPU 1: {}.\n",
-        results.elapsed.as_secs_f64(),
-        if options.pin {
-            "yes"
-        } else {
-            "**no** (taskset missing or --no-pin)"
-        },
+    measured_line(
+        &mut out,
+        options,
+        results.elapsed,
+        "implementations interleaved in a rotated order each round",
     );
     if let Some(built) = &options.ours_built {
         let _ = writeln!(
@@ -635,6 +627,46 @@ fn render_handshakes(out: &mut String, options: &Options, results: &Results) {
         );
     }
     out.push('\n');
+}
+
+/// Prints a run's generated block, writes it into `--markdown`'s file if one was given, and
+/// gives the exit status: success when the run had no failure (`ok`) and the file, if any,
+/// was written.
+pub(crate) fn publish(markdown_file: Option<&Path>, markdown: &str, ok: bool) -> ExitCode {
+    println!("\n{markdown}");
+    if let Some(path) = markdown_file {
+        if let Err(err) = write_markdown(path, markdown) {
+            eprintln!("ws-bench: writing {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("ws-bench: wrote {}", path.display());
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The first line of a single-host block: when, at which commit, how long, the rounds, the
+/// order of the runs (`order`, e.g. "servers interleaved in a rotated order each round"),
+/// and whether processes were pinned.
+pub(crate) fn measured_line(out: &mut String, options: &Options, elapsed: Duration, order: &str) {
+    let commit = shell("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "?".into());
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
+    let rounds = options.rounds;
+    let _ = writeln!(
+        out,
+        "Measured {date} at commit `{commit}` in {:.0} s: {rounds} round(s), {order}, each run \
+         against a fresh server process. Servers pinned to CPU 0, the load generator to CPU 1: \
+         {}.\n",
+        elapsed.as_secs_f64(),
+        if options.pin {
+            "yes"
+        } else {
+            "**no** (taskset missing or --no-pin)"
+        },
+    );
 }
 
 /// Replaces the generated section of `path` between the markers `generated` starts and ends
