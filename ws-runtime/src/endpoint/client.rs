@@ -46,19 +46,6 @@ pub(crate) struct Stats {
     last_sent: AtomicU64,
 }
 
-impl Client {
-    /// What this client counted, for the socket's figures.
-    pub(crate) fn traffic(&self) -> Traffic {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Traffic {
-            messages_received: load(&self.stats.messages_read),
-            messages_sent: load(&self.stats.messages_sent),
-            received_bytes: load(&self.stats.bytes_read),
-            sent_bytes: load(&self.stats.bytes_sent),
-        }
-    }
-}
-
 /// What the handshake settled about a connection besides its address: the subprotocol and the
 /// user. Boxed and absent for most connections, so it costs the connection's task one word.
 #[derive(Debug, Default)]
@@ -137,6 +124,17 @@ impl Client {
             queue,
             ping_sent: AtomicU64::new(0),
             meter,
+        }
+    }
+
+    /// What this client counted, for the socket's figures.
+    pub(crate) fn traffic(&self) -> Traffic {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Traffic {
+            messages_received: load(&self.stats.messages_read),
+            messages_sent: load(&self.stats.messages_sent),
+            received_bytes: load(&self.stats.bytes_read),
+            sent_bytes: load(&self.stats.bytes_sent),
         }
     }
 

@@ -52,11 +52,13 @@ pub(crate) fn check_protocol(method: &Method, headers: &HeaderMap) -> Result<Hea
         .header("sec-websocket-version", "13"));
     }
     // RFC 6455 §11.3.1 and §11.3.5: neither may appear more than once in a request.
-    for name in [header::SEC_WEBSOCKET_KEY, header::SEC_WEBSOCKET_VERSION] {
-        if headers.get_all(&name).iter().nth(1).is_some() {
+    for (name, as_written) in [
+        (header::SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key"),
+        (header::SEC_WEBSOCKET_VERSION, "Sec-WebSocket-Version"),
+    ] {
+        if headers.get_all(name).iter().nth(1).is_some() {
             return Err(Reject::bad_request(format!(
-                "{} must appear once.",
-                canonical(&name)
+                "{as_written} must appear once."
             )));
         }
     }
@@ -80,15 +82,6 @@ pub(crate) fn check_protocol(method: &Method, headers: &HeaderMap) -> Result<Hea
         .header("sec-websocket-version", "13"));
     }
     Ok(key)
-}
-
-/// A handshake header's name as the RFC writes it.
-fn canonical(name: &header::HeaderName) -> &'static str {
-    if *name == header::SEC_WEBSOCKET_KEY {
-        "Sec-WebSocket-Key"
-    } else {
-        "Sec-WebSocket-Version"
-    }
 }
 
 /// A key is the base64 encoding of 16 bytes: 22 characters of the alphabet and `==`.

@@ -18,8 +18,8 @@ pub(crate) use export::Exported;
 pub(crate) use off::Exported;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Why a handshake was refused: the `reason` of `ws_handshakes_refused_total` and of the
@@ -282,8 +282,8 @@ pub(crate) struct Meter {
     opened: AtomicU64,
     refused: [AtomicU64; RefusalReason::ALL.len()],
     closed: [AtomicU64; CODES.len()],
-    /// What the closed clients counted: messages received and sent, bytes read and written.
-    gone: [AtomicU64; 4],
+    /// What the closed clients counted (a close is rare: a lock is cheap enough).
+    gone: Mutex<Traffic>,
     slow_closes: AtomicU64,
     slow_drops: AtomicU64,
     rate_limit_pauses: AtomicU64,
@@ -295,7 +295,7 @@ pub(crate) struct Meter {
 }
 
 /// What a client counted, as [`Meter::gone`] and the snapshot add it up.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Traffic {
     pub(crate) messages_received: u64,
     pub(crate) messages_sent: u64,
@@ -319,7 +319,7 @@ impl Meter {
             opened: AtomicU64::new(0),
             refused: Default::default(),
             closed: Default::default(),
-            gone: Default::default(),
+            gone: Mutex::default(),
             slow_closes: AtomicU64::new(0),
             slow_drops: AtomicU64::new(0),
             rate_limit_pauses: AtomicU64::new(0),
@@ -365,15 +365,10 @@ impl Meter {
     /// A connection ended with `code`, having counted `traffic`; `open` are open now.
     pub(crate) fn closed(&self, code: u16, traffic: &Traffic, open: usize) {
         self.closed[code_slot(code)].fetch_add(1, Ordering::Relaxed);
-        let counts = [
-            traffic.messages_received,
-            traffic.messages_sent,
-            traffic.received_bytes,
-            traffic.sent_bytes,
-        ];
-        for (gone, count) in self.gone.iter().zip(counts) {
-            gone.fetch_add(count, Ordering::Relaxed);
-        }
+        self.gone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(traffic);
         if let Some(export) = self.export() {
             export.closed(&self.name, code_label(code), open);
         }
@@ -448,7 +443,8 @@ impl Meter {
     /// A snapshot, with the open clients' figures: their number and what they counted.
     pub(crate) fn snapshot(&self, connections: usize, open: &Traffic) -> SocketStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let gone: Vec<u64> = self.gone.iter().map(load).collect();
+        let mut all = open.clone();
+        all.add(&self.gone.lock().unwrap_or_else(PoisonError::into_inner));
         SocketStats {
             socket: self.name.to_string(),
             connections,
@@ -463,10 +459,10 @@ impl Meter {
                 .map(|(code, count)| (*code, load(count)))
                 .filter(|(_, count)| *count > 0)
                 .collect(),
-            messages_received: gone[0] + open.messages_received,
-            messages_sent: gone[1] + open.messages_sent,
-            received_bytes: gone[2] + open.received_bytes,
-            sent_bytes: gone[3] + open.sent_bytes,
+            messages_received: all.messages_received,
+            messages_sent: all.messages_sent,
+            received_bytes: all.received_bytes,
+            sent_bytes: all.sent_bytes,
             slow_consumer_closes: load(&self.slow_closes),
             slow_consumer_drops: load(&self.slow_drops),
             rate_limit_pauses: load(&self.rate_limit_pauses),

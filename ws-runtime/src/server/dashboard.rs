@@ -65,6 +65,8 @@ struct Shared {
 /// One socket's endpoint and its samples.
 struct Watched {
     endpoint: Endpoint,
+    /// The socket's name ([`Config::name`](crate::Config::name)).
+    name: String,
     samples: VecDeque<Sample>,
     /// The timings at the last sample, to give each sample the interval's own.
     last_rtt: Timing,
@@ -102,8 +104,10 @@ impl Dashboard {
     /// Shows the socket of this endpoint too.
     #[must_use]
     pub fn endpoint(self, endpoint: Endpoint) -> Self {
+        let name = endpoint.stats().socket;
         lock(&self.shared.sockets).push(Watched {
             endpoint,
+            name,
             samples: VecDeque::new(),
             last_rtt: Timing::default(),
             last_lag: Timing::default(),
@@ -229,12 +233,8 @@ impl Shared {
             if i > 0 {
                 out.push(',');
             }
-            let name = watched.samples.back().map_or_else(
-                || watched.endpoint.stats().socket,
-                |s| s.stats.socket.clone(),
-            );
             out.push_str("{\"name\":");
-            string(&mut out, &name);
+            string(&mut out, &watched.name);
             let _ = write!(
                 out,
                 ",\"node\":\"{}\",\"clustered\":{},\"rooms\":[",
