@@ -332,3 +332,43 @@ async fn no_message_limit_still_inflates() {
     drop(tcp);
     server.shutdown().await;
 }
+
+/// The rate limit counts what compressed messages inflate to, not only their bytes on the
+/// wire: six messages of 64 KiB, about 420 bytes each once compressed and sent in one write,
+/// are read at the limit's 128 KiB/s (one second's burst, then two more seconds), and the
+/// client is slowed, not closed.
+#[tokio::test]
+async fn compressed_messages_are_paced_by_their_inflated_size() {
+    let limit = ws::RateLimit {
+        bytes_per_second: 128 << 10,
+        frames_per_second: 10_000,
+    };
+    let server = serve(
+        Config::new()
+            .rate_limit(Some(limit))
+            .deflate(Some(Deflate::new())),
+    )
+    .await;
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    // 1 + 254 × 258 = 65,533 bytes of `a`.
+    let message = bomb(254);
+    assert!(message.len() < 512);
+    let mut write = Vec::new();
+    for _ in 0..6 {
+        write.extend(Frame::binary(message.clone()).rsv1(true).encode());
+    }
+    let started = std::time::Instant::now();
+    tcp.write_all(&write).await.unwrap();
+    for _ in 0..6 {
+        let (first, _) = read_frame(&mut tcp).await;
+        assert_eq!(first, 0xC2, "echoed, compressed");
+    }
+    // 384 KiB inflated at 128 KiB/s with a one-second burst: about two seconds.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
+    drop(tcp);
+    server.shutdown().await;
+}

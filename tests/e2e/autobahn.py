@@ -5,9 +5,10 @@
 
 Usage: python tests/e2e/autobahn.py target/release/examples/echo [REPORT_DIR] [--no-deflate]
 
-Reports go to REPORT_DIR and REPORT_DIR/deflate. Fails unless every case of both runs is OK,
-NON-STRICT or INFORMATIONAL (zero FAILED, zero ERROR, and no UNIMPLEMENTED compression case)
-and the echo server then shuts down cleanly on SIGTERM. `--no-deflate` skips the second run.
+Reports go to REPORT_DIR and REPORT_DIR/deflate. Fails unless every case of both runs is OK
+or INFORMATIONAL (zero FAILED, zero ERROR, zero NON-STRICT, and no UNIMPLEMENTED compression
+case) and the echo server then shuts down cleanly on SIGTERM. `--no-deflate` skips the second
+run.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ case12.onMessage = on_message
 sys.argv[0] = "kosoku"
 sys.exit(main())
 """
-PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
+# NON-STRICT fails too: a reply written late or not at all (the answer to a valid message
+# before a bad frame, a close that waited for the rest of a frame with invalid UTF-8).
+PASSING = {"OK", "INFORMATIONAL"}
 
 
 def behaviours(index: dict) -> dict[str, str]:

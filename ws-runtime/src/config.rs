@@ -44,9 +44,18 @@ pub enum SlowConsumer {
 ///
 /// When a client sends faster, the server simply reads more slowly (TCP backpressure); it
 /// never closes the client for it. Bursts of up to one second's worth pass at once.
+///
+/// With permessage-deflate, the bytes of compressed messages count twice, on separate
+/// clocks: as they come on the wire, and once inflated, each at `bytes_per_second`. A client
+/// whose messages compress a thousandfold (64 KiB of one character is about 100 bytes on the
+/// wire) gets its payload through no faster than one sending it plain, so the work it costs
+/// the server (inflating, then compressing for each receiver) stays within the limit too.
+/// The limit is checked between frames, also within one read: a read full of small or
+/// highly compressed frames pauses as soon as the client is a second ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Bytes per second, frame headers included.
+    /// Bytes per second, frame headers included; also the rate of inflated payload bytes of
+    /// compressed messages.
     pub bytes_per_second: u64,
     /// Frames per second, control frames included.
     pub frames_per_second: u64,

@@ -192,14 +192,18 @@ pub(crate) enum Incoming {
     Message(Message),
     /// A fragmented message, delivered as its frames arrive.
     Stream(MessageStream),
+    /// The peer broke the protocol after the messages before this: the handler queues this
+    /// close behind its replies to them.
+    Fail(Close),
 }
 
 impl crate::rt::queue::Weighted for Incoming {
-    /// A message weighs its bytes; a stream nothing, its chunks being bounded by the stream.
+    /// A message weighs its bytes; a stream or a close nothing, a stream's chunks being
+    /// bounded by the stream.
     fn weight(&self) -> usize {
         match self {
             Incoming::Message(message) => message.len(),
-            Incoming::Stream(_) => 0,
+            Incoming::Stream(_) | Incoming::Fail(_) => 0,
         }
     }
 }

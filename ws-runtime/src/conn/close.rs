@@ -105,11 +105,11 @@ impl CloseHandshake {
 
     // Transitions reported by the reader.
 
-    /// The peer broke the protocol (or sent what the handler refuses): our close with this
-    /// code goes out ahead of anything queued, and the reader stops.
-    pub(super) fn fail(&self, close: Close, client: &Client) {
-        Self::record(&mut self.lock(), close.clone());
-        client.close_urgently(close);
+    /// The peer broke the protocol: this close is the connection's outcome. The reader has
+    /// it sent behind the replies to what came before the failure (or at once, ahead of
+    /// them, when they take longer than the close timeout), then stops.
+    pub(super) fn failed(&self, close: Close) {
+        Self::record(&mut self.lock(), close);
     }
 
     /// The peer's close frame arrived. Open, it closes first: we answer with its code and

@@ -71,6 +71,12 @@ pub(super) async fn handle_loop<H: Handler>(
                 Incoming::Message(message) => H::Message::from_whole(message),
                 // Boxed: rare, and inline its state would be part of every connection's task.
                 Incoming::Stream(stream) => Box::pin(H::Message::from_stream(stream)).await,
+                // The peer broke the protocol after the messages handled so far: the close
+                // goes out behind the replies to them.
+                Incoming::Fail(close) => {
+                    client.close(close);
+                    return Ok(());
+                }
             };
             let message = message.map_err(DataError::Refused)?;
             handler.on_data(endpoint, client.id, session, message).await

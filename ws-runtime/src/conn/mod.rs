@@ -9,9 +9,9 @@
 //!
 //! | shared | kind | set or filled by | waited on or taken by | means |
 //! | --- | --- | --- | --- | --- |
-//! | `inbox` | queue of `Incoming` | reader | handler loop | messages and streams to handle, in order; closed by the reader at its end, and by the handler loop when it stops taking |
+//! | `inbox` | queue of `Incoming` | reader | handler loop | messages and streams to handle, in order, and the close of a protocol failure after them (the handler queues it behind its replies); closed by the reader at its end, and by the handler loop when it stops taking |
 //! | `client.queue` | queue of `Outgoing` | endpoint (hooks, other tasks), `Client::close` | writer | frames to send, and a close to send after them; closed by the writer at its end |
-//! | `client.urgent` + `urgent_notify` | slot + signal | `Client::close_urgently` (protocol error, peer's close, hook failure, slow consumer), `CloseHandshake::reader_done`, owed pongs | writer | a close to send ahead of the queue; the reader's end; pongs to send |
+//! | `client.urgent` + `urgent_notify` | slot + signal | `Client::close_urgently` (peer's close, hook failure, slow consumer, a protocol failure whose replies take longer than the close timeout), `CloseHandshake::reader_done`, owed pongs | writer | a close to send ahead of the queue; the reader's end; pongs to send |
 //! | `client.close_wanted` | signal | `Client::close_urgently` | writer stuck in a write | give up on that write within the close timeout |
 //! | `client.idle` | signal | writer, at a heartbeat ping | reader | idle for an interval: give back the read buffer |
 //! | `close` ([`CloseHandshake`](close::CloseHandshake)) | state machine + signal | reader and writer | reader | the phase of the close handshake, and the close that ended the connection |
@@ -57,6 +57,11 @@ use crate::proto::deflate::Negotiated;
 use crate::rt::join::join3;
 use crate::rt::queue::{Queue, Weighted};
 use crate::stream::Incoming;
+
+/// Bytes inflated (or, in the writer, compressed) between two yields to other connections:
+/// a client's compression work, however cheap on the wire, is done in slices of this, and
+/// one message's at most (the message limit bounds it) before others run.
+const WORK_SLICE: u64 = 256 << 10;
 
 /// Messages read ahead of `on_data`: enough that a full read of small messages (64 KiB of
 /// 64-byte messages) is handled and answered in one write.
@@ -307,8 +312,10 @@ mod tests {
 
     /// Bytes of one connection's task, as spawned: most of the memory of an idle connection
     /// (`BENCHMARKS.md` measures the whole). Raise it only with a reason: every idle
-    /// connection pays for each byte.
-    const TASK_BYTES: usize = 2_232;
+    /// connection pays for each byte. The last raise, 2,232 to 2,272: the rate limit's clock
+    /// of inflated bytes (16), the decoder's UTF-8 check of a frame arriving in pieces (8),
+    /// and the reader's pause between frames and its slices of inflating (16).
+    const TASK_BYTES: usize = 2_272;
 
     /// The connection's task stays as small as measured: rare paths are boxed, the futures
     /// are pinned where they are made rather than held twice.

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use super::close::CloseHandshake;
 use super::dispatch::HAND_OVER;
 use super::throttle::Throttle;
-use super::{Shared, Source, sleep_until};
+use super::{Shared, Source, WORK_SLICE, sleep_until};
 use crate::message::{Close, Message};
 use crate::proto::deflate::Inflater;
-use crate::proto::{Decoder, Event, Limits};
+use crate::proto::{Decoder, Event, Limits, ProtocolError};
 use crate::rt::lend::{Lend, lend};
 use crate::rt::queue::PushError;
 use crate::stream::{Feed, Incoming, MessageStream, Piece};
@@ -43,10 +43,22 @@ pub(super) struct Input<R> {
     pub(super) throttle: Option<Throttle>,
 }
 
-/// Reads, decodes and hands messages to the handler. The input is the caller's: passed by
-/// value, it would be held twice in the task, as this function's argument and as its local.
+/// Reads, decodes and hands messages to the handler until the peer closes, the connection
+/// ends, or the peer breaks the protocol (the connection is then failed, after the replies
+/// to what came before). The input is the caller's: passed by value, it would be held twice
+/// in the task, as this function's argument and as its local.
 pub(super) async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'_>) {
-    let Shared { client, config, .. } = *shared;
+    // Failing waits after reading is over: its state takes the place of the reading's.
+    if let Some(error) = read(input, shared).await {
+        fail(error.close(), shared).await;
+    }
+    shared.inbox.close();
+    shared.close.reader_done(shared.client);
+}
+
+/// Reads and hands messages to the handler; the rule the peer broke, if it did.
+async fn read<R: Source>(input: &mut Input<R>, shared: &Shared<'_>) -> Option<ProtocolError> {
+    let config = shared.config;
     // The stream of the fragmented message being read, while the handler takes its chunks;
     // without it, the rest of that message is discarded.
     let mut feeding: Option<Feed> = None;
@@ -60,11 +72,32 @@ pub(super) async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'
     .streaming(shared.streams);
     // Whole messages decoded from this read, handed to the handler together.
     let mut batch = Batch::default();
+    // The rate limit wants a pause before more is decoded.
+    let mut ahead = false;
+    // The slice of inflating work (see `WORK_SLICE`) the reader last yielded in.
+    let mut slice = 0;
     'read: loop {
         // A payload split off the read buffer is still in it.
         let mut pinned = false;
         loop {
-            let frames = decoder.frames;
+            if ahead {
+                // Ahead of the rate limit within one read (many frames, or compressed ones
+                // that inflate to far more than their size on the wire): what was decoded is
+                // handed over, and decoding waits.
+                ahead = false;
+                hand_over(&mut batch, &mut feeding, shared).await;
+                if let Some(throttle) = &input.throttle {
+                    // Boxed: rare, and inline its timer would be part of every reader.
+                    Box::pin(pause(throttle, shared)).await;
+                }
+            }
+            if decoder.inflated() / WORK_SLICE != slice {
+                // A slice of inflating done: other connections' tasks run before more.
+                slice = decoder.inflated() / WORK_SLICE;
+                hand_over(&mut batch, &mut feeding, shared).await;
+                tokio::task::yield_now().await;
+            }
+            let (frames, inflated) = (decoder.frames, decoder.inflated());
             let event = match decoder.decode(&mut input.buf) {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
@@ -74,16 +107,15 @@ pub(super) async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'
                     // What came before the failure is handled.
                     hand_over(&mut batch, &mut feeding, shared).await;
                     if let Some(stream) = feeding.take() {
-                        stream.fail(close.clone());
+                        stream.fail(close);
                     }
-                    shared.close.fail(close, client);
-                    break 'read;
+                    return Some(error);
                 }
             };
             let new_frames = decoder.frames - frames;
             batch.frames += new_frames;
             if let Some(throttle) = &mut input.throttle {
-                throttle.consume(0, new_frames);
+                ahead = throttle.decoded(new_frames, decoder.inflated() - inflated);
             }
             pinned |= event.shares_read_buffer();
             // The usual case inline: a whole message joins the batch (building `on_event`'s
@@ -128,8 +160,7 @@ pub(super) async fn read_loop<R: Source>(input: &mut Input<R>, shared: &Shared<'
     }
     // The handler takes what is queued, then ends.
     hand_over(&mut batch, &mut feeding, shared).await;
-    shared.inbox.close();
-    shared.close.reader_done(client);
+    None
 }
 
 /// Acts on one decoded event other than an accepted whole message (the reader batches
@@ -198,6 +229,33 @@ async fn on_event(
         }
     }
     true
+}
+
+/// Fails the connection after the replies to what came before the failure (RFC 6455 asks
+/// for no more than a close, but a peer that sent a valid message and then a bad frame in one
+/// write gets its answer, as Autobahn's strict cases check): the close goes to the handler's
+/// inbox behind the messages read before it, and the handler queues it behind the replies
+/// they produced. Once it is sent, the reader stops. If that takes longer than the close
+/// timeout (a slow `on_data`, a full inbox), the close goes out at once, ahead of them.
+async fn fail(close: Close, shared: &Shared<'_>) {
+    shared.close.failed(close.clone());
+    let in_order = async {
+        if shared
+            .inbox
+            .push(Incoming::Fail(close.clone()))
+            .await
+            .is_err()
+        {
+            // The handler has stopped: nothing more is answered.
+            return false;
+        }
+        shared.close.closing().await;
+        true
+    };
+    let sent = tokio::time::timeout(shared.config.close_timeout, in_order).await;
+    if !matches!(sent, Ok(true)) {
+        shared.client.close_urgently(close);
+    }
 }
 
 /// Whether a whole message is accepted (a binary one is not under `text_only`).
@@ -313,15 +371,8 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
         return false;
     };
     if let Some(throttle) = &input.throttle {
-        let ready_at = throttle.ready_at();
-        if ready_at > Instant::now() {
-            client.throttled.store(true, Ordering::Relaxed);
-            client.meter.rate_limit_pause();
-            tokio::select! {
-                () = sleep_until(Some(ready_at)) => {}
-                () = shared.close.changed() => {}
-            }
-            client.throttled.store(false, Ordering::Relaxed);
+        if throttle.ready_at() > Instant::now() {
+            pause(throttle, shared).await;
             return true;
         }
     }
@@ -386,7 +437,7 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
             client.meter.read(0, n as u64);
             client.touch_read();
             if let Some(throttle) = throttle {
-                throttle.consume(n as u64, 0);
+                throttle.read(n as u64);
             }
             true
         }
@@ -395,6 +446,19 @@ async fn fill<R: Source>(input: &mut Input<R>, wanted: usize, shared: &Shared<'_
             false
         }
     }
+}
+
+/// Waits while the client is ahead of its rate limit (or until the close handshake moves:
+/// reading then goes on, for the peer's close).
+async fn pause(throttle: &Throttle, shared: &Shared<'_>) {
+    let client = shared.client;
+    client.throttled.store(true, Ordering::Relaxed);
+    client.meter.rate_limit_pause();
+    tokio::select! {
+        () = sleep_until(Some(throttle.ready_at())) => {}
+        () = shared.close.changed() => {}
+    }
+    client.throttled.store(false, Ordering::Relaxed);
 }
 
 /// Whether input (or the end of the stream, or an error) can be read now, without waiting;

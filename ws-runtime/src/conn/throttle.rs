@@ -1,5 +1,5 @@
-//! The rate limit on reading (GCRA over bytes and frames): reading pauses while a client is
-//! ahead of its rate, which is backpressure, never a close.
+//! The rate limit on reading (GCRA over bytes, frames and inflated bytes): reading pauses
+//! while a client is ahead of its rate, which is backpressure, never a close.
 
 use std::time::Duration;
 
@@ -10,12 +10,16 @@ use crate::config::RateLimit;
 /// Bursts up to this much of the rate pass at once.
 const BURST: Duration = Duration::from_secs(1);
 
-/// A rate limit kept as the "theoretical arrival time" of bytes and of frames (GCRA): each
-/// unit read pushes it forward by 1/rate; reading waits while it is more than `BURST` ahead.
+/// A rate limit kept as the "theoretical arrival time" of bytes, of frames and of inflated
+/// bytes (GCRA): each unit read pushes its clock forward by 1/rate; reading waits while one
+/// is more than `BURST` ahead. Inflated bytes (permessage-deflate) have a clock of their own
+/// at the bytes' rate: a message compressed a thousandfold costs the server its inflated
+/// size in work (inflating, then compressing for each receiver), not its size on the wire.
 pub(super) struct Throttle {
     limit: RateLimit,
     bytes_at: Instant,
     frames_at: Instant,
+    inflated_at: Instant,
 }
 
 impl Throttle {
@@ -25,13 +29,14 @@ impl Throttle {
             limit,
             bytes_at: now,
             frames_at: now,
+            inflated_at: now,
         }
     }
 
     /// When reading may go on.
     #[inline]
     pub(super) fn ready_at(&self) -> Instant {
-        let ahead = self.bytes_at.max(self.frames_at);
+        let ahead = self.bytes_at.max(self.frames_at).max(self.inflated_at);
         ahead.checked_sub(BURST).unwrap_or(ahead)
     }
 
@@ -48,15 +53,26 @@ impl Throttle {
         bytes.max(1024)
     }
 
+    /// Bytes read from the socket.
     #[inline]
-    pub(super) fn consume(&mut self, bytes: u64, frames: u64) {
+    pub(super) fn read(&mut self, bytes: u64) {
         let now = Instant::now();
-        if bytes > 0 {
-            self.bytes_at = self.bytes_at.max(now) + cost(bytes, self.limit.bytes_per_second);
-        }
+        self.bytes_at = self.bytes_at.max(now) + cost(bytes, self.limit.bytes_per_second);
+    }
+
+    /// Frames decoded, and bytes inflated for them; whether reading must now wait before
+    /// decoding more (see [`ready_at`](Throttle::ready_at)).
+    #[inline]
+    pub(super) fn decoded(&mut self, frames: u64, inflated: u64) -> bool {
+        let now = Instant::now();
         if frames > 0 {
             self.frames_at = self.frames_at.max(now) + cost(frames, self.limit.frames_per_second);
         }
+        if inflated > 0 {
+            self.inflated_at =
+                self.inflated_at.max(now) + cost(inflated, self.limit.bytes_per_second);
+        }
+        self.ready_at() > now
     }
 }
 
@@ -83,23 +99,41 @@ mod tests {
         // A fresh limit allows its one-second burst, and less once some is used.
         let fresh = throttle_big.allowance();
         assert_eq!(fresh, 100_000);
-        throttle_big.consume(60_000, 0);
+        throttle_big.read(60_000);
         // 40,000, and more by the time that passes meanwhile (a loaded test machine).
         let left = throttle_big.allowance();
         assert!((40_000..100_000).contains(&left), "{left}");
-        throttle_big.consume(200_000, 0);
+        throttle_big.read(200_000);
         assert_eq!(throttle_big.allowance(), 1024, "at least a step");
-        throttle.consume(900, 5);
-        assert!(
-            throttle.ready_at() <= Instant::now(),
-            "within the one-second burst"
-        );
-        throttle.consume(1100, 0);
+        throttle.read(900);
+        assert!(!throttle.decoded(5, 0), "within the one-second burst");
+        throttle.read(1100);
         let wait = throttle.ready_at() - Instant::now();
         assert!(
             wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
         assert_eq!(cost(3, 2), Duration::from_millis(1500));
+    }
+
+    /// Inflated bytes have a clock of their own at the bytes' rate: a client whose 100 bytes
+    /// on the wire inflate to 64 KiB is paced by the 64 KiB.
+    #[test]
+    fn inflated_bytes_are_paced_like_bytes() {
+        let mut throttle = Throttle::new(RateLimit {
+            bytes_per_second: 100_000,
+            frames_per_second: 1000,
+        });
+        throttle.read(100);
+        assert!(!throttle.decoded(1, 60_000), "within the burst");
+        assert!(
+            throttle.decoded(1, 60_000),
+            "120,000 inflated: ahead of the rate"
+        );
+        let wait = throttle.ready_at() - Instant::now();
+        assert!(
+            wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
     }
 }

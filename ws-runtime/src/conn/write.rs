@@ -16,7 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::close::CloseHandshake;
 use super::gather::Gather;
 use super::heartbeat::{Beat, Heartbeat, stall};
-use super::{CloseOnDrop, Shared};
+use super::{CloseOnDrop, Shared, WORK_SLICE};
 use crate::config::Config;
 use crate::endpoint::{Client, Outgoing};
 use crate::message::Close;
@@ -263,6 +263,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     let mut gather = Gather::default();
     // Taken from the queue a write's worth at a time, under one lock.
     let mut taken = VecDeque::new();
+    // Compressing ends the batch after a slice of work, however small the compressed bytes
+    // are on the wire: other connections' tasks run, then owed pongs go out first.
+    let slice = deflater.as_deref().map(|d| d.deflated / WORK_SLICE);
+    let mut yield_after = false;
     loop {
         let next = if let Some(frame) = pending.take() {
             Outgoing::Message(frame)
@@ -318,6 +322,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             close = urgent;
             break;
         }
+        if deflater.as_deref().map(|d| d.deflated / WORK_SLICE) != slice {
+            yield_after = true;
+            break;
+        }
         if gather.is_full(batch_limit) {
             gather.write(writer).await?;
         }
@@ -331,6 +339,9 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         .messages_sent
         .fetch_add(messages, Ordering::Relaxed);
     client.meter.wrote(messages, 0);
+    if yield_after && close.is_none() {
+        tokio::task::yield_now().await;
+    }
     Ok(close)
 }
 

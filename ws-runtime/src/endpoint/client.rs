@@ -304,7 +304,7 @@ impl Client {
     }
 
     /// Closes after what is queued (at once when the queue is full).
-    pub(super) fn close(&self, close: Close) {
+    pub(crate) fn close(&self, close: Close) {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }

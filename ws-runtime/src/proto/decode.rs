@@ -71,6 +71,19 @@ pub(crate) struct Decoder {
     /// Bytes the buffer must hold for the frame at its front to be decoded, once its header
     /// is there (0 before).
     wanted: usize,
+    /// The front frame's text checked so far, while it arrives in pieces.
+    early: Early,
+}
+
+/// The text of a frame that arrives in pieces, checked as its bytes come (RFC 6455 §8.1
+/// fails a connection as soon as its text cannot be valid UTF-8): the payload bytes already
+/// unmasked in place and checked, and the check's state after them.
+#[derive(Debug, Default)]
+struct Early {
+    /// Payload bytes of the front frame unmasked and checked (a `u32`: the decoder is part of
+    /// every connection; a frame over 4 GiB is checked when whole).
+    checked: u32,
+    utf8: Utf8Check,
 }
 
 #[derive(Debug)]
@@ -100,6 +113,7 @@ impl Decoder {
             streams: false,
             frames: 0,
             wanted: 0,
+            early: Early::default(),
         }
     }
 
@@ -108,6 +122,11 @@ impl Decoder {
     pub(crate) fn streaming(mut self, streams: bool) -> Self {
         self.streams = streams;
         self
+    }
+
+    /// Bytes inflated so far (0 without permessage-deflate): the rate limit counts them.
+    pub(crate) fn inflated(&self) -> u64 {
+        self.inflater.as_deref().map_or(0, Inflater::inflated)
     }
 
     /// Bytes `buf` must hold before the next [`decode`](Decoder::decode) can return the frame
@@ -133,22 +152,26 @@ impl Decoder {
             }
             if buf.len() < head.header_len + head.payload_len {
                 self.wanted = head.header_len + head.payload_len;
+                self.check_early(&head, buf)?;
                 return Ok(None);
             }
             self.wanted = 0;
+            // Bytes unmasked while the frame arrived are not unmasked again.
+            let done = std::mem::take(&mut self.early).checked as usize;
+            let mask = rotate(head.mask, done);
             let end = head.header_len + head.payload_len;
             let payload = if head.payload_len <= COPY_OUT {
                 // Copied out, the read buffer stays this connection's own and is reused for
                 // the next reads instead of being reallocated for every frame.
                 let body = &mut buf[head.header_len..end];
-                unmask(body, head.mask);
+                unmask(&mut body[done..], mask);
                 let payload = BytesMut::from(&*body);
                 buf.advance(end);
                 payload
             } else {
                 buf.advance(head.header_len);
                 let mut payload = buf.split_to(head.payload_len);
-                unmask(&mut payload, head.mask);
+                unmask(&mut payload[done..], mask);
                 payload
             };
             self.frames += 1;
@@ -164,6 +187,51 @@ impl Decoder {
                 return Ok(Some(event));
             }
         }
+    }
+
+    /// Checks the text of the front frame as far as it has arrived: unmasks the bytes that
+    /// came since the last look, in place, and fails as soon as they cannot be valid UTF-8.
+    /// Only uncompressed text (the inflater sees a compressed frame whole) of a frame that
+    /// would be accepted; any other is checked when whole. The checks run in the order they
+    /// run on a whole frame (the message limit, then UTF-8), so that how the bytes are cut
+    /// into reads does not change the error.
+    fn check_early(&mut self, head: &Head, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        if head.rsv1 {
+            return Ok(());
+        }
+        let continues = match (head.opcode, self.partial.as_deref()) {
+            (OP_TEXT, None) => None,
+            (OP_CONTINUATION, Some(partial)) if partial.text && !partial.compressed => {
+                Some(partial)
+            }
+            _ => return Ok(()),
+        };
+        let so_far = continues.map_or(0, |partial| partial.len);
+        if so_far.saturating_add(head.payload_len) > self.limits.max_message {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        let Ok(payload_len) = u32::try_from(head.payload_len) else {
+            return Ok(());
+        };
+        let done = self.early.checked as usize;
+        let start = head.header_len + done;
+        if buf.len() <= start {
+            return Ok(());
+        }
+        if done == 0 {
+            // The message's text so far, for a continuation.
+            self.early.utf8 = continues
+                .map(|partial| partial.utf8.clone())
+                .unwrap_or_default();
+        }
+        let piece = &mut buf[start..];
+        unmask(piece, rotate(head.mask, done));
+        if !self.early.utf8.feed(piece) {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        // Less than the whole frame: it has not all arrived.
+        self.early.checked = u32::try_from(buf.len() - head.header_len).unwrap_or(payload_len);
+        Ok(())
     }
 
     /// Inflates one frame of a compressed message, within what is left of the message limit.
@@ -269,6 +337,13 @@ impl Decoder {
             opcode => Err(ProtocolError::ReservedOpcode(opcode)),
         }
     }
+}
+
+/// The masking key for the payload from byte `offset` on.
+fn rotate(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    let mut mask = mask;
+    mask.rotate_left(offset % 4);
+    mask
 }
 
 fn complete(text: bool, payload: Bytes) -> Result<Event, ProtocolError> {
@@ -382,7 +457,7 @@ mod tests {
     /// inflater, a fragmented message in progress) is boxed.
     #[test]
     fn the_decoder_stays_small() {
-        assert!(size_of::<Decoder>() <= 56, "{} bytes", size_of::<Decoder>());
+        assert!(size_of::<Decoder>() <= 64, "{} bytes", size_of::<Decoder>());
     }
 
     #[test]
@@ -575,5 +650,80 @@ mod tests {
             1007,
             "bad deflate data"
         );
+    }
+
+    /// Feeds `bytes` one read of `step` bytes at a time; the events, or the error with the
+    /// bytes fed when it came.
+    fn decode_in_reads(
+        bytes: &[u8],
+        step: usize,
+        max_message: usize,
+    ) -> (Vec<Event>, Option<(ProtocolError, usize)>) {
+        let mut decoder = Decoder::new(Limits {
+            max_frame: 1 << 20,
+            max_message,
+        });
+        let mut buf = BytesMut::new();
+        let mut events = Vec::new();
+        for (i, piece) in bytes.chunks(step).enumerate() {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(event)) => events.push(event),
+                    Ok(None) => break,
+                    Err(error) => return (events, Some((error, (i + 1) * step))),
+                }
+            }
+        }
+        (events, None)
+    }
+
+    /// Invalid UTF-8 fails the connection as soon as it arrives, also inside a frame that
+    /// arrives in pieces (Autobahn 6.4.3, 6.4.4); valid text in pieces decodes as whole.
+    #[test]
+    fn invalid_text_fails_as_soon_as_it_arrives() {
+        let text = "κόσμε".repeat(40);
+        for step in [1, 3, 7, 64] {
+            let (events, error) =
+                decode_in_reads(&client_frame(0x81, text.as_bytes()), step, 1 << 20);
+            assert!(error.is_none(), "{step}");
+            assert!(matches!(&events[..], [Event::Message(m)] if m.as_text() == Some(&*text)));
+        }
+        // 100 valid bytes, then a byte that no UTF-8 has, then 100 more.
+        let mut bad = vec![b'a'; 100];
+        bad.push(0xFF);
+        bad.extend([b'b'; 100]);
+        let frame = client_frame(0x81, &bad);
+        let (_, error) = decode_in_reads(&frame, 10, 1 << 20);
+        let (error, fed) = error.unwrap();
+        assert_eq!(error, ProtocolError::InvalidUtf8);
+        assert_eq!(
+            fed, 110,
+            "failed at the read that brought the bad byte (8 + 101 bytes)"
+        );
+        // The same in a continuation, after a first fragment that cut a character.
+        let mut message = client_frame(0x01, &"aé".as_bytes()[..2]);
+        let head = message.len();
+        message.extend(client_frame(
+            0x80,
+            &[
+                &"é".as_bytes()[1..],
+                &[b'x'; 50],
+                &[0xC0, 0x80],
+                &[b'y'; 200],
+            ]
+            .concat(),
+        ));
+        let (_, error) = decode_in_reads(&message, 8, 1 << 20);
+        let (error, fed) = error.unwrap();
+        assert_eq!(error, ProtocolError::InvalidUtf8);
+        assert!(fed < head + 4 + 4 + 60, "{fed}");
+        // A text frame over the message limit fails at its header, before its text.
+        let (_, error) = decode_in_reads(&frame, 10, 150);
+        assert_eq!(error.unwrap(), (ProtocolError::MessageTooBig, 10));
+        // Binary is not text: the same bytes pass.
+        let (events, error) = decode_in_reads(&client_frame(0x82, &bad), 10, 1 << 20);
+        assert!(error.is_none());
+        assert!(matches!(&events[..], [Event::Message(m)] if m.len() == 201));
     }
 }

@@ -321,6 +321,10 @@ pub(crate) struct Deflater {
     negotiated: Negotiated,
     /// With context takeover: this connection's own context, created on first use.
     own: Option<Compress>,
+    /// Bytes this deflater has compressed (a broadcast compressed once for all receivers
+    /// counts for the one that compressed it): the writer yields to other connections after
+    /// each slice of this work.
+    pub(crate) deflated: u64,
 }
 
 impl Deflater {
@@ -328,6 +332,7 @@ impl Deflater {
         Deflater {
             negotiated,
             own: None,
+            deflated: 0,
         }
     }
 
@@ -350,6 +355,7 @@ impl Deflater {
             // must be sent compressed, whatever its size.
             let (level, bits) = (n.level, n.server_window_bits);
             let own = self.own.get_or_insert_with(|| new_compress(level, bits));
+            self.deflated += payload.len() as u64;
             return Some(compress(own, payload));
         }
         let key = self.key();
@@ -367,6 +373,7 @@ impl Deflater {
                 contexts.len() - 1
             };
             let context = &mut contexts[index].1;
+            self.deflated += payload.len() as u64;
             let bytes = compress(context, payload);
             context.reset();
             bytes
@@ -396,6 +403,8 @@ pub(crate) struct Inflater {
     window_bits: u8,
     takeover: bool,
     context: Option<Decompress>,
+    /// Bytes inflated so far: what the rate limit counts besides the bytes on the wire.
+    inflated: u64,
 }
 
 impl Inflater {
@@ -404,7 +413,13 @@ impl Inflater {
             window_bits: negotiated.client_window_bits,
             takeover: !negotiated.client_no_context_takeover,
             context: None,
+            inflated: 0,
         }
+    }
+
+    /// Bytes inflated so far.
+    pub(crate) fn inflated(&self) -> u64 {
+        self.inflated
     }
 
     /// Inflates one frame's payload of a compressed message onto `out` (and, for the last
@@ -422,13 +437,19 @@ impl Inflater {
         let context = self
             .context
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
-        feed(context, input, out, limit)?;
-        if last {
-            feed(context, &TAIL, out, limit)?;
-            if !self.takeover {
-                // The client starts afresh for each message: nothing to keep while idle.
-                self.context = None;
+        let before = out.len();
+        let fed = feed(context, input, out, limit).and_then(|()| {
+            if last {
+                feed(context, &TAIL, out, limit)
+            } else {
+                Ok(())
             }
+        });
+        self.inflated += (out.len() - before) as u64;
+        fed?;
+        if last && !self.takeover {
+            // The client starts afresh for each message: nothing to keep while idle.
+            self.context = None;
         }
         Ok(())
     }

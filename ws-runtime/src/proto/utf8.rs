@@ -2,11 +2,13 @@
 //! payloads are validated by `Text::from_utf8`, in one SIMD pass.)
 
 /// Validates UTF-8 split across fragments, failing as soon as a byte cannot be valid.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Utf8Check {
     /// The start of a character cut by the fragment boundary (a valid prefix).
     carry: [u8; 4],
-    carry_len: usize,
+    /// Bytes of `carry` in use (0 to 3). A byte: the check is part of the decoder, which every
+    /// connection holds.
+    carry_len: u8,
 }
 
 impl Utf8Check {
@@ -14,13 +16,19 @@ impl Utf8Check {
     pub(crate) fn feed(&mut self, mut data: &[u8]) -> bool {
         if self.carry_len > 0 {
             let width = char_width(self.carry[0]);
-            while self.carry_len < width && !data.is_empty() {
-                self.carry[self.carry_len] = data[0];
-                self.carry_len += 1;
+            let mut len = usize::from(self.carry_len);
+            while len < width && !data.is_empty() {
+                self.carry[len] = data[0];
+                len += 1;
                 data = &data[1..];
             }
-            let pending = &self.carry[..self.carry_len];
-            if self.carry_len < width {
+            // At most 4: `width` is.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                self.carry_len = len as u8;
+            }
+            let pending = &self.carry[..len];
+            if len < width {
                 // Still cut: valid so far if the prefix is.
                 return matches!(std::str::from_utf8(pending), Err(e) if e.error_len().is_none());
             }
@@ -34,7 +42,11 @@ impl Utf8Check {
             Err(err) if err.error_len().is_none() => {
                 let rest = &data[err.valid_up_to()..];
                 self.carry[..rest.len()].copy_from_slice(rest);
-                self.carry_len = rest.len();
+                // At most 3: an incomplete character.
+                #[allow(clippy::cast_possible_truncation)]
+                {
+                    self.carry_len = rest.len() as u8;
+                }
                 true
             }
             Err(_) => false,
