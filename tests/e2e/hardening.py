@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import faulthandler
+import zlib
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -102,6 +103,117 @@ async def member(addr: str, **kwargs):
     return await connect(f"ws://{addr}/ws?password={PASSWORD}", open_timeout=10, max_size=None, **kwargs)
 
 
+class Flood:
+    """What one broadcast flood measured."""
+
+    def __init__(self, secs: float, latencies: list[float], growth: int, slow_closed_after: float, wire_ratio: float) -> None:
+        self.secs = secs
+        self.latencies = latencies
+        self.max_ping = max(latencies)
+        self.growth = growth
+        self.slow_closed_after = slow_closed_after
+        self.wire_ratio = wire_ratio
+
+    def summary(self) -> str:
+        p99 = sorted(self.latencies)[int(len(self.latencies) * 0.99)] * 1000
+        return (f"RSS +{self.growth / 1024:.1f} MiB; ping p99 {p99:.1f} ms, max {self.max_ping * 1000:.1f} ms over "
+                f"{len(self.latencies)} pings; closed {self.slow_closed_after:.1f} s into a {self.secs:.1f} s flood")
+
+
+async def flood(server: ServerProcess, addr: str, *, senders: int, per_sender: int, chunk: bytes) -> Flood:
+    """A never-reading member, a watcher that pings every 50 ms, and `senders` members that
+    each send `per_sender` copies of `chunk` through the broadcast (all offering
+    permessage-deflate), until the watcher has every byte; the never-reading member must be
+    closed with 1008."""
+    pid = server.proc.pid
+    cut_before = sum("closed connection with code 1008" in l for l in server.lines)
+    before = rss_kib(pid)
+    status, _, _, _, sloth = await raw(addr, handshake(addr))
+    assert status == 101
+    sloth.transport.pause_reading()
+    watcher = await member(addr)
+    total = senders * per_sender * len(chunk)
+    watched = 0
+    all_seen = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal watched
+        async for message in watcher:
+            watched += len(message)
+            if watched >= total:
+                all_seen.set()
+                return
+
+    # The senders run on their own event loop in another thread: compressing 64 KiB of random
+    # bytes costs the client milliseconds a message, and on this loop their first burst would
+    # hold up the pings for about a second (client time, not server time).
+    flood_over = threading.Event()
+
+    async def send_all() -> None:
+        async def drain(ws) -> None:
+            try:
+                async for _ in ws:
+                    pass
+            except ConnectionClosed:
+                pass
+
+        async def send(ws) -> None:
+            for _ in range(per_sender):
+                await ws.send(chunk)
+
+        members = [await member(addr) for _ in range(senders)]
+        drains = [asyncio.create_task(drain(ws)) for ws in members]
+        await asyncio.gather(*(send(ws) for ws in members))
+        await asyncio.to_thread(flood_over.wait, 300)
+        for ws in members:
+            await ws.close()
+        for task in drains:
+            task.cancel()
+
+    started = time.monotonic()
+    watching = asyncio.create_task(watch())
+    sending = asyncio.ensure_future(asyncio.to_thread(asyncio.run, send_all()))
+    latencies = []
+    peak = before
+    slow_closed_after = None
+
+    def cut() -> bool:
+        return sum("closed connection with code 1008" in l for l in server.lines) > cut_before
+
+    deadline = started + 120
+    while not all_seen.is_set():
+        if sending.done() and sending.exception():
+            raise AssertionError("a sender failed during the flood") from sending.exception()
+        if time.monotonic() > deadline:
+            flood_over.set()
+            print("\n".join(server.lines[-30:]))
+            raise AssertionError(f"the watcher saw {watched} of {total} bytes")
+        t0 = time.monotonic()
+        await asyncio.wait_for(await watcher.ping(), 10)
+        latencies.append(time.monotonic() - t0)
+        peak = max(peak, rss_kib(pid))
+        if slow_closed_after is None and cut():
+            slow_closed_after = time.monotonic() - started
+        await asyncio.sleep(0.05)  # pacing of the latency probe
+    secs = time.monotonic() - started
+    flood_over.set()
+    await sending
+    await watching
+    deadline = time.monotonic() + 30
+    while not cut():
+        assert time.monotonic() < deadline, "the never-reading member was not closed with 1008"
+        await asyncio.sleep(0.05)
+    if slow_closed_after is None:
+        slow_closed_after = time.monotonic() - started
+    await watcher.close()
+    sloth.close()
+    # What one message is on the wire, compressed alone as permessage-deflate sends it (the
+    # members keep their context, so later copies are smaller still).
+    deflate = zlib.compressobj(wbits=-15)
+    on_wire = len(deflate.compress(chunk) + deflate.flush(zlib.Z_SYNC_FLUSH)) - 4
+    return Flood(secs, latencies, peak - before, slow_closed_after, len(chunk) / on_wire)
+
+
 async def main(binary: str, markdown: str | None) -> None:
     server = await ServerProcess.start(binary, "--addr", "127.0.0.1:0")
     pid = server.proc.pid
@@ -144,87 +256,27 @@ async def main(binary: str, markdown: str | None) -> None:
 
         # A never-reading member while others send 20 MB through the broadcast.
         await server.wait_for(r"closed connection with code 1009")
-        before = rss_kib(pid)
-        status, _, _, sloth_reader, sloth = await raw(addr, handshake(addr))
-        assert status == 101
-        sloth.transport.pause_reading()
-        watcher = await member(addr)
-        chunk = os.urandom(64 << 10)
-        total = 4 * 80 * len(chunk)  # 20 MiB, all of which the watcher receives
-        watched = 0
-        all_seen = asyncio.Event()
-
-        async def watch() -> None:
-            nonlocal watched
-            async for message in watcher:
-                watched += len(message)
-                if watched >= total:
-                    all_seen.set()
-                    return
-
-        # The 4 senders run on their own event loop in another thread: compressing 64 KiB of
-        # random bytes costs the client milliseconds a message, and on this loop their first
-        # burst would hold up the pings for about a second (client time, not server time).
-        flood_over = threading.Event()
-
-        async def senders() -> None:
-            async def drain(ws) -> None:
-                try:
-                    async for _ in ws:
-                        pass
-                except ConnectionClosed:
-                    pass
-
-            async def send_5mb(ws) -> None:
-                for _ in range(80):  # 80 x 64 KiB = 5 MiB each, 20 MiB in all
-                    await ws.send(chunk)
-
-            members = [await member(addr) for _ in range(4)]
-            drains = [asyncio.create_task(drain(ws)) for ws in members]
-            await asyncio.gather(*(send_5mb(ws) for ws in members))
-            await asyncio.to_thread(flood_over.wait, 120)
-            for ws in members:
-                await ws.close()
-            for task in drains:
-                task.cancel()
-
-        started = time.monotonic()
-        watching = asyncio.create_task(watch())
-        flood = asyncio.ensure_future(asyncio.to_thread(asyncio.run, senders()))
-        latencies = []
-        peak = before
-        slow_closed_after = None
-        deadline = started + 120
-        while not all_seen.is_set():
-            if flood.done() and flood.exception():
-                raise AssertionError("a sender failed during the flood") from flood.exception()
-            if time.monotonic() > deadline:
-                flood_over.set()
-                raise AssertionError(f"the watcher saw {watched} of {total} bytes")
-            t0 = time.monotonic()
-            await asyncio.wait_for(await watcher.ping(), 10)
-            latencies.append(time.monotonic() - t0)
-            peak = max(peak, rss_kib(pid))
-            if slow_closed_after is None and any("closed connection with code 1008" in l for l in server.lines):
-                slow_closed_after = time.monotonic() - started
-            await asyncio.sleep(0.05)  # pacing of the latency probe
-        flood_secs = time.monotonic() - started
-        flood_over.set()
-        await flood
-        await watching
-        growth = peak - before
-        p99 = sorted(latencies)[int(len(latencies) * 0.99)] * 1000
-        check(max(latencies) < 1.0, f"pings answered promptly during the flood (max {max(latencies)*1000:.1f} ms)")
-        check(growth < 64 << 10, f"server grew {growth / 1024:.1f} MiB (< 64 MiB) with a never-reading member")
-        await server.wait_for(r"closed connection with code 1008", timeout=30)
-        if slow_closed_after is None:
-            slow_closed_after = time.monotonic() - started
+        # Random bytes do not compress: on the wire as large as inflated.
+        result = await flood(server, addr, senders=4, per_sender=80, chunk=os.urandom(64 << 10))
+        check(result.max_ping < 1.0, f"pings answered promptly during the flood (max {result.max_ping * 1000:.1f} ms)")
+        check(result.growth < 64 << 10, f"server grew {result.growth / 1024:.1f} MiB (< 64 MiB) with a never-reading member")
         check(True, "the never-reading member was closed with 1008")
         figures.append(("never-reading member while 4 members send 20 MiB through the broadcast",
-                        "closed with 1008 (send queue full); others served",
-                        f"RSS +{growth / 1024:.1f} MiB; ping p99 {p99:.1f} ms, max {max(latencies)*1000:.1f} ms over {len(latencies)} pings; closed {slow_closed_after:.1f} s into a {flood_secs:.1f} s flood"))
-        await watcher.close()
-        sloth.close()
+                        "closed with 1008 (send queue full); others served", result.summary()))
+
+        # The same with messages that compress a thousandfold: 64 KiB of one character is
+        # about 100 bytes on the wire. The rate limit counts inflated bytes too, so each of
+        # the five senders' 20 MiB takes about as long as it would uncompressed (1 MiB/s with
+        # a one-second burst: 19 s), and the work of inflating and compressing it for every
+        # member does not hold up another member's pings.
+        result = await flood(server, addr, senders=5, per_sender=320, chunk=b"x" * (64 << 10))
+        check(result.wire_ratio > 100, f"the messages compress {result.wire_ratio:.0f}:1 or more on the wire")
+        check(result.max_ping < 1.0, f"pings answered promptly during the compressed flood (max {result.max_ping * 1000:.1f} ms)")
+        check(result.secs >= 17.0, f"each sender's 20 MiB, compressed, is paced by the 1 MiB/s limit ({result.secs:.1f} s, ≥ 17 s)")
+        check(result.growth < 64 << 10, f"server grew {result.growth / 1024:.1f} MiB (< 64 MiB) during the compressed flood")
+        figures.append((f"5 members each send 320 × 64 KiB of one character (20 MiB each; {result.wire_ratio:.0f}:1 compressed, about 80 bytes a message on the wire) through the broadcast, one member never reading",
+                        "read at the rate limit counted on inflated bytes (1 MiB/s each): as long as uncompressed; the never-reading member closed with 1008",
+                        result.summary()))
 
         # 500 abrupt disconnects (RST), in batches under the per-IP limit.
         before = rss_kib(pid)
@@ -265,5 +317,5 @@ def tuple_addr(addr: str) -> tuple[str, int]:
 
 if __name__ == "__main__":
     md = sys.argv[sys.argv.index("--markdown") + 1] if "--markdown" in sys.argv else None
-    faulthandler.dump_traceback_later(240, exit=True)
+    faulthandler.dump_traceback_later(360, exit=True)
     asyncio.run(main(sys.argv[1], md))
