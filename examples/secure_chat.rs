@@ -19,7 +19,7 @@
 //! every process on that Redis; run several on different `--addr` ports), `--metrics
 //! HOST:PORT` (feature `metrics`: Prometheus metrics at `http://HOST:PORT/metrics`, an address
 //! of their own so that the chat's public port does not show them; the crate guide's
-//! "Metrics" lists them), `--dashboard HOST:PORT` (a live page of the same figures for
+//! "Metrics" lists them; tokio's live tasks and workers at `/runtime`), `--dashboard HOST:PORT` (a live page of the same figures for
 //! operators, [`ws::Dashboard`], at `http://HOST:PORT/`; no feature needed).
 
 use std::io::IsTerminal;

@@ -144,17 +144,25 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 const SOURCES: usize = 200;
 static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
 
-async fn open(addr: SocketAddr) -> io::Result<TcpStream> {
-    match addr.ip() {
+/// A TCP connection to `addr`, from the next of the [`SOURCES`] when `addr` is on the loopback,
+/// with a receive buffer of `recv_buffer` bytes if given (the kernel's default otherwise; a
+/// small one makes a slow reader's window close early).
+pub(crate) async fn open(addr: SocketAddr, recv_buffer: Option<u32>) -> io::Result<TcpStream> {
+    let socket = match addr.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => {
             let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % SOURCES;
             let source = Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(n).unwrap_or(0));
             let socket = TcpSocket::new_v4()?;
             socket.bind(SocketAddr::from((source, 0)))?;
-            socket.connect(addr).await
+            socket
         }
-        _ => TcpStream::connect(addr).await,
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
     }
+    socket.connect(addr).await
 }
 
 /// Connects and, for a WebSocket target, performs the upgrade and checks the 101 reply.
@@ -165,7 +173,15 @@ pub(crate) async fn connect(target: &Target) -> io::Result<Conn> {
 /// [`connect`], offering the extensions in `offer` (a `Sec-WebSocket-Extensions` value); the
 /// reply's extensions are then in [`Conn::extensions`].
 pub(crate) async fn connect_with(target: &Target, offer: Option<&str>) -> io::Result<Conn> {
-    let mut stream = open(target.addr).await?;
+    upgrade(open(target.addr, None).await?, target, offer).await
+}
+
+/// Performs the upgrade of [`connect_with`] on a connection already open to `target`.
+pub(crate) async fn upgrade(
+    mut stream: TcpStream,
+    target: &Target,
+    offer: Option<&str>,
+) -> io::Result<Conn> {
     stream.set_nodelay(true)?;
     let mut leftover = Vec::new();
     let mut extensions = None;

@@ -157,11 +157,11 @@ pub(crate) fn agreement(reply: Option<&str>) -> io::Result<Option<Agreement>> {
     Ok(Some(agreed))
 }
 
-/// A small deterministic generator (splitmix64) for the chat messages.
-struct Rng(u64);
+/// A small deterministic generator (splitmix64) for the chat messages (and the soak's draws).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -170,7 +170,7 @@ impl Rng {
     }
 
     /// A number in `0..n`.
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap_or(u64::MAX)).unwrap_or(0)
     }
 
@@ -414,9 +414,15 @@ impl Counts {
     }
 }
 
+/// A client's compression context for the agreement `agreed`: raw deflate at [`LEVEL`], in
+/// its own window, at most what the server allows (zlib needs 9 bits or more).
+pub(crate) fn compressor(agreed: Agreement) -> Compress {
+    Compress::new_with_window_bits(Compression::new(LEVEL), false, agreed.client_bits.max(9))
+}
+
 /// Compresses one whole message with a sync flush into `out` and strips the trailing
 /// `00 00 ff ff`.
-fn deflate(context: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn deflate(context: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     out.clear();
     let start = context.total_in();
     loop {
@@ -444,7 +450,7 @@ fn deflate(context: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> io::Resul
 }
 
 /// Inflates one compressed message (the stripped tail put back) into `out`.
-fn inflate(context: &mut Decompress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn inflate(context: &mut Decompress, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     out.clear();
     feed(context, input, out)?;
     feed(context, &TAIL, out)
@@ -508,10 +514,7 @@ struct FrameState {
 impl Frames {
     /// The frames for connections that agreed to `agreed` (or declined: `None`).
     pub(crate) fn new(messages: Arc<Vec<Vec<u8>>>, agreed: Option<Agreement>) -> Self {
-        // The client's own window: at most what the server allows (zlib needs 9 or more).
-        let compress = agreed.map(|a| {
-            Compress::new_with_window_bits(Compression::new(LEVEL), false, a.client_bits.max(9))
-        });
+        let compress = agreed.map(compressor);
         Frames {
             messages,
             agreed,

@@ -14,6 +14,7 @@
 //! cargo run --release -p ws-bench -- history --markdown BENCHMARKS.md   # room history
 //! cargo run --release -p ws-bench -- metrics --markdown BENCHMARKS.md   # feature `metrics`
 //! cargo run --release -p ws-bench -- smoke
+//! cargo run --release -p ws-bench -- soak --markdown reports/soak.md  # leaks, panics (soak.rs)
 //! ```
 //!
 //! It is not a test: nothing here asserts a timing. `smoke` only checks that every server
@@ -28,6 +29,7 @@ mod metrics;
 mod procs;
 mod report;
 mod servers;
+mod soak;
 
 use std::io;
 use std::path::PathBuf;
@@ -275,6 +277,9 @@ commands:
   smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
                any error; a small cluster check when echo has the feature redis
                (also: --smoke)
+  soak         a mixed run against secure_chat (built with --features metrics), then checks
+               that its memory, descriptors and tasks are back to the baseline and that
+               nothing panicked; exit 1 if not (its own options: ws-bench soak --help)
 
 options:
   --rounds N          rounds, implementations interleaved in each (default 3)
@@ -489,6 +494,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if args.peek().map(String::as_str) == Some("soak") {
+        return soak::main(args.skip(1));
     }
     let mut options = match parse_args(args) {
         Ok(options) => options,

@@ -97,17 +97,37 @@ pub(crate) struct Scrape {
     sent: f64,
 }
 
-/// `GET /metrics` from the server's metrics address over plain HTTP/1.1 (`Connection:
-/// close`), bounded to 5 s; fails unless it is a 200 that counted messages both ways.
+/// `GET /metrics` from the server's metrics address, bounded to 5 s; fails unless it is a 200
+/// that counted messages both ways.
 pub(crate) async fn scrape(server: &Server) -> io::Result<Scrape> {
     let addr: SocketAddr = server
         .metrics
         .ok_or_else(|| io::Error::other("the server serves no metrics"))?;
+    let body = http_get(addr, "/metrics")
+        .await
+        .map_err(|err| io::Error::other(format!("scrape: {err}")))?;
+    let scrape = Scrape {
+        bytes: body.len(),
+        received: sum(&body, "ws_messages_received_total", &[]),
+        sent: sum(&body, "ws_messages_sent_total", &[]),
+    };
+    if scrape.received <= 0.0 || scrape.sent <= 0.0 {
+        return Err(io::Error::other(format!(
+            "scrape: messages not counted (received {}, sent {})",
+            scrape.received, scrape.sent
+        )));
+    }
+    Ok(scrape)
+}
+
+/// The body of `GET path` from `addr` over plain HTTP/1.1 (`Connection: close`), bounded to
+/// 5 s; an error unless the answer is a 200.
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
     let get = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
             .write_all(
-                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
                     .as_bytes(),
             )
             .await?;
@@ -117,38 +137,38 @@ pub(crate) async fn scrape(server: &Server) -> io::Result<Scrape> {
     };
     let response = tokio::time::timeout(Duration::from_secs(5), get)
         .await
-        .map_err(|_| io::Error::other("scrape: no answer in 5 s"))??;
+        .map_err(|_| io::Error::other(format!("GET {path}: no answer in 5 s")))??;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| io::Error::other("scrape: no HTTP head"))?;
+        .ok_or_else(|| io::Error::other(format!("GET {path}: no HTTP head")))?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(io::Error::other(format!(
-            "scrape: {}",
+            "GET {path}: {}",
             head.lines().next().unwrap_or_default()
         )));
     }
-    let sum = |name: &str| -> f64 {
-        body.lines()
-            .filter(|line| {
-                line.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let scrape = Scrape {
-        bytes: body.len(),
-        received: sum("ws_messages_received_total"),
-        sent: sum("ws_messages_sent_total"),
-    };
-    if scrape.received <= 0.0 || scrape.sent <= 0.0 {
-        return Err(io::Error::other(format!(
-            "scrape: messages not counted (received {}, sent {})",
-            scrape.received, scrape.sent
-        )));
-    }
-    Ok(scrape)
+    Ok(body.to_owned())
+}
+
+/// The sum of the samples of `name` in Prometheus' text `body` whose labels include each of
+/// `labels` (written `key="value"`); 0 when there is none.
+pub(crate) fn sum(body: &str, name: &str, labels: &[&str]) -> f64 {
+    body.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labelled, value) = rest.rsplit_once(' ')?;
+            let matches = match labelled.strip_prefix('{') {
+                Some(set) => labels.iter().all(|label| {
+                    set.trim_end_matches('}')
+                        .split(',')
+                        .any(|pair| pair.trim() == *label)
+                }),
+                None => labelled.is_empty() && labels.is_empty(),
+            };
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// Everything `ws-bench metrics` measured.

@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 /// they are summarised; without a scrape that does it, this does, so that memory stays
 /// bounded), and serves its text at `http://ADDR/metrics` until the process stops. Returns the
 /// address bound.
+///
+/// `http://ADDR/runtime` shows the tokio runtime's own figures in the same text format: the
+/// tasks alive (a leak check: the benchmark harness's soak compares them before and after
+/// its run) and the worker threads. They are not in `/metrics`, whose every sample is one of
+/// the socket's, labelled with its name.
 #[cfg(feature = "metrics")]
 pub(crate) async fn serve(addr: &str, _example: &str) -> Result<SocketAddr, String> {
     use warp::Filter;
@@ -26,7 +31,18 @@ pub(crate) async fn serve(addr: &str, _example: &str) -> Result<SocketAddr, Stri
     let scrape = warp::path("metrics")
         .and(warp::path::end())
         .map(move || prometheus.render());
-    let server = ws::serve(scrape)
+    let runtime = warp::path("runtime").and(warp::path::end()).map(|| {
+        let figures = tokio::runtime::Handle::current().metrics();
+        format!(
+            "# HELP tokio_alive_tasks Tasks spawned and not yet finished.\n\
+             # TYPE tokio_alive_tasks gauge\ntokio_alive_tasks {}\n\
+             # HELP tokio_workers Worker threads of the runtime.\n\
+             # TYPE tokio_workers gauge\ntokio_workers {}\n",
+            figures.num_alive_tasks(),
+            figures.num_workers()
+        )
+    });
+    let server = ws::serve(scrape.or(runtime))
         .bind(addr)
         .await
         .map_err(|err| format!("--metrics {addr}: {err}"))?;
