@@ -920,7 +920,7 @@ async fn slow_consumers(shared: &Shared, until: tokio::time::Instant) {
 /// When the server's write is stuck at the cut (the writer was in the middle of a batch of
 /// frames the slow reader does not take), the server gives that write up after its close
 /// timeout and drops the connection without a close frame: the client then reads the backlog
-/// and an EOF. Both count as a cut, and [`Soak::verdict`] compares the cuts seen here with the
+/// and an EOF. Both count as a cut, and [`Soak::verdict`](super::Soak::verdict) compares the cuts seen here with the
 /// server's `ws_slow_consumer_closes_total`, so that an EOF for another reason does not pass.
 async fn slow_consumer(shared: &Shared, until: tokio::time::Instant) -> Outcome {
     let outcome = |ok: bool, got: String| Outcome {
