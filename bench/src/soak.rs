@@ -541,33 +541,25 @@ fn render_server(out: &mut String, soak: &Soak) {
         "### The server\n\n| | Baseline (after warm-up) | Peak during the run | After the run |\n\
          |---|---:|---:|---:|"
     );
-    let _ = writeln!(
-        out,
-        "| Open connections | {} | {} | {} |",
-        base.connections, peak.connections, after.connections
-    );
-    let _ = writeln!(
-        out,
-        "| Resident memory (VmRSS) | {} | {} | {} |",
-        mib(base.rss_kib),
-        mib(peak.rss_kib),
-        mib(after.rss_kib)
-    );
-    let _ = writeln!(
-        out,
-        "| Open descriptors | {} | {} | {} |",
-        base.fds, peak.fds, after.fds
-    );
-    let _ = writeln!(
-        out,
-        "| Threads | {} | {} | {} |",
-        base.threads, peak.threads, after.threads
-    );
-    let _ = writeln!(
-        out,
-        "| tokio tasks alive (`/runtime`) | {} | {} | {} |\n",
-        base.tasks, peak.tasks, after.tasks
-    );
+    /// A row's label, and how it shows a reading.
+    type Row = (&'static str, fn(&Reading) -> String);
+    let rows: [Row; 5] = [
+        ("Open connections", |r| r.connections.to_string()),
+        ("Resident memory (VmRSS)", |r| mib(r.rss_kib)),
+        ("Open descriptors", |r| r.fds.to_string()),
+        ("Threads", |r| r.threads.to_string()),
+        ("tokio tasks alive (`/runtime`)", |r| r.tasks.to_string()),
+    ];
+    for (label, show) in rows {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} |",
+            show(base),
+            show(&peak),
+            show(after)
+        );
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "Peaks from a reading every second of the run ({} readings); the figures include the \
