@@ -533,6 +533,9 @@ fn render_verdict(
     out.push('\n');
 }
 
+/// A row of the server's table: its label, and how it shows a reading.
+type Row = (&'static str, fn(&Reading) -> String);
+
 /// The server's readings at the baseline, at their peak, and after.
 fn render_server(out: &mut String, soak: &Soak) {
     let (base, after, peak) = (&soak.baseline.reading, &soak.after.reading, soak.peak());
@@ -541,8 +544,6 @@ fn render_server(out: &mut String, soak: &Soak) {
         "### The server\n\n| | Baseline (after warm-up) | Peak during the run | After the run |\n\
          |---|---:|---:|---:|"
     );
-    /// A row's label, and how it shows a reading.
-    type Row = (&'static str, fn(&Reading) -> String);
     let rows: [Row; 5] = [
         ("Open connections", |r| r.connections.to_string()),
         ("Resident memory (VmRSS)", |r| mib(r.rss_kib)),
