@@ -372,3 +372,23 @@ async fn compressed_messages_are_paced_by_their_inflated_size() {
     drop(tcp);
     server.shutdown().await;
 }
+
+/// Compressing in slices loses nothing: a burst of messages whose compression ends a slice
+/// in the middle of what the writer took from the queue all arrive (sent plain, echoed
+/// compressed: 64 KiB each, four to a slice).
+#[tokio::test]
+async fn a_burst_of_compressed_messages_arrives_whole() {
+    let server = serve(Config::new().rate_limit(None).deflate(Some(Deflate::new()))).await;
+    let (mut tcp, _) = connect(&server, Some("permessage-deflate")).await;
+    let mut write = Vec::new();
+    for i in 0..60u8 {
+        write.extend(Frame::binary(vec![i; 64 << 10]).encode());
+    }
+    tcp.write_all(&write).await.unwrap();
+    for i in 0..60 {
+        let (first, _) = read_frame(&mut tcp).await;
+        assert_eq!(first, 0xC2, "echo {i}");
+    }
+    drop(tcp);
+    server.shutdown().await;
+}

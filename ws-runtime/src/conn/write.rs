@@ -322,7 +322,8 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             close = urgent;
             break;
         }
-        if deflater.as_deref().map(|d| d.deflated / WORK_SLICE) != slice {
+        // Only between two takes from the queue: what was taken is this batch's to write.
+        if taken.is_empty() && deflater.as_deref().map(|d| d.deflated / WORK_SLICE) != slice {
             yield_after = true;
             break;
         }
