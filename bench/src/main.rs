@@ -81,7 +81,7 @@ impl Workload {
 }
 
 /// The echo workloads, in table order.
-pub(crate) const WORKLOADS: [Workload; 5] = [
+pub(crate) const WORKLOADS: [Workload; 10] = [
     Workload {
         name: "100 conns × 20 B binary",
         conns: 100,
@@ -122,7 +122,51 @@ pub(crate) const WORKLOADS: [Workload; 5] = [
         depth: 1000,
         burst: true,
     },
+    Workload {
+        name: "1 conn × 64 B binary",
+        conns: 1,
+        size: 64,
+        text: false,
+        depth: 1,
+        burst: false,
+    },
+    Workload {
+        name: "1,000 conns × 64 B binary",
+        conns: 1000,
+        size: 64,
+        text: false,
+        depth: 1,
+        burst: false,
+    },
+    Workload {
+        name: "1 conn × 16 KiB binary",
+        conns: 1,
+        size: 16 * 1024,
+        text: false,
+        depth: 1,
+        burst: false,
+    },
+    Workload {
+        name: "10 conns × 16 KiB binary",
+        conns: 10,
+        size: 16 * 1024,
+        text: false,
+        depth: 2,
+        burst: false,
+    },
+    Workload {
+        name: "1 conn × 64 KiB binary",
+        conns: 1,
+        size: 64 * 1024,
+        text: false,
+        depth: 1,
+        burst: false,
+    },
 ];
+
+/// The echo workloads (indexes into [`WORKLOADS`]) in table order, by message size: the
+/// indexes keep the order they were added in, so that commands written down stay valid.
+pub(crate) const TABLE_ORDER: [usize; WORKLOADS.len()] = [5, 0, 6, 1, 7, 8, 2, 9, 3, 4];
 
 /// Concurrent connectors in the handshake run.
 pub(crate) const CONNECTORS: u64 = 32;
@@ -230,6 +274,8 @@ pub(crate) struct Options {
     pub(crate) ours_metrics: PathBuf,
     /// When that one was built.
     pub(crate) ours_metrics_built: Option<String>,
+    /// Another build of our echo (`--baseline`), the server of `ours-baseline`.
+    pub(crate) baseline: PathBuf,
     /// `metrics`: the cost of the feature `metrics` and of a Prometheus recorder.
     pub(crate) metrics: bool,
     pub(crate) pin: bool,
@@ -294,11 +340,13 @@ options:
                       tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
                       `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
                       with its broadcast twin)
-  --workloads I,J     echo workloads by index 0-4 (default all; 4 is the pipelined burst)
+  --workloads I,J     echo workloads by index 0-9 (default all; 4 is the pipelined burst)
   --fanouts I,J       broadcast workloads by index 0-5 (default all, 0,4 in `metrics`; 4 and 5
                       publish in bursts of 10)
   --rate N            open-loop messages per second over all connections (default 50000)
   --ours PATH         our echo binary (default target/release/examples/echo)
+  --baseline PATH     another build of it (an older commit's), run as `ours-baseline`
+                      beside `ours` in every round: `--only ours,ours-baseline`
   --ours-metrics PATH our echo binary built with --features metrics, for `metrics` and
                       `smoke` (default target/release/examples/echo)
   --markdown FILE     write the tables into FILE between the generated markers
@@ -323,12 +371,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         idle: 10_000,
         handshake_count: 10_000,
         kinds: Kind::ALL.to_vec(),
-        workloads: (0..WORKLOADS.len()).collect(),
+        workloads: TABLE_ORDER.to_vec(),
         fanouts: (0..FANOUTS.len()).collect(),
         markdown: None,
         ours: default_ours(),
         ours_built: None,
         ours_metrics: default_ours(),
+        baseline: PathBuf::new(),
         ours_metrics_built: None,
         metrics: false,
         pin: true,
@@ -443,6 +492,7 @@ fn parse_flags(
             "--handshakes" => options.handshake_count = value.parse().map_err(|e| bad(&e))?,
             "--ours" => options.ours = PathBuf::from(&value),
             "--ours-metrics" => options.ours_metrics = PathBuf::from(&value),
+            "--baseline" => options.baseline = PathBuf::from(&value),
             "--markdown" => options.markdown = Some(PathBuf::from(&value)),
             "--only" => {
                 options.kinds = value
@@ -511,6 +561,10 @@ fn main() -> ExitCode {
     let wants_ours = options.kinds.iter().any(|kind| {
         matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate) || kind.has_feature()
     });
+    if options.kinds.contains(&Kind::OursBaseline) && !options.baseline.is_file() {
+        eprintln!("ws-bench: `ours-baseline` needs --baseline PATH (an examples/echo binary)");
+        return ExitCode::FAILURE;
+    }
     if wants_ours && !options.ours.is_file() {
         eprintln!(
             "ws-bench: {} not found; build it first: cargo build --release --example echo -p warpsocket",
@@ -581,6 +635,12 @@ fn snapshots(options: &mut Options, wants_ours: bool) -> Result<Vec<procs::Snaps
         let snapshot = procs::Snapshot::take(&options.ours, "")
             .map_err(|err| format!("copying {}: {err}", options.ours.display()))?;
         snapshot.path().clone_into(&mut options.ours);
+        snapshots.push(snapshot);
+    }
+    if options.kinds.contains(&Kind::OursBaseline) {
+        let snapshot = procs::Snapshot::take(&options.baseline, "baseline")
+            .map_err(|err| format!("copying {}: {err}", options.baseline.display()))?;
+        snapshot.path().clone_into(&mut options.baseline);
         snapshots.push(snapshot);
     }
     let wants_feature = options.kinds.iter().any(|kind| kind.has_feature())
@@ -1055,7 +1115,12 @@ pub(crate) async fn with_server<T>(
     kind: Kind,
     measure: impl AsyncFnOnce(&Server) -> io::Result<T>,
 ) -> io::Result<T> {
-    let server = Server::start(kind, (&options.ours, &options.ours_metrics), options.pin).await?;
+    let server = Server::start(
+        kind,
+        (&options.ours, &options.ours_metrics, &options.baseline),
+        options.pin,
+    )
+    .await?;
     let outcome = tokio::time::timeout(Duration::from_secs(120), measure(&server)).await;
     server.stop().await;
     outcome.map_err(|_| io::Error::other("timed out after 120 s"))?

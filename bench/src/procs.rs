@@ -168,15 +168,17 @@ pub(crate) struct Server {
 impl Server {
     /// Starts the server of `kind` and waits (at most 10 s) for its "listening on" line (and
     /// for `echo --metrics`, the next one, with the metrics' address). `ours` is our echo
-    /// binary, `ours_metrics` our echo built with the feature `metrics`.
+    /// binary, `ours_metrics` our echo built with the feature `metrics`, `baseline` the build
+    /// ours is compared with.
     pub(crate) async fn start(
         kind: Kind,
-        (ours, ours_metrics): (&Path, &Path),
+        (ours, ours_metrics, baseline): (&Path, &Path, &Path),
         pin: bool,
     ) -> io::Result<Server> {
         let exe = std::env::current_exe()?;
         let (program, args): (&Path, Vec<&str>) = match kind {
             Kind::Ours => (ours, vec!["--addr", "127.0.0.1:0"]),
+            Kind::OursBaseline => (baseline, vec!["--addr", "127.0.0.1:0"]),
             Kind::OursBroadcast => (ours, vec!["--broadcast", "--addr", "127.0.0.1:0"]),
             Kind::OursDeflate => (ours, vec!["--deflate", "--addr", "127.0.0.1:0"]),
             Kind::OursFeature => (ours_metrics, vec!["--addr", "127.0.0.1:0"]),

@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     TokioWebsockets,
     /// Ours: the release `examples/echo` binary.
     Ours,
+    /// Another build of ours (`--baseline BIN`, an `examples/echo` built from an older
+    /// commit), so that a change is measured against its baseline within one round.
+    OursBaseline,
     /// Ours relaying to every other client: `examples/echo --broadcast`.
     OursBroadcast,
     /// Ours with permessage-deflate on, every message compressed: `examples/echo --deflate`.
@@ -67,6 +70,9 @@ impl Kind {
     /// The broadcast (fan-out) servers, in the order the tables list them.
     pub(crate) const BROADCAST: [Kind; 2] = [Kind::OursBroadcast, Kind::WarpChat];
 
+    /// The baseline build, run only when named (`--only ours,ours-baseline`).
+    pub(crate) const BASELINE: [Kind; 1] = [Kind::OursBaseline];
+
     /// The server that only the permessage-deflate tables run.
     pub(crate) const DEFLATE: [Kind; 1] = [Kind::OursDeflate];
 
@@ -88,6 +94,7 @@ impl Kind {
             Kind::Tungstenite4k => "tungstenite-4k",
             Kind::TokioWebsockets => "tokio-websockets",
             Kind::Ours => "ours",
+            Kind::OursBaseline => "ours-baseline",
             Kind::OursBroadcast => "ours-broadcast",
             Kind::OursDeflate => "ours-deflate",
             Kind::OursFeature => "ours-feature",
@@ -107,6 +114,7 @@ impl Kind {
             Kind::Tungstenite4k => "tokio-tungstenite 0.30, 4 KiB read buf",
             Kind::TokioWebsockets => "tokio-websockets 0.13",
             Kind::Ours => "**ours** (examples/echo)",
+            Kind::OursBaseline => "ours, baseline build (`--baseline`)",
             Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
             Kind::OursDeflate => "**ours** (examples/echo --deflate)",
             Kind::OursFeature => "**ours**, feature `metrics`, no recorder (examples/echo)",
@@ -127,6 +135,7 @@ impl Kind {
     pub(crate) fn parse(name: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
+            .chain(Kind::BASELINE)
             .chain(Kind::BROADCAST)
             .chain(Kind::DEFLATE)
             .chain(Kind::METRICS)
@@ -170,6 +179,7 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
             Kind::WarpChat => serve_warp_chat().await,
             Kind::Ours
+            | Kind::OursBaseline
             | Kind::OursBroadcast
             | Kind::OursDeflate
             | Kind::OursFeature
