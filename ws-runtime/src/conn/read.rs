@@ -491,6 +491,25 @@ fn make_room(buf: &mut BytesMut, wanted: usize, read_size: usize) {
             let _: bool = buf.try_reclaim(read_size);
         }
     }
+    align(buf);
+}
+
+/// Starts an empty read buffer on a cache line. The kernel copies a read into it with `rep
+/// movsb`, which on some CPUs copies at half speed into a destination that is not
+/// cache-line aligned: on this project's benchmark machine (AMD EPYC) a 64 KiB read into
+/// memory from `malloc` (16 bytes past a line) took twice as long as into an aligned one. The
+/// bytes skipped (at most 63) are written once, and come back when the buffer is reclaimed.
+fn align(buf: &mut BytesMut) {
+    const LINE: usize = 64;
+    if !buf.is_empty() {
+        return;
+    }
+    let skip = buf.as_ptr().align_offset(LINE);
+    if skip == 0 || skip >= LINE || buf.capacity() < skip + LINE {
+        return;
+    }
+    buf.resize(skip, 0);
+    bytes::Buf::advance(buf, skip);
 }
 
 /// A read buffer from the thread's pool ([`ReadMemory`]; empty when the pool is). Through
@@ -561,5 +580,35 @@ mod tests {
         lend_back(&mut buf);
         assert_eq!(lent_buffer().capacity(), 0, "the pool is empty");
         assert_eq!(payload[..], [7; 100]);
+    }
+
+    /// Every read into an empty buffer lands on a cache line: a fresh buffer, one reclaimed
+    /// after a payload split off it was dropped, one left behind a payload still held, and
+    /// one grown for a full-size read. A buffer holding part of a frame is not moved.
+    #[test]
+    fn reads_into_an_empty_buffer_start_on_a_cache_line() {
+        let aligned = |buf: &BytesMut| buf.as_ptr().align_offset(64) == 0;
+        let mut buf = BytesMut::new();
+        make_room(&mut buf, 0, 4096);
+        assert!(aligned(&buf) && buf.capacity() >= 4096 - 64);
+        for len in [14, 100, 1000, 4000] {
+            buf.extend_from_slice(&vec![1; len]);
+            let payload = buf.split_to(len);
+            make_room(&mut buf, 0, 4096);
+            assert!(aligned(&buf), "behind a held payload of {len} bytes");
+            drop(payload);
+            make_room(&mut buf, 0, 4096);
+            assert!(aligned(&buf), "reclaimed after a payload of {len} bytes");
+        }
+        // Nearly full, behind a payload: a new allocation for a full-size read.
+        buf.extend_from_slice(&vec![3; buf.capacity() - 500]);
+        let held = buf.split();
+        make_room(&mut buf, 0, MAX_READ);
+        assert!(aligned(&buf) && buf.capacity() >= MAX_READ - 64);
+        drop(held);
+        buf.extend_from_slice(&[2; 10]);
+        let start = buf.as_ptr();
+        make_room(&mut buf, 20, 4096);
+        assert_eq!(buf.as_ptr(), start, "part of a frame stays where it is");
     }
 }
