@@ -1,5 +1,5 @@
 //! `ws-bench`: measures `ws` (`examples/echo`) against raw `warp::ws`, tokio-tungstenite (default
-//! and 4 KiB read buffer), tokio-websockets and a raw TCP echo floor.
+//! and 4 KiB read buffer), tokio-websockets, fastwebsockets and a raw TCP echo floor.
 //!
 //! Every server runs as a child process pinned to CPU 0 (this binary re-executes itself as
 //! `ws-bench serve KIND`, or runs `target/release/examples/echo`); the load generator is this
@@ -337,7 +337,7 @@ options:
   --trials N          recoveries per setup and round of `history` (default 50)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
-                      tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
+                      fastwebsockets, tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
                       `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
                       with its broadcast twin)
   --workloads I,J     echo workloads by index 0-9 (default all; 4 is the pipelined burst)

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fastwebsockets::{OpCode, WebSocketError};
 use futures_util::SinkExt;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +32,8 @@ pub(crate) enum Kind {
     Tungstenite4k,
     /// tokio-websockets, the fast peer.
     TokioWebsockets,
+    /// fastwebsockets (Deno's codec) behind hyper 1's upgrade, as its `echo_server` example.
+    FastWebsockets,
     /// Ours: the release `examples/echo` binary.
     Ours,
     /// Another build of ours (`--baseline BIN`, an `examples/echo` built from an older
@@ -58,12 +61,13 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every kind, in the order the tables list them.
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Ours,
         Kind::Warp,
         Kind::Tungstenite,
         Kind::Tungstenite4k,
         Kind::TokioWebsockets,
+        Kind::FastWebsockets,
         Kind::Tcp,
     ];
 
@@ -93,6 +97,7 @@ impl Kind {
             Kind::Tungstenite => "tungstenite",
             Kind::Tungstenite4k => "tungstenite-4k",
             Kind::TokioWebsockets => "tokio-websockets",
+            Kind::FastWebsockets => "fastwebsockets",
             Kind::Ours => "ours",
             Kind::OursBaseline => "ours-baseline",
             Kind::OursBroadcast => "ours-broadcast",
@@ -113,6 +118,7 @@ impl Kind {
             Kind::Tungstenite => "tokio-tungstenite 0.30, default (128 KiB read buf)",
             Kind::Tungstenite4k => "tokio-tungstenite 0.30, 4 KiB read buf",
             Kind::TokioWebsockets => "tokio-websockets 0.13",
+            Kind::FastWebsockets => "fastwebsockets 0.10",
             Kind::Ours => "**ours** (examples/echo)",
             Kind::OursBaseline => "ours, baseline build (`--baseline`)",
             Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
@@ -177,6 +183,7 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::Tungstenite => accept_loop(kind, "", |s| tungstenite_echo(s, 128 * 1024)).await,
             Kind::Tungstenite4k => accept_loop(kind, "", |s| tungstenite_echo(s, 4 * 1024)).await,
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
+            Kind::FastWebsockets => accept_loop(kind, "", fastwebsockets_conn).await,
             Kind::WarpChat => serve_warp_chat().await,
             Kind::Ours
             | Kind::OursBaseline
@@ -331,4 +338,48 @@ async fn tokio_websockets_echo(stream: TcpStream) {
             return;
         }
     }
+}
+
+/// fastwebsockets' `echo_server` example: one hyper 1 HTTP/1 connection per stream, with
+/// upgrades, whose service is [`fastwebsockets_upgrade`].
+async fn fastwebsockets_conn(stream: TcpStream) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper::service::service_fn(fastwebsockets_upgrade);
+    // The example prints the error; every abrupt client close (the handshake runs drop each
+    // connection after its `101`) ends here, so the bench drops it.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+}
+
+/// The example's `server_upgrade`: answers the upgrade request and spawns the echo on the
+/// upgraded connection, `unconstrained` as the example runs it (out of tokio's cooperative
+/// budget).
+async fn fastwebsockets_upgrade(
+    mut request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, WebSocketError> {
+    let (response, upgraded) = fastwebsockets::upgrade::upgrade(&mut request)?;
+    tokio::spawn(async move {
+        // The example prints the error; dropped for the reason above.
+        let _ = tokio::task::unconstrained(fastwebsockets_echo(upgraded)).await;
+    });
+    Ok(response)
+}
+
+/// The example's `handle_client`: whole messages through `FragmentCollector` (which answers
+/// pings and closes itself), each data message written back with `write_frame`.
+async fn fastwebsockets_echo(
+    upgraded: fastwebsockets::upgrade::UpgradeFut,
+) -> Result<(), WebSocketError> {
+    let mut ws = fastwebsockets::FragmentCollector::new(upgraded.await?);
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => break,
+            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
