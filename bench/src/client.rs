@@ -84,6 +84,16 @@ impl Payload {
         &self.burst[..self.frame_len]
     }
 
+    /// The payload, unframed.
+    pub(crate) fn plain(&self) -> &[u8] {
+        &self.plain
+    }
+
+    /// Whether it is a text message.
+    pub(crate) fn is_text(&self) -> bool {
+        self.opcode == 0x1
+    }
+
     /// Read buffer size: room for two whole server frames and at least 64 KiB.
     fn read_buffer(&self) -> usize {
         (2 * (self.plain.len() + 14)).max(64 * 1024)

@@ -30,6 +30,7 @@ mod procs;
 mod report;
 mod servers;
 mod soak;
+mod tclient;
 
 use std::io;
 use std::path::PathBuf;
@@ -276,6 +277,9 @@ pub(crate) struct Options {
     pub(crate) ours_metrics_built: Option<String>,
     /// Another build of our echo (`--baseline`), the server of `ours-baseline`.
     pub(crate) baseline: PathBuf,
+    /// `--client tungstenite`: the closed-loop echo's WebSocket connections are
+    /// tokio-tungstenite clients ([`tclient`]) instead of the hand-written one.
+    pub(crate) tungstenite_client: bool,
     /// `metrics`: the cost of the feature `metrics` and of a Prometheus recorder.
     pub(crate) metrics: bool,
     pub(crate) pin: bool,
@@ -347,6 +351,9 @@ options:
   --ours PATH         our echo binary (default target/release/examples/echo)
   --baseline PATH     another build of it (an older commit's), run as `ours-baseline`
                       beside `ours` in every round: `--only ours,ours-baseline`
+  --client C          the closed-loop echo's client: `own` (default, hand-written, cheapest)
+                      or `tungstenite` (tokio-tungstenite's client, one send per echo; not
+                      for the pipelined burst, which always uses `own`)
   --ours-metrics PATH our echo binary built with --features metrics, for `metrics` and
                       `smoke` (default target/release/examples/echo)
   --markdown FILE     write the tables into FILE between the generated markers
@@ -378,6 +385,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         ours_built: None,
         ours_metrics: default_ours(),
         baseline: PathBuf::new(),
+        tungstenite_client: false,
         ours_metrics_built: None,
         metrics: false,
         pin: true,
@@ -493,6 +501,15 @@ fn parse_flags(
             "--ours" => options.ours = PathBuf::from(&value),
             "--ours-metrics" => options.ours_metrics = PathBuf::from(&value),
             "--baseline" => options.baseline = PathBuf::from(&value),
+            "--client" => {
+                options.tungstenite_client = match value.as_str() {
+                    "tungstenite" => true,
+                    "own" => false,
+                    other => {
+                        return Err(format!("--client: `own` or `tungstenite`, not {other:?}"));
+                    }
+                }
+            }
             "--markdown" => options.markdown = Some(PathBuf::from(&value)),
             "--only" => {
                 options.kinds = value
@@ -1142,8 +1159,16 @@ pub(crate) async fn measure_echo(
     let mut tasks = JoinSet::new();
     let burst = workload.burst;
     for _ in 0..workload.conns {
-        let mut conn = connect(&server.target).await?;
         let (payload, counter) = (payload.clone(), counter.clone());
+        if options.tungstenite_client && websocket && !burst {
+            let ws = tclient::connect(&server.target).await?;
+            let depth = workload.depth;
+            tasks.spawn(
+                async move { tclient::echo(ws, &payload, depth, ECHO_LIMIT, &counter).await },
+            );
+            continue;
+        }
+        let mut conn = connect(&server.target).await?;
         tasks.spawn(async move {
             conn.echo(websocket, &payload, ECHO_LIMIT, &counter, burst)
                 .await

@@ -494,6 +494,14 @@ fn render_echo(out: &mut String, options: &Options, results: &Results) {
          near 100 %, messages/s measures the client, so read server CPU per message.\n",
         options.secs, options.warmup
     );
+    if options.tungstenite_client {
+        let _ = writeln!(
+            out,
+            "Load generator: **tokio-tungstenite's client** (`--client tungstenite`), one task \
+             per connection sending each message with `SinkExt::send`, for every WebSocket \
+             server; the TCP floor and the pipelined burst use the hand-written client.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "| workload | server | messages/s | server CPU µs/msg | × warp::ws | × TCP floor | server core | client core |"
