@@ -13,6 +13,7 @@
 //! cargo run --release -p ws-bench -- deflate --markdown BENCHMARKS.md   # permessage-deflate
 //! cargo run --release -p ws-bench -- history --markdown BENCHMARKS.md   # room history
 //! cargo run --release -p ws-bench -- metrics --markdown BENCHMARKS.md   # feature `metrics`
+//! cargo run --release -p ws-bench -- scale --markdown BENCHMARKS.md     # 19,000 connections
 //! cargo run --release -p ws-bench -- smoke
 //! cargo run --release -p ws-bench -- soak --markdown reports/soak.md  # leaks, panics (soak.rs)
 //! ```
@@ -28,6 +29,7 @@ mod history;
 mod metrics;
 mod procs;
 mod report;
+mod scale;
 mod servers;
 mod soak;
 mod tclient;
@@ -229,6 +231,8 @@ pub(crate) enum Block {
     History,
     /// The cost of the feature `metrics` (`metrics`).
     Metrics,
+    /// Connection scale in one process (`scale`).
+    Scale,
 }
 
 impl Parts {
@@ -290,6 +294,8 @@ pub(crate) struct Options {
     pub(crate) subscribers: usize,
     /// `history`: the room-history rows.
     pub(crate) history: bool,
+    /// `scale`: the storm of connectors and the broadcast to all, at up to 19,000 connections.
+    pub(crate) scale: bool,
     /// Recovery trials per setup and round of `history`.
     pub(crate) trials: usize,
     /// The soft limit on open files in force (raised to the hard limit).
@@ -324,6 +330,10 @@ commands:
                built with it and no recorder, and with it and the Prometheus recorder
                (--ours-metrics, run with --metrics 127.0.0.1:0, /metrics scraped once per
                run), against raw warp::ws; its own generated block
+  scale        connection scale in one process: a storm of 1,000, 5,000 and 19,000
+               connections (128 connectors at a time), then a broadcast from one of them to
+               all the others, for ours-broadcast, warp-chat and tcp-fanout (a raw TCP
+               fan-out floor); its own generated block
   smoke        a few hundred messages per server (deflate too), checks every echo; exit 1 on
                any error; a small cluster check when echo has the feature redis
                (also: --smoke)
@@ -343,7 +353,9 @@ options:
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
                       fastwebsockets, tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
                       `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
-                      with its broadcast twin)
+                      with its broadcast twin);
+                      `scale` runs ours-broadcast, warp-chat and tcp-fanout (`ours` selects
+                      ours-broadcast)
   --workloads I,J     echo workloads by index 0-9 (default all; 4 is the pipelined burst)
   --fanouts I,J       broadcast workloads by index 0-5 (default all, 0,4 in `metrics`; 4 and 5
                       publish in bursts of 10)
@@ -393,6 +405,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         cluster: None,
         subscribers: 19_000,
         history: false,
+        scale: false,
         trials: 50,
         nofile: 1024,
     };
@@ -448,6 +461,10 @@ fn command_parts(options: &mut Options, command: &str) -> Result<bool, String> {
         "history" => {
             options.history = true;
             options.kinds = vec![Kind::OursBroadcast];
+        }
+        "scale" => {
+            options.scale = true;
+            options.kinds = scale::KINDS.to_vec();
         }
         "metrics" => {
             options.metrics = true;
@@ -633,6 +650,9 @@ fn main() -> ExitCode {
     }
     if options.metrics {
         return runtime.block_on(metrics::main(&options));
+    }
+    if options.scale {
+        return runtime.block_on(scale::main(&options));
     }
     let results = runtime.block_on(bench(&options));
     let markdown = report::render(&options, &results);

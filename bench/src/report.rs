@@ -226,7 +226,7 @@ fn kib(x: f64) -> String {
 }
 
 /// Ratios of `value(sample)` to the same figure of `base` in the same round (and workload).
-fn ratios<S>(
+pub(crate) fn ratios<S>(
     samples: &[S],
     mine: impl Fn(&S) -> bool,
     base: impl Fn(&S, &S) -> bool,
@@ -411,6 +411,7 @@ fn markers(block: Block) -> (&'static str, &'static str) {
         Block::ClusterScale => (crate::cluster::SCALE_BEGIN, crate::cluster::SCALE_END),
         Block::History => (crate::history::HISTORY_BEGIN, crate::history::HISTORY_END),
         Block::Metrics => (crate::metrics::METRICS_BEGIN, crate::metrics::METRICS_END),
+        Block::Scale => (crate::scale::SCALE_BEGIN, crate::scale::SCALE_END),
     }
 }
 
@@ -689,6 +690,7 @@ pub(crate) fn write_markdown(path: &Path, generated: &str) -> io::Result<()> {
         Block::ClusterScale,
         Block::History,
         Block::Metrics,
+        Block::Scale,
     ]
     .into_iter()
     .find(|&block| generated.starts_with(markers(block).0))

@@ -57,6 +57,9 @@ pub(crate) enum Kind {
     /// `HashMap<usize, mpsc::UnboundedSender<Message>>` behind a `RwLock`, one forwarding task
     /// per user.
     WarpChat,
+    /// Raw TCP fan-out, the floor of `ws-bench scale`: whatever is read from one connection is
+    /// written as read to every other one by a single relay task (`scale::serve_tcp_fanout`).
+    TcpFanout,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
             Kind::OursBroadcastFeature => "ours-broadcast-feature",
             Kind::OursBroadcastPrometheus => "ours-broadcast-prometheus",
             Kind::WarpChat => "warp-chat",
+            Kind::TcpFanout => "tcp-fanout",
         }
     }
 
@@ -134,6 +138,7 @@ impl Kind {
                 "**ours**, feature `metrics`, Prometheus recorder (examples/echo --broadcast --metrics)"
             }
             Kind::WarpChat => "raw warp::ws 0.4.3, chat-example pattern",
+            Kind::TcpFanout => "TCP fan-out (floor)",
         }
     }
 
@@ -145,12 +150,13 @@ impl Kind {
             .chain(Kind::BROADCAST)
             .chain(Kind::DEFLATE)
             .chain(Kind::METRICS)
+            .chain(crate::scale::KINDS)
             .find(|kind| kind.name() == name)
     }
 
-    /// Whether the client speaks WebSocket to it (everything but the TCP floor).
+    /// Whether the client speaks WebSocket to it (everything but the TCP floors).
     pub(crate) fn is_websocket(self) -> bool {
-        self != Kind::Tcp
+        !matches!(self, Kind::Tcp | Kind::TcpFanout)
     }
 
     /// Whether it is our echo with the Prometheus recorder (`--metrics`), which serves
@@ -185,6 +191,7 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             Kind::TokioWebsockets => accept_loop(kind, "", tokio_websockets_echo).await,
             Kind::FastWebsockets => accept_loop(kind, "", fastwebsockets_conn).await,
             Kind::WarpChat => serve_warp_chat().await,
+            Kind::TcpFanout => crate::scale::serve_tcp_fanout().await,
             Kind::Ours
             | Kind::OursBaseline
             | Kind::OursBroadcast
@@ -199,7 +206,8 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
     })
 }
 
-fn announce(kind: Kind, addr: SocketAddr, path: &str) {
+/// Prints the line `KIND listening on ws://ADDR/PATH` that [`crate::procs::Server::spawn`] waits for.
+pub(crate) fn announce(kind: Kind, addr: SocketAddr, path: &str) {
     // The parent reads this line to learn the port; stdout is a pipe, so print and flush.
     println!("{} listening on ws://{addr}/{path}", kind.name());
     let _ = io::Write::flush(&mut io::stdout());
