@@ -87,3 +87,32 @@ async fn binding_an_address_in_use_is_an_error() {
         "{err}"
     );
 }
+
+/// The listening socket queues 1,024 connections, not the 128 of Rust's standard listener:
+/// 400 clients connecting at once to a server that has not accepted any yet all get through
+/// at once (with a queue of 128 the rest would wait for the kernel's retry, a second later).
+#[tokio::test]
+async fn a_storm_of_connections_fits_in_the_listen_queue() {
+    let (events, _log) = events();
+    let socket = Socket::new(Probe::new(events));
+    let bound = ws::serve(socket.filter())
+        .socket(&socket)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = bound.local_addr();
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..400 {
+        connecting.spawn(tokio::time::timeout(
+            std::time::Duration::from_millis(800),
+            tokio::net::TcpStream::connect(addr),
+        ));
+    }
+    let mut streams = Vec::new();
+    while let Some(done) = connecting.join_next().await {
+        let stream = done.unwrap().expect("queued without a retry").unwrap();
+        streams.push(stream);
+    }
+    assert_eq!(streams.len(), 400);
+    drop(bound);
+}

@@ -41,6 +41,9 @@ const HTTP_DRAIN: Duration = Duration::from_secs(3);
 /// The default of [`Server::handshake_timeout`].
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default of [`Server::backlog`].
+const BACKLOG: u32 = 1024;
+
 /// Longer handshake timeouts are cut to this (a year), which keeps deadline arithmetic finite.
 const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -68,6 +71,7 @@ where
         shutdown: Vec::new(),
         signals: true,
         handshake_timeout: HANDSHAKE_TIMEOUT,
+        backlog: BACKLOG,
         #[cfg(feature = "tls")]
         tls: None,
     }
@@ -96,6 +100,7 @@ pub struct Server<F> {
     shutdown: Vec<ShutdownFuture>,
     signals: bool,
     handshake_timeout: Duration,
+    backlog: u32,
     #[cfg(feature = "tls")]
     tls: Option<Tls>,
 }
@@ -107,6 +112,7 @@ impl<F> fmt::Debug for Server<F> {
             .field("shutdown_futures", &self.shutdown.len())
             .field("signals", &self.signals)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("backlog", &self.backlog)
             .field("tls", &self.is_tls())
             .finish_non_exhaustive()
     }
@@ -160,6 +166,20 @@ where
         self
     }
 
+    /// How many connections the kernel may hold, set up but not yet accepted, for
+    /// [`bind`](Server::bind) and [`run`](Server::run). Default: 1024 (the kernel lowers it
+    /// to `net.core.somaxconn`, 4096 on current Linux).
+    ///
+    /// When the queue is full the kernel drops new connection attempts, and each client
+    /// tries again after a second. Rust's standard listener asks for 128, which a storm of
+    /// reconnecting clients fills: in `ws-bench scale` (BENCHMARKS.md), 256 clients
+    /// connecting at once paid that second at p99 with every server that used it. A listener
+    /// passed to [`listener`](Server::listener) keeps the backlog it was created with.
+    pub fn backlog(mut self, connections: u32) -> Self {
+        self.backlog = connections.max(1);
+        self
+    }
+
     /// Serves `https://` and `wss://` with this certificate and key instead of plain TCP.
     ///
     /// ```no_run
@@ -187,7 +207,7 @@ where
     ///
     /// [`Error::Bind`] if the address cannot be bound.
     pub async fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<Bound<F>, Error> {
-        let listener = TcpListener::bind(&addr)
+        let listener = listen(&addr, self.backlog)
             .await
             .map_err(|source| Error::Bind {
                 addr: format!("{addr:?}").trim_matches('"').to_owned(),
@@ -218,6 +238,32 @@ where
     pub async fn run<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<(), Error> {
         self.bind(addr).await?.run().await
     }
+}
+
+/// Binds the first of `addr`'s addresses that can be bound, as `TcpListener::bind` does
+/// (with `SO_REUSEADDR` on Unix, so a restarted server can bind while the last one's
+/// connections linger in `TIME_WAIT`), and listens with `backlog`.
+async fn listen<A: ToSocketAddrs>(addr: &A, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }
 
 /// A [`Server`] with its listening socket bound; [`run`](Bound::run) serves.
@@ -270,6 +316,7 @@ where
             shutdown,
             signals,
             handshake_timeout,
+            backlog: _,
             #[cfg(feature = "tls")]
             tls,
         } = server;
