@@ -50,11 +50,12 @@ pub(crate) const KINDS: [Kind; 3] = [Kind::OursBroadcast, Kind::WarpChat, Kind::
 /// the open-file hard limit of 20,000 that the client and the server each have here.
 pub(crate) const CONNECTIONS: [usize; 3] = [1_000, 5_000, 19_000];
 
-/// Connectors at a time in the storm: as many as the listen backlog every server here gets
-/// (128: Rust's `std::net::TcpListener::bind`, which tokio's calls). With 256, a server whose
-/// accept loop fell behind had its accept queue overflow: the kernel dropped SYNs and the
-/// client resent them after its 1 s timeout, so p99 measured that timer (about 1,030 ms for
-/// every server) instead of the server.
+/// Connectors at a time in the storm: as many as the listen backlog the peers get (128: Rust's
+/// `std::net::TcpListener::bind`, which tokio's calls; ours listens with 1,024 since this
+/// storm found the limit, `Server::backlog`). With 256, a server whose accept loop fell behind
+/// had its accept queue overflow: the kernel dropped SYNs and the client resent them after its
+/// 1 s timeout, so p99 measured that timer (about 1,030 ms for every server) instead of the
+/// server.
 const CONNECTORS: usize = 128;
 
 /// Size of every broadcast message, bytes.
@@ -641,8 +642,8 @@ fn render_storm(out: &mut String, options: &Options, results: &Results) {
          connect start → `101` checked, so with {CONNECTORS} in flight it is mostly waiting in \
          line. Server CPU per handshake = server CPU over the storm / N; memory = growth of the \
          server's `VmRSS` from before the storm to 0.5 s after it, / N (kernel socket buffers \
-         are not in it). {CONNECTORS} connectors because every server here listens with \
-         Rust's default backlog of {CONNECTORS}: with more, a server whose accept loop falls \
+         are not in it). {CONNECTORS} connectors because the peers listen with Rust's default \
+         backlog of {CONNECTORS} (ours with 1,024): with more, a server whose accept loop falls \
          behind has SYNs dropped and the client resends them after 1 s; SYNs dropped counts \
          the host's `ListenOverflows` (`/proc/net/netstat`) over the storm, which should be \
          0.\n"
