@@ -31,6 +31,10 @@
 //! With `--deflate` it negotiates permessage-deflate (RFC 7692) with clients that offer it,
 //! compressing every non-empty message (threshold 0, so that Autobahn 12.x/13.x see every
 //! echo compressed); `--deflate-threshold BYTES` sets another threshold.
+//! `--deflate-client-bits N` (8 to 15, implies `--deflate`) sets
+//! `Deflate::client_max_window_bits(N)`: unset, browsers' offers are answered
+//! `client_max_window_bits=11` and the others get 15 bits; `15` answers every offer with 15
+//! bits (the benchmark's wide-window rows).
 //!
 //! With `--metrics HOST:PORT` (feature `metrics`: `--features metrics -- --metrics
 //! 127.0.0.1:9090`) it installs the Prometheus recorder (`metrics-exporter-prometheus`)
@@ -186,6 +190,7 @@ async fn main() -> std::process::ExitCode {
     let mut room = false;
     let mut keep: Option<usize> = None;
     let mut deflate: Option<usize> = None;
+    let mut client_bits: Option<u8> = None;
     let mut redis: Option<String> = None;
     let mut metrics: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -203,6 +208,10 @@ async fn main() -> std::process::ExitCode {
                 Some(bytes) => deflate = Some(bytes),
                 None => return usage(),
             },
+            "--deflate-client-bits" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(bits @ 8..=15) => client_bits = Some(bits),
+                _ => return usage(),
+            },
             "--addr" => match args.next() {
                 Some(value) => addr = value,
                 None => return usage(),
@@ -218,15 +227,7 @@ async fn main() -> std::process::ExitCode {
             _ => return usage(),
         }
     }
-    // Conformance and benchmark runs push far past the production defaults.
-    let mut config = Config::new()
-        .max_message_size(64 << 20)
-        .max_frame_size(16 << 20)
-        .origins(Origins::Any)
-        .rate_limit(None)
-        .max_connections(None)
-        .max_connections_per_ip(None)
-        .deflate(deflate.map(|threshold| Deflate::new().threshold(threshold)));
+    let mut config = limits_raised().deflate(deflate_settings(deflate, client_bits));
     if let Some(keep) = keep {
         config = config.history(Some(history(keep)));
     }
@@ -281,6 +282,27 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Conformance and benchmark runs push far past the production defaults.
+fn limits_raised() -> Config {
+    Config::new()
+        .max_message_size(64 << 20)
+        .max_frame_size(16 << 20)
+        .origins(Origins::Any)
+        .rate_limit(None)
+        .max_connections(None)
+        .max_connections_per_ip(None)
+}
+
+/// `--deflate`, `--deflate-threshold BYTES` (`threshold`), `--deflate-client-bits N`
+/// (`client_bits`, which implies `--deflate`); `None` (deflate off) without any of them.
+fn deflate_settings(threshold: Option<usize>, client_bits: Option<u8>) -> Option<Deflate> {
+    let deflate = Deflate::new().threshold(threshold.or(client_bits.map(|_| 0))?);
+    Some(match client_bits {
+        Some(bits) => deflate.client_max_window_bits(bits),
+        None => deflate,
+    })
+}
+
 /// `--metrics ADDR`: the Prometheus recorder and its `/metrics` page; the address bound.
 /// Without `--metrics`, does nothing.
 async fn serve_metrics(addr: Option<&str>) -> Result<Option<SocketAddr>, String> {
@@ -303,7 +325,7 @@ fn cluster_on(_url: &str) -> Result<ws::Cluster, String> {
 fn usage() -> std::process::ExitCode {
     eprintln!(
         "usage: echo [--addr HOST:PORT] [--broadcast] [--pair] [--room] [--history N] [--deflate] \
-         [--deflate-threshold BYTES] [--redis URL] [--metrics HOST:PORT]"
+         [--deflate-threshold BYTES] [--deflate-client-bits 8-15] [--redis URL] [--metrics HOST:PORT]"
     );
     std::process::ExitCode::from(2)
 }

@@ -179,7 +179,8 @@ async fn main() -> std::process::ExitCode {
     // connection and chat text compresses well. The default `Deflate` keeps no compression
     // context per connection (each message is compressed on its own, a broadcast once for all
     // receivers that negotiated the same window); messages under 256 bytes go uncompressed. A
-    // member that sends compressed messages keeps a decompression context (about 46 KiB).
+    // member that sends compressed messages keeps only its compression window between them:
+    // at most 2 KiB, browsers being answered `client_max_window_bits=11`.
     let mut config = ws::Config::default().deflate(args.deflate.then(ws::Deflate::default));
     if let Some(url) = &args.redis {
         match redis_cluster(url) {

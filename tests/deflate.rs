@@ -103,6 +103,121 @@ impl Bits {
     }
 }
 
+/// Deflate's length codes 257..=285: (code, base length, extra bits).
+const LENGTHS: [(u32, u32, u32); 29] = [
+    (257, 3, 0),
+    (258, 4, 0),
+    (259, 5, 0),
+    (260, 6, 0),
+    (261, 7, 0),
+    (262, 8, 0),
+    (263, 9, 0),
+    (264, 10, 0),
+    (265, 11, 1),
+    (266, 13, 1),
+    (267, 15, 1),
+    (268, 17, 1),
+    (269, 19, 2),
+    (270, 23, 2),
+    (271, 27, 2),
+    (272, 31, 2),
+    (273, 35, 3),
+    (274, 43, 3),
+    (275, 51, 3),
+    (276, 59, 3),
+    (277, 67, 4),
+    (278, 83, 4),
+    (279, 99, 4),
+    (280, 115, 4),
+    (281, 131, 5),
+    (282, 163, 5),
+    (283, 195, 5),
+    (284, 227, 5),
+    (285, 258, 0),
+];
+
+/// Deflate's distance codes 0..=29: base distance and extra bits.
+const DISTANCES: [(u32, u32); 30] = [
+    (1, 0),
+    (2, 0),
+    (3, 0),
+    (4, 0),
+    (5, 1),
+    (7, 1),
+    (9, 2),
+    (13, 2),
+    (17, 3),
+    (25, 3),
+    (33, 4),
+    (49, 4),
+    (65, 5),
+    (97, 5),
+    (129, 6),
+    (193, 6),
+    (257, 7),
+    (385, 7),
+    (513, 8),
+    (769, 8),
+    (1025, 9),
+    (1537, 9),
+    (2049, 10),
+    (3073, 10),
+    (4097, 11),
+    (6145, 11),
+    (8193, 12),
+    (12289, 12),
+    (16385, 13),
+    (24577, 13),
+];
+
+/// A piece of a fixed-Huffman block: literal bytes, or a copy of `len` (3 to 258) bytes from
+/// `dist` bytes back, possibly into earlier messages (the client's context kept).
+enum Piece<'a> {
+    Literals(&'a [u8]),
+    Copy { len: u32, dist: u32 },
+}
+
+impl Bits {
+    /// One literal/length symbol with the fixed Huffman code.
+    fn symbol(&mut self, symbol: u32) {
+        match symbol {
+            0..=143 => self.code(0x30 + symbol, 8),
+            144..=255 => self.code(0x190 + symbol - 144, 9),
+            256..=279 => self.code(symbol - 256, 7),
+            _ => self.code(0xC0 + symbol - 280, 8),
+        }
+    }
+}
+
+/// A message as one fixed-Huffman block of `pieces`, ended by a sync flush without its
+/// `00 00 ff ff`: what a client that keeps its context sends when it refers back.
+fn fixed(pieces: &[Piece<'_>]) -> Vec<u8> {
+    let mut bits = Bits::default();
+    bits.put(0, 1); // not BFINAL
+    bits.put(1, 2); // fixed Huffman
+    for piece in pieces {
+        match *piece {
+            Piece::Literals(bytes) => bytes.iter().for_each(|&b| bits.symbol(u32::from(b))),
+            Piece::Copy { len, dist } => {
+                let &(code, base, extra) = LENGTHS.iter().rev().find(|l| l.1 <= len).unwrap();
+                bits.symbol(code);
+                bits.put(len - base, extra);
+                let (i, &(base, extra)) = DISTANCES
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|d| d.1.0 <= dist)
+                    .unwrap();
+                bits.code(u32::try_from(i).unwrap(), 5);
+                bits.put(dist - base, extra);
+            }
+        }
+    }
+    bits.symbol(256); // end of block
+    bits.put(0, 3); // an empty stored block: the sync flush, its LEN/NLEN left to the server
+    bits.finish()
+}
+
 /// A zip bomb: one fixed-Huffman block of a literal `a` then `matches` copies of 258 bytes at
 /// distance 1 (13 bits each), ended by a sync flush without its `00 00 ff ff`.
 fn bomb(matches: usize) -> Vec<u8> {
@@ -125,7 +240,8 @@ async fn negotiation_answers_the_first_acceptable_offer() {
     let (_, answer) = connect(&server, Some("permessage-deflate; client_max_window_bits")).await;
     assert_eq!(
         answer.as_deref(),
-        Some("permessage-deflate; server_no_context_takeover")
+        Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=11"),
+        "a browser's offer: its window bounded to 11 bits by default"
     );
     let (_, answer) = connect(
         &server,
@@ -140,9 +256,15 @@ async fn negotiation_answers_the_first_acceptable_offer() {
         answer.as_deref(),
         Some(
             "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; \
-             client_max_window_bits=12"
+             client_max_window_bits=11"
         ),
-        "the invalid first offer is declined, the second accepted"
+        "the invalid first offer is declined, the second accepted (12 client bits bounded to 11)"
+    );
+    let (_, answer) = connect(&server, Some("permessage-deflate")).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover"),
+        "an offer without client_max_window_bits cannot be bounded: accepted at 15 bits"
     );
     let (_, answer) = connect(&server, Some("permessage-deflate; mystery_param")).await;
     assert_eq!(answer, None, "an unknown parameter declines the only offer");
@@ -389,6 +511,99 @@ async fn a_burst_of_compressed_messages_arrives_whole() {
         let (first, _) = read_frame(&mut tcp).await;
         assert_eq!(first, 0xC2, "echo {i}");
     }
+    drop(tcp);
+    server.shutdown().await;
+}
+
+/// A browser-like client (it offers `client_max_window_bits` and keeps its context) gets the
+/// default answer, `client_max_window_bits=11`, and every message it sends referring back
+/// into its earlier messages (within 2 KiB) is inflated right: the server, which keeps only
+/// that window between messages, echoes each exactly (plain, over a high threshold).
+#[tokio::test]
+async fn a_client_keeping_its_context_is_echoed_right_with_the_default_window() {
+    let server = serve(Config::new().deflate(Some(Deflate::new().threshold(1 << 20)))).await;
+    let (mut tcp, answer) =
+        connect(&server, Some("permessage-deflate; client_max_window_bits")).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=11")
+    );
+    // 258 bytes of chat text, sent once as a stored block, then copied from the previous
+    // message (258 bytes back past this message's prefix) by every later message.
+    let text: Vec<u8> = "{\"type\":\"message\",\"room\":\"general\",\"text\":\"hello there\"} "
+        .repeat(5)
+        .into_bytes()[..258]
+        .to_vec();
+    let first: Vec<u8> = [b"0:".as_slice(), &text].concat();
+    tcp.write_all(&Frame::text(stored(&first)).rsv1(true).encode())
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut tcp).await, (0x81, first.clone()));
+    let mut previous = first;
+    for i in 1..8u8 {
+        let prefix = [b'0' + i, b':'];
+        let packed = if i % 2 == 1 {
+            // The whole text from the previous message.
+            fixed(&[
+                Piece::Literals(&prefix),
+                Piece::Copy {
+                    len: 258,
+                    dist: 2 + 258,
+                },
+            ])
+        } else {
+            // Its first 100 bytes from two messages back (this prefix, the previous message,
+            // the older one's text: 2 + 260 + 258 bytes back), the rest from the previous one.
+            fixed(&[
+                Piece::Literals(&prefix),
+                Piece::Copy {
+                    len: 100,
+                    dist: 2 + 260 + 258,
+                },
+                Piece::Copy {
+                    len: 158,
+                    dist: 2 + 258,
+                },
+            ])
+        };
+        assert!(packed.len() < 16, "{} bytes", packed.len());
+        let expected: Vec<u8> = [prefix.as_slice(), &text].concat();
+        tcp.write_all(&Frame::text(packed).rsv1(true).encode())
+            .await
+            .unwrap();
+        assert_eq!(
+            read_frame(&mut tcp).await,
+            (0x81, expected.clone()),
+            "message {i}"
+        );
+        assert_eq!(&expected[2..], &previous[2..]);
+        previous = expected;
+    }
+    // 8 × 260 bytes have come: a copy from 2,048 bytes back still reads the window, one from
+    // further back is beyond the agreed 11 bits (invalid distance too far back).
+    tcp.write_all(
+        &Frame::text(fixed(&[Piece::Copy {
+            len: 10,
+            dist: 2048,
+        }]))
+        .rsv1(true)
+        .encode(),
+    )
+    .await
+    .unwrap();
+    let (first, _) = read_frame(&mut tcp).await;
+    assert_eq!(first, 0x81);
+    tcp.write_all(
+        &Frame::text(fixed(&[Piece::Copy {
+            len: 10,
+            dist: 3000,
+        }]))
+        .rsv1(true)
+        .encode(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1007);
     drop(tcp);
     server.shutdown().await;
 }

@@ -56,11 +56,18 @@ pub(crate) struct Variant {
 
 /// The rows, in table order. Every client offers permessage-deflate; ours without `--deflate`
 /// and raw `warp::ws` (tungstenite has no permessage-deflate) decline it.
-pub(crate) const VARIANTS: [Variant; 4] = [
+pub(crate) const VARIANTS: [Variant; 5] = [
     Variant {
         kind: Kind::OursDeflate,
         offer: OFFER,
-        label: "**ours** (examples/echo --deflate), client keeps its context",
+        label: "**ours** (examples/echo --deflate), client keeps its context: `client_max_window_bits=11` (default)",
+        deflate: true,
+        memory: true,
+    },
+    Variant {
+        kind: Kind::OursDeflate15,
+        offer: OFFER,
+        label: "**ours** (examples/echo --deflate-client-bits 15), client keeps its context, 15 bits",
         deflate: true,
         memory: true,
     },
@@ -88,9 +95,13 @@ pub(crate) const VARIANTS: [Variant; 4] = [
 ];
 
 /// The index of the "ours, deflate off" row, a base of the ratios.
-pub(crate) const OURS_PLAIN: usize = 2;
+pub(crate) const OURS_PLAIN: usize = 3;
 /// The index of the raw `warp::ws` row, the other base.
-pub(crate) const WARP_PLAIN: usize = 3;
+pub(crate) const WARP_PLAIN: usize = 4;
+
+/// Chat messages echoed on each connection, after the first, before memory is read again
+/// (about 38 KB each way: more than the largest window, so every row's window is full).
+pub(crate) const LONG_ECHOES: u64 = 63;
 
 /// What a server answered to the offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -606,8 +617,11 @@ impl ChatConn {
         let mut buf = leftover;
         let end = buf.len();
         buf.resize(end.max(4096), 0);
-        // 15 bits inflate whatever window the server compresses with.
-        let decompress = agreed.map(|_| Decompress::new_with_window_bits(false, 15));
+        // 15 bits inflate whatever window the server compresses with; created per echo when
+        // the server compresses each message alone (so idle connections hold none).
+        let decompress = agreed
+            .filter(|a| !a.server_no_context_takeover)
+            .map(|_| Decompress::new_with_window_bits(false, 15));
         Ok(ChatConn {
             stream,
             buf,
@@ -625,11 +639,6 @@ impl ChatConn {
             partial: Vec::new(),
             inflated: Vec::new(),
         })
-    }
-
-    /// Frees the contexts and buffers and keeps only the connection (for the idle-memory run).
-    pub(crate) fn into_idle(self) -> TcpStream {
-        self.stream
     }
 
     /// Closed loop: keeps `depth` messages in flight until `limit` echoes have been inflated
@@ -775,11 +784,16 @@ impl ChatConn {
         let expected = &self.messages[self.next_echo % self.messages.len()];
         self.next_echo += 1;
         let plain: &[u8] = if compressed {
+            let agreed = self
+                .agreed
+                .ok_or_else(|| invalid("compressed echo without an agreement"))?;
             let context = self
                 .decompress
-                .as_mut()
-                .ok_or_else(|| invalid("compressed echo without an agreement"))?;
+                .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
             inflate(context, payload, &mut self.inflated)?;
+            if agreed.server_no_context_takeover {
+                self.decompress = None;
+            }
             &self.inflated
         } else {
             payload
@@ -910,13 +924,15 @@ pub(crate) async fn smoke_chat(
     Ok(counts)
 }
 
-/// One chat message echoed on each connection (32 at a time), which then stays open idle with
-/// its contexts freed. Returns the idle connections.
+/// One chat message echoed on each connection (32 at a time), which then stays open idle
+/// (the client holds no decompression context between echoes when the server compresses each
+/// message alone, as every row's server does). Returns the idle connections, in `connectors`
+/// groups.
 pub(crate) async fn echo_once(
     conns: Vec<Conn>,
     variant: &Variant,
     connectors: usize,
-) -> io::Result<Vec<TcpStream>> {
+) -> io::Result<Vec<Vec<ChatConn>>> {
     let frames = frames_for(variant, &conns)?;
     let wire = Arc::new(Counters::default());
     let mut chunks: Vec<Vec<Conn>> = (0..connectors.max(1)).map(|_| Vec::new()).collect();
@@ -932,14 +948,35 @@ pub(crate) async fn echo_once(
             for conn in chunk {
                 let mut conn = ChatConn::new(conn, frames.clone())?;
                 conn.echo(1, 1, &wire).await?;
-                idle.push(conn.into_idle());
+                idle.push(conn);
             }
             Ok::<_, io::Error>(idle)
         });
     }
     let mut idle = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        idle.extend(done.map_err(io::Error::other)??);
+        idle.push(done.map_err(io::Error::other)??);
+    }
+    Ok(idle)
+}
+
+/// [`LONG_ECHOES`] more chat messages echoed on each connection of each group (one group per
+/// task, 4 in flight per connection), which then stay open idle again.
+pub(crate) async fn echo_more(groups: Vec<Vec<ChatConn>>) -> io::Result<Vec<Vec<ChatConn>>> {
+    let wire = Arc::new(Counters::default());
+    let mut tasks = JoinSet::new();
+    for mut group in groups {
+        let wire = wire.clone();
+        tasks.spawn(async move {
+            for conn in &mut group {
+                conn.echo(CHAT_DEPTH, LONG_ECHOES, &wire).await?;
+            }
+            Ok::<_, io::Error>(group)
+        });
+    }
+    let mut idle = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        idle.push(done.map_err(io::Error::other)??);
     }
     Ok(idle)
 }
@@ -1062,5 +1099,89 @@ mod tests {
         ] {
             assert!(agreement(Some(bad)).is_err(), "{bad}");
         }
+    }
+}
+
+/// The offline sweep quoted in BENCHMARKS.md ("What an idle connection keeps"): for each client
+/// window (9 to 15 bits), the chat corpus compressed as a browser's context would (4,096
+/// messages, the context kept), its ratio, and the server-side cost of inflating each message
+/// with one live context against a context rebuilt per message from the last `2^bits` bytes
+/// (ws-runtime's hibernating inflater). Best of 5 passes. In-process, no server:
+/// `cargo test --release -p ws-bench -- --ignored --nocapture window_sweep`.
+#[cfg(test)]
+mod sweep {
+    use super::{Compress, Compression, Decompress, Instant, chat_messages, deflate, inflate};
+
+    /// Appends `new` to `history`, keeping its last `window` bytes.
+    fn remember(history: &mut Vec<u8>, new: &[u8], window: usize) {
+        let excess = (history.len() + new.len()).saturating_sub(window);
+        history.drain(..excess.min(history.len()));
+        history.extend_from_slice(&new[new.len().saturating_sub(window)..]);
+    }
+
+    #[test]
+    #[ignore = "a measurement, run by hand with --release"]
+    fn window_sweep() {
+        let messages = chat_messages();
+        let n = 4096;
+        println!(
+            "| client window | kept while idle | ratio | B/msg on the wire | inflate, live context (ns/msg) | inflate, re-primed (ns/msg) | priming (ns/msg) |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for bits in 9..=15u8 {
+            let mut c = Compress::new_with_window_bits(Compression::new(6), false, bits);
+            let (mut packed, mut out) = (Vec::new(), Vec::new());
+            let (mut plain_bytes, mut wire_bytes) = (0, 0);
+            for k in 0..n {
+                let m = &messages[k % messages.len()];
+                deflate(&mut c, m, &mut out).unwrap();
+                plain_bytes += m.len();
+                wire_bytes += out.len();
+                packed.push(out.clone());
+            }
+            let (mut live, mut primed) = (f64::MAX, f64::MAX);
+            let mut plain = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                let mut d = Decompress::new_with_window_bits(false, bits);
+                for p in &packed {
+                    inflate(&mut d, p, &mut plain).unwrap();
+                }
+                live = live.min(t.elapsed().as_nanos() as f64 / n as f64);
+                let mut history = Vec::new();
+                let t = Instant::now();
+                for (k, p) in packed.iter().enumerate() {
+                    let mut d = Decompress::new_with_window_bits(false, bits);
+                    if !history.is_empty() {
+                        d.set_dictionary(&history).unwrap();
+                    }
+                    inflate(&mut d, p, &mut plain).unwrap();
+                    assert_eq!(plain, messages[k % messages.len()]);
+                    remember(&mut history, &plain, 1 << bits);
+                }
+                primed = primed.min(t.elapsed().as_nanos() as f64 / n as f64);
+            }
+            println!(
+                "| {bits} bits | {} B | {:.2}× | {} | {live:.0} | {primed:.0} | {:.0} |",
+                1 << bits,
+                plain_bytes as f64 / wire_bytes as f64,
+                wire_bytes / n,
+                primed - live
+            );
+        }
+        let mut c = Compress::new_with_window_bits(Compression::new(6), false, 15);
+        let (mut plain_bytes, mut wire_bytes, mut out) = (0, 0, Vec::new());
+        for k in 0..n {
+            let m = &messages[k % messages.len()];
+            deflate(&mut c, m, &mut out).unwrap();
+            c.reset();
+            plain_bytes += m.len();
+            wire_bytes += out.len();
+        }
+        println!(
+            "| `client_no_context_takeover` | 0 | {:.2}× | {} | | | |",
+            plain_bytes as f64 / wire_bytes as f64,
+            wire_bytes / n
+        );
     }
 }

@@ -351,7 +351,8 @@ options:
   --trials N          recoveries per setup and round of `history` (default 50)
   --handshakes N      handshakes per handshake run (default 10000)
   --only K1,K2        servers: ours, warp-ws, tungstenite, tungstenite-4k, tokio-websockets,
-                      fastwebsockets, tcp-floor (default all); `ours` selects ours-deflate in `deflate`;
+                      fastwebsockets, tcp-floor (default all); `ours` selects ours-deflate(-15)
+                      in `deflate`;
                       `metrics` runs ours, ours-feature, ours-prometheus and warp-ws (each
                       with its broadcast twin);
                       `scale` runs ours-broadcast, warp-chat and tcp-fanout (`ours` selects
@@ -593,7 +594,10 @@ fn main() -> ExitCode {
         }
     };
     let wants_ours = options.kinds.iter().any(|kind| {
-        matches!(kind, Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate) || kind.has_feature()
+        matches!(
+            kind,
+            Kind::Ours | Kind::OursBroadcast | Kind::OursDeflate | Kind::OursDeflate15
+        ) || kind.has_feature()
     });
     if options.kinds.contains(&Kind::OursBaseline) && !options.baseline.is_file() {
         eprintln!("ws-bench: `ours-baseline` needs --baseline PATH (an examples/echo binary)");
@@ -970,12 +974,14 @@ async fn deflate_round(options: &Options, round: usize, started: Instant, result
         {
             Ok(sample) => {
                 eprintln!(
-                    "[{:>4.0}s] round {} memory {:<60} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo",
+                    "[{:>4.0}s] round {} memory {:<60} {:>7.1} KiB/conn idle, {:>7.1} KiB/conn after one echo, {:>7.1} after {}",
                     started.elapsed().as_secs_f64(),
                     round + 1,
                     variant.label.replace("**", ""),
                     sample.idle_kib,
-                    sample.used_kib
+                    sample.used_kib,
+                    sample.long_kib,
+                    1 + deflate::LONG_ECHOES,
                 );
                 results.deflate_memory.push(DeflateMemorySample {
                     round,
@@ -983,6 +989,7 @@ async fn deflate_round(options: &Options, round: usize, started: Instant, result
                     base_kib: sample.base_kib,
                     idle_kib: sample.idle_kib,
                     used_kib: sample.used_kib,
+                    long_kib: sample.long_kib,
                 });
             }
             Err(err) => results.fail(round, variant.kind, variant.label, &err),
@@ -996,7 +1003,7 @@ pub(crate) fn deflate_variants(options: &Options) -> Vec<usize> {
         .filter(|&v| {
             let kind = VARIANTS[v].kind;
             options.kinds.contains(&kind)
-                || (kind == Kind::OursDeflate && options.kinds.contains(&Kind::Ours))
+                || (Kind::DEFLATE.contains(&kind) && options.kinds.contains(&Kind::Ours))
         })
         .collect()
 }
@@ -1284,13 +1291,23 @@ async fn measure_memory(
     let idle = server.rss_kib()?;
     let connectors = usize::try_from(CONNECTORS).unwrap_or(32);
     // One echo on each connection, 32 connections at a time; the connections stay open.
-    let open: Box<dyn Send> = match chat {
-        Some(variant) => Box::new(deflate::echo_once(conns, variant, connectors).await?),
-        None => Box::new(echo_once(server, conns, connectors).await?),
+    let (used, long) = if let Some(variant) = chat {
+        let open = deflate::echo_once(conns, variant, connectors).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let used = server.rss_kib()?;
+        // Then enough more to fill every window: a long-lived chat connection.
+        let open = deflate::echo_more(open).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let long = server.rss_kib()?;
+        drop(open);
+        (used, Some(long))
+    } else {
+        let open = echo_once(server, conns, connectors).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let used = server.rss_kib()?;
+        drop(open);
+        (used, None)
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let used = server.rss_kib()?;
-    drop(open);
     let per_conn = |after: u64| after.saturating_sub(base) as f64 / count as f64;
     Ok(MemorySample {
         round: 0,
@@ -1298,6 +1315,7 @@ async fn measure_memory(
         base_kib: base,
         idle_kib: per_conn(idle),
         used_kib: per_conn(used),
+        long_kib: long.map_or(0.0, per_conn),
     })
 }
 

@@ -181,6 +181,10 @@ impl Server {
             Kind::OursBaseline => (baseline, vec!["--addr", "127.0.0.1:0"]),
             Kind::OursBroadcast => (ours, vec!["--broadcast", "--addr", "127.0.0.1:0"]),
             Kind::OursDeflate => (ours, vec!["--deflate", "--addr", "127.0.0.1:0"]),
+            Kind::OursDeflate15 => (
+                ours,
+                vec!["--deflate-client-bits", "15", "--addr", "127.0.0.1:0"],
+            ),
             Kind::OursFeature => (ours_metrics, vec!["--addr", "127.0.0.1:0"]),
             Kind::OursBroadcastFeature => {
                 (ours_metrics, vec!["--broadcast", "--addr", "127.0.0.1:0"])

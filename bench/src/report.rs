@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::deflate::{
-    CHAT_CONNS, CHAT_DEPTH, CHAT_MAX, CHAT_MESSAGES, CHAT_MIN, OURS_PLAIN, VARIANTS, WARP_PLAIN,
+    CHAT_CONNS, CHAT_DEPTH, CHAT_MAX, CHAT_MESSAGES, CHAT_MIN, LONG_ECHOES, OURS_PLAIN, VARIANTS,
+    WARP_PLAIN,
 };
 use crate::fanout::{FANOUTS, thousands};
 use crate::servers::Kind;
@@ -53,6 +54,8 @@ pub(crate) struct MemorySample {
     pub(crate) idle_kib: f64,
     /// RSS growth per connection after one 1 KiB echo on each.
     pub(crate) used_kib: f64,
+    /// With deflate rows only (0 otherwise): after [`LONG_ECHOES`] more chat echoes on each.
+    pub(crate) long_kib: f64,
 }
 
 /// One handshake run.
@@ -131,6 +134,7 @@ pub(crate) struct DeflateMemorySample {
     pub(crate) base_kib: u64,
     pub(crate) idle_kib: f64,
     pub(crate) used_kib: f64,
+    pub(crate) long_kib: f64,
 }
 
 /// Everything one `ws-bench` run measured.
@@ -875,16 +879,21 @@ fn render_deflate_memory(out: &mut String, options: &Options, results: &Results)
          as its row says; growth of the server's `VmRSS` divided by the count, after the \
          upgrades and again after one JSON chat message ({CHAT_MIN}–{} B) echoed on every \
          connection, compressed both ways where agreed (so the server has inflated and \
-         compressed one message on each). The connections then stay open and idle. User space \
+         compressed one message on each), and again after {} more on every connection (4 in \
+         flight each; about 38 KB each way, more than the largest window: a long-lived chat \
+         connection). The connections stay open and idle between the readings. User space \
          only: kernel socket buffers are not in RSS.\n",
         thousands(options.idle),
         thousands(CHAT_MAX),
+        LONG_ECHOES,
     );
     let _ = writeln!(
         out,
-        "| server | RSS at start (MiB) | KiB/conn after upgrade | KiB/conn after one echo | × ours, deflate off (after echo) |"
+        "| server | RSS at start (MiB) | KiB/conn after upgrade | KiB/conn after one echo | KiB/conn after {} echoes | × ours, deflate off (after {} echoes) |",
+        1 + LONG_ECHOES,
+        1 + LONG_ECHOES,
     );
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
     let memory = &results.deflate_memory;
     for (v, variant) in VARIANTS.iter().enumerate() {
         let mine: Vec<&DeflateMemorySample> = memory.iter().filter(|s| s.variant == v).collect();
@@ -895,11 +904,11 @@ fn render_deflate_memory(out: &mut String, options: &Options, results: &Results)
             memory,
             |s| s.variant == v,
             |s, b| b.variant == OURS_PLAIN && b.round == s.round,
-            |s| s.used_kib,
+            |s| s.long_kib,
         );
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             variant.label,
             cell(
                 spread(mine.iter().map(|s| s.base_kib as f64 / 1024.0)),
@@ -908,6 +917,7 @@ fn render_deflate_memory(out: &mut String, options: &Options, results: &Results)
             ),
             cell(spread(mine.iter().map(|s| s.idle_kib)), kib, rounds),
             cell(spread(mine.iter().map(|s| s.used_kib)), kib, rounds),
+            cell(spread(mine.iter().map(|s| s.long_kib)), kib, rounds),
             cell(spread(vs_plain), ratio, rounds),
         );
     }

@@ -43,6 +43,9 @@ pub(crate) enum Kind {
     OursBroadcast,
     /// Ours with permessage-deflate on, every message compressed: `examples/echo --deflate`.
     OursDeflate,
+    /// Ours with permessage-deflate and every client's window at 15 bits (32 KiB kept per idle
+    /// connection with client context takeover): `examples/echo --deflate-client-bits 15`.
+    OursDeflate15,
     /// Ours built with the feature `metrics`, no recorder installed: `examples/echo` (the
     /// `--ours-metrics` binary) without `--metrics`.
     OursFeature,
@@ -81,7 +84,7 @@ impl Kind {
     pub(crate) const BASELINE: [Kind; 1] = [Kind::OursBaseline];
 
     /// The server that only the permessage-deflate tables run.
-    pub(crate) const DEFLATE: [Kind; 1] = [Kind::OursDeflate];
+    pub(crate) const DEFLATE: [Kind; 2] = [Kind::OursDeflate, Kind::OursDeflate15];
 
     /// The servers of `ws-bench metrics`, in the order its tables list them: echo, then
     /// broadcast.
@@ -105,6 +108,7 @@ impl Kind {
             Kind::OursBaseline => "ours-baseline",
             Kind::OursBroadcast => "ours-broadcast",
             Kind::OursDeflate => "ours-deflate",
+            Kind::OursDeflate15 => "ours-deflate-15",
             Kind::OursFeature => "ours-feature",
             Kind::OursPrometheus => "ours-prometheus",
             Kind::OursBroadcastFeature => "ours-broadcast-feature",
@@ -127,6 +131,7 @@ impl Kind {
             Kind::OursBaseline => "ours, baseline build (`--baseline`)",
             Kind::OursBroadcast => "**ours** (examples/echo --broadcast)",
             Kind::OursDeflate => "**ours** (examples/echo --deflate)",
+            Kind::OursDeflate15 => "**ours** (examples/echo --deflate-client-bits 15)",
             Kind::OursFeature => "**ours**, feature `metrics`, no recorder (examples/echo)",
             Kind::OursPrometheus => {
                 "**ours**, feature `metrics`, Prometheus recorder (examples/echo --metrics)"
@@ -196,6 +201,7 @@ pub(crate) fn serve(kind: Kind) -> io::Result<()> {
             | Kind::OursBaseline
             | Kind::OursBroadcast
             | Kind::OursDeflate
+            | Kind::OursDeflate15
             | Kind::OursFeature
             | Kind::OursPrometheus
             | Kind::OursBroadcastFeature
