@@ -450,16 +450,7 @@ pub(crate) async fn fan_out(
             .write_all(&client_frame(0x2, &payload(seq, now, SIZE)))
             .await?;
     }
-    let wait = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(done) = tasks.join_next().await {
-            let got = done.map_err(io::Error::other)??;
-            if got != messages {
-                return Err(invalid(format!("a subscriber got {got} of {messages}")));
-            }
-        }
-        Ok(())
-    })
-    .await;
+    let wait = crate::fanout::all_delivered(&mut tasks, messages, Duration::from_secs(30)).await;
     let (t1, (n1, r1), c1) = (Instant::now(), setup.ticks()?, procs::cpu_ticks("self")?);
     let Ok(outcome) = wait else {
         let short = |shared: &Shared, want: usize| {

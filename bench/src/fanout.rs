@@ -199,6 +199,25 @@ pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// Waits, at most `limit`, until every subscriber's task has ended; each must have received
+/// all `messages`. `Err` (the elapsed limit) when one has not ended in time.
+pub(crate) async fn all_delivered(
+    tasks: &mut JoinSet<io::Result<u64>>,
+    messages: u64,
+    limit: Duration,
+) -> Result<io::Result<()>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(limit, async {
+        while let Some(done) = tasks.join_next().await {
+            let got = done.map_err(io::Error::other)??;
+            if got != messages {
+                return Err(invalid(format!("a subscriber got {got} of {messages}")));
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Checks one received message against what was published, byte for byte, and records its
 /// receive time.
 pub(crate) fn check(shared: &Shared, expected: u64, size: usize, msg: &[u8]) -> io::Result<()> {
@@ -289,16 +308,7 @@ pub(crate) async fn run(
         publisher.write_all(&frames).await?;
     }
     // Every subscriber must get every message; bounded wait after the last publish.
-    let wait = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(done) = tasks.join_next().await {
-            let got = done.map_err(io::Error::other)??;
-            if got != messages {
-                return Err(invalid(format!("a subscriber got {got} of {messages}")));
-            }
-        }
-        Ok(())
-    })
-    .await;
+    let wait = all_delivered(&mut tasks, messages, Duration::from_secs(30)).await;
     let (t1, s1, c1) = (
         Instant::now(),
         server.cpu_ticks()?,

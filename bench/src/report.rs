@@ -186,6 +186,19 @@ pub(crate) fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
     })
 }
 
+/// The client core column of a broadcast table: its busy share, and its µs per delivery in
+/// brackets, each the median (min–max) over the rounds.
+pub(crate) fn client_cell(
+    busy: impl IntoIterator<Item = f64>,
+    us: impl IntoIterator<Item = f64>,
+) -> String {
+    format!(
+        "{} ({} µs/delivery)",
+        cell(spread(busy), percent, 1),
+        cell(spread(us), micros, 1)
+    )
+}
+
 /// `median (min–max)` with `fmt` for each number, or `–`.
 pub(crate) fn cell(s: Option<Spread>, fmt: impl Fn(f64) -> String, rounds: usize) -> String {
     match s {
@@ -465,10 +478,9 @@ fn render_broadcast(out: &mut String, options: &Options, results: &Results) {
                 );
                 cell(spread(r), ratio, rounds)
             };
-            let client = format!(
-                "{} ({} µs/delivery)",
-                cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
-                cell(spread(mine.iter().map(|s| s.client_us)), micros, 1)
+            let client = client_cell(
+                mine.iter().map(|s| s.client_busy),
+                mine.iter().map(|s| s.client_us),
             );
             let _ = writeln!(
                 out,

@@ -367,16 +367,7 @@ async fn broadcast(
             publisher.write_all(&body).await?;
         }
     }
-    let wait = tokio::time::timeout(DELIVERY_TIMEOUT, async {
-        while let Some(done) = tasks.join_next().await {
-            let got = done.map_err(io::Error::other)??;
-            if got != messages {
-                return Err(invalid(format!("a subscriber got {got} of {messages}")));
-            }
-        }
-        Ok(())
-    })
-    .await;
+    let wait = crate::fanout::all_delivered(&mut tasks, messages, DELIVERY_TIMEOUT).await;
     let (t1, s1, c1) = (Instant::now(), server.cpu_ticks()?, cpu_ticks("self")?);
     wait.map_err(|_| io::Error::other("the last message did not reach every subscriber in 30 s"))??;
     drop(publisher);
@@ -758,10 +749,9 @@ fn render_cast(out: &mut String, options: &Options, results: &Results) {
                 );
                 cell(spread(r), ratio, rounds)
             };
-            let client = format!(
-                "{} ({} µs/delivery)",
-                cell(spread(mine.iter().map(|s| s.client_busy)), percent, 1),
-                cell(spread(mine.iter().map(|s| s.client_us)), micros, 1)
+            let client = crate::report::client_cell(
+                mine.iter().map(|s| s.client_busy),
+                mine.iter().map(|s| s.client_us),
             );
             let _ = writeln!(
                 out,
