@@ -581,28 +581,15 @@ async fn a_client_keeping_its_context_is_echoed_right_with_the_default_window() 
     }
     // 8 × 260 bytes have come: a copy from 2,048 bytes back still reads the window, one from
     // further back is beyond the agreed 11 bits (invalid distance too far back).
-    tcp.write_all(
-        &Frame::text(fixed(&[Piece::Copy {
-            len: 10,
-            dist: 2048,
-        }]))
-        .rsv1(true)
-        .encode(),
-    )
-    .await
-    .unwrap();
+    let copy_back = |dist| {
+        Frame::text(fixed(&[Piece::Copy { len: 10, dist }]))
+            .rsv1(true)
+            .encode()
+    };
+    tcp.write_all(&copy_back(2048)).await.unwrap();
     let (first, _) = read_frame(&mut tcp).await;
     assert_eq!(first, 0x81);
-    tcp.write_all(
-        &Frame::text(fixed(&[Piece::Copy {
-            len: 10,
-            dist: 3000,
-        }]))
-        .rsv1(true)
-        .encode(),
-    )
-    .await
-    .unwrap();
+    tcp.write_all(&copy_back(3000)).await.unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1007);
     drop(tcp);
     server.shutdown().await;

@@ -1014,13 +1014,7 @@ fn render(options: &Options, mode: Mode, results: &Results) -> String {
         }
         Mode::Scale => render_scale(&mut out, options, results),
     }
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-        out.push('\n');
-    }
+    crate::report::failed_runs(&mut out, &results.failures);
     let _ = writeln!(out, "{end}");
     out
 }

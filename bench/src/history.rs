@@ -462,13 +462,7 @@ fn render(options: &Options, results: &Results) -> String {
     }
     render_cost(&mut out, options, results);
     render_recovery(&mut out, options, results);
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-        out.push('\n');
-    }
+    crate::report::failed_runs(&mut out, &results.failures);
     let _ = writeln!(out, "{HISTORY_END}");
     out
 }

@@ -439,13 +439,7 @@ fn render(options: &Options, kinds: &[Kind], results: &Results) -> String {
     );
     render_echo(&mut out, options, kinds, results);
     render_broadcast(&mut out, options, kinds, results);
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-        out.push('\n');
-    }
+    crate::report::failed_runs(&mut out, &results.failures);
     let _ = writeln!(out, "{METRICS_END}");
     out
 }

@@ -296,6 +296,30 @@ pub(crate) fn machine() -> String {
     format!("{cpus} CPUs ({model}), {memory} RAM, Linux {kernel}, {rustc}")
 }
 
+/// The lines of a block that name our echo build and the machine.
+pub(crate) fn ours_and_machine(out: &mut String, options: &Options) {
+    if let Some(built) = &options.ours_built {
+        let _ = writeln!(
+            out,
+            "`ours`: `target/release/examples/echo` as built at {built}, copied at the start \
+             so that one binary serves the whole run.\n"
+        );
+    }
+    let _ = writeln!(out, "Machine: {}.\n", machine());
+}
+
+/// The list of failed runs closing a block, if any failed.
+pub(crate) fn failed_runs(out: &mut String, failures: &[String]) {
+    if failures.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
+    for failure in failures {
+        let _ = writeln!(out, "- {failure}");
+    }
+    out.push('\n');
+}
+
 /// The generated section: how it was made, then the tables.
 pub(crate) fn render(options: &Options, results: &Results) -> String {
     let mut out = String::new();
@@ -307,14 +331,7 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
         results.elapsed,
         "implementations interleaved in a rotated order each round",
     );
-    if let Some(built) = &options.ours_built {
-        let _ = writeln!(
-            out,
-            "`ours`: `target/release/examples/echo` as built at {built}, copied at the start \
-             so that one binary serves the whole run.\n"
-        );
-    }
-    let _ = writeln!(out, "Machine: {}.\n", machine());
+    ours_and_machine(&mut out, options);
     let _ = writeln!(
         out,
         "Cells are `median (min–max)` over the rounds; ratios are taken within a round, then \
@@ -342,13 +359,7 @@ pub(crate) fn render(options: &Options, results: &Results) -> String {
     if !results.deflate_memory.is_empty() {
         render_deflate_memory(&mut out, options, results);
     }
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-        out.push('\n');
-    }
+    failed_runs(&mut out, &results.failures);
     let _ = writeln!(out, "{end}");
     out
 }

@@ -582,14 +582,7 @@ fn render(options: &Options, results: &Results) -> String {
         results.elapsed,
         "connection counts in turn, servers interleaved in a rotated order each round",
     );
-    if let Some(built) = &options.ours_built {
-        let _ = writeln!(
-            out,
-            "`ours`: `target/release/examples/echo` as built at {built}, copied at the start \
-             so that one binary serves the whole run.\n"
-        );
-    }
-    let _ = writeln!(out, "Machine: {}.\n", crate::report::machine());
+    crate::report::ours_and_machine(&mut out, options);
     let _ = writeln!(
         out,
         "Cells are `median (min–max)` over the rounds; ratios are taken within a round (same \
@@ -600,13 +593,7 @@ fn render(options: &Options, results: &Results) -> String {
     );
     render_storm(&mut out, options, results);
     render_cast(&mut out, options, results);
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "**Failed runs** (left out of the tables):\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-        out.push('\n');
-    }
+    crate::report::failed_runs(&mut out, &results.failures);
     let _ = writeln!(out, "{SCALE_END}");
     out
 }

@@ -677,12 +677,6 @@ mod tests {
         assert!(out.capacity() <= 128 << 10);
     }
 
-    /// A client's compressor: raw deflate at level 6 with `bits` (zlib takes 9 at least),
-    /// sync flush, tail stripped.
-    fn client_compress(context: &mut Compress, payload: &[u8]) -> Vec<u8> {
-        compress(context, payload).to_vec()
-    }
-
     /// Text-like messages of 1 byte to 3 KiB, words drawn from a small vocabulary (so later
     /// messages repeat earlier ones' content), some longer than the smaller windows.
     fn messages(count: usize) -> Vec<Vec<u8>> {
@@ -749,7 +743,7 @@ mod tests {
             let mut ours = Inflater::new(&agreed(bits, true));
             let mut live = Decompress::new_with_window_bits(false, bits.max(9));
             for (i, m) in messages.iter().enumerate() {
-                let packed = client_compress(&mut client, m);
+                let packed = compress(&mut client, m);
                 let mut out = Vec::new();
                 if i % 3 == 0 && packed.len() > 2 {
                     // Three frames: the context lives across them, then hibernates.
@@ -789,13 +783,13 @@ mod tests {
         for bits in [9u8, 11, 15] {
             let mut client = new_compress(6, bits);
             let mut ours = Inflater::new(&agreed(bits, true));
-            let packed = client_compress(&mut client, first);
+            let packed = compress(&mut client, first);
             let mut out = Vec::new();
             ours.inflate(&packed, true, &mut out, usize::MAX).unwrap();
             assert_eq!(out, first);
             assert!(ours.context.is_none(), "hibernating between messages");
             assert_eq!(ours.kept(), first.len());
-            let again = client_compress(&mut client, first);
+            let again = compress(&mut client, first);
             assert!(again.len() < 10, "a back-reference: {} bytes", again.len());
             let mut out = Vec::new();
             ours.inflate(&again, true, &mut out, usize::MAX).unwrap();
@@ -811,13 +805,8 @@ mod tests {
         let mut none = Inflater::new(&agreed(15, false));
         let mut client = new_compress(6, 15);
         let mut out = Vec::new();
-        none.inflate(
-            &client_compress(&mut client, first),
-            true,
-            &mut out,
-            usize::MAX,
-        )
-        .unwrap();
+        none.inflate(&compress(&mut client, first), true, &mut out, usize::MAX)
+            .unwrap();
         assert_eq!((out.as_slice(), none.kept()), (&first[..], 0));
     }
 
