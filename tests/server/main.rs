@@ -11,6 +11,7 @@ mod abandoned;
 mod adversarial;
 mod backpressure;
 mod close;
+mod direct;
 mod endpoint;
 mod fragments;
 mod handshake;

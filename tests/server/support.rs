@@ -59,7 +59,10 @@ pub(crate) async fn connect_with(
             .headers_mut()
             .insert(*name, value.parse().expect("valid header"));
     }
-    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+    // Without Nagle's algorithm: a message written as a header and a payload would otherwise
+    // wait for the server's delayed acknowledgement, milliseconds per exchange.
+    let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
+    tokio::time::timeout(WAIT, connecting)
         .await
         .expect("connect timed out")
         .expect("handshake accepted")

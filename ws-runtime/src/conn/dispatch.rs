@@ -39,11 +39,14 @@ pub(super) async fn handle_loop<H: Handler>(
 ) {
     // However it ends, the reader learns that nothing more is taken.
     let _stopped = CloseOnDrop(inbox);
+    // A hook's deliveries are written at once where their receivers' writers are idle only
+    // when nothing else waits to be handled: the next message's deliveries may follow them,
+    // and a burst then reaches each receiver in one write (see `Client::push_direct`).
+    client.set_handles_last(inbox.len() == 0);
     // `client.id` at each use, not a copy held across every `.await` of the task.
-    if guard(Hook::Open, handler.on_open(endpoint, client.id, session))
-        .await
-        .is_err()
-    {
+    let opened = guard(Hook::Open, handler.on_open(endpoint, client.id, session)).await;
+    client.set_handles_last(false);
+    if opened.is_err() {
         client.close_urgently(internal_error());
         return;
     }
@@ -64,6 +67,7 @@ pub(super) async fn handle_loop<H: Handler>(
             }
             first
         };
+        client.set_handles_last(taken.is_empty() && inbox.len() == 0);
         // The conversion runs user code too (`FromMessage`): inside the guard. The call is
         // built in place: bound to a local first, it would be moved once more per message.
         let outcome = guard(Hook::Data, async {
@@ -82,6 +86,7 @@ pub(super) async fn handle_loop<H: Handler>(
             handler.on_data(endpoint, client.id, session, message).await
         })
         .await;
+        client.set_handles_last(false);
         match outcome {
             Ok(None) => {}
             Ok(Some(refused)) => {

@@ -32,11 +32,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tracing::Instrument;
 use warp::hyper::upgrade::{OnUpgrade, Upgraded};
@@ -49,13 +48,14 @@ use self::read::{Input, read_loop};
 use self::throttle::Throttle;
 use self::write::{Pongs, write_frames, write_loop};
 use crate::config::Config;
-use crate::endpoint::{Client, Endpoint, Identity};
+use crate::endpoint::{Client, Direct, Endpoint, Identity};
 use crate::handler::{DataParam, Handler};
 use crate::message::Close;
 use crate::proto::OutFrame;
 use crate::proto::deflate::Negotiated;
 use crate::rt::join::join3;
 use crate::rt::queue::{Queue, Weighted};
+use crate::rt::tcp::{self, TcpWriter};
 use crate::stream::Incoming;
 
 /// Bytes inflated (or, in the writer, compressed) between two yields to other connections:
@@ -108,7 +108,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
             let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
             let _ = tokio::time::timeout(
                 socket.config.close_timeout,
-                write_frames(&mut io, std::slice::from_ref(&frame)),
+                write_frames(&mut io, None, std::slice::from_ref(&frame)),
             )
             .await;
             return;
@@ -120,7 +120,15 @@ pub(crate) async fn run<H: Handler, A: Send>(
     async {
         tracing::debug!("open");
         let close = match halves {
-            Halves::Tcp(reader, writer, buf) => {
+            Halves::Tcp(stream, buf) => {
+                let writer = TcpWriter(stream.clone());
+                // Deliveries may be written from the publisher while the writer is idle: not
+                // when each frame must be compressed by the writer's context.
+                if deflate.is_none() {
+                    let direct = Direct::new(stream.clone(), socket.config.send_frame_size);
+                    client.queue.lend_sink(direct);
+                }
+                let reader = TcpReader(stream);
                 drive(&socket, &client, &mut session, reader, writer, buf, deflate).await
             }
             Halves::Other(reader, writer) => {
@@ -144,9 +152,10 @@ pub(crate) async fn run<H: Handler, A: Send>(
 
 /// The two halves of an upgraded connection.
 enum Halves {
-    /// Plain TCP: owned halves, no lock between reading and writing; and what hyper read past
-    /// the request, the first bytes to decode.
-    Tcp(OwnedReadHalf, OwnedWriteHalf, BytesMut),
+    /// Plain TCP: the socket, shared by the reader, the writer and direct writes (see
+    /// [`Direct`]), no lock between them; and what hyper read past the request, the first
+    /// bytes to decode.
+    Tcp(Arc<TcpStream>, BytesMut),
     /// TLS or another stream hyper upgraded.
     Other(
         ReadHalf<TokioIo<Upgraded>>,
@@ -158,10 +167,10 @@ impl Halves {
     fn of(upgraded: Upgraded) -> Self {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                let (reader, writer) = parts.io.into_inner().into_split();
+                let stream = Arc::new(parts.io.into_inner());
                 // A copy: the bytes may be a slice of hyper's whole read buffer, which then
                 // goes now, not when the connection ends.
-                Halves::Tcp(reader, writer, BytesMut::from(&parts.read_buf[..]))
+                Halves::Tcp(stream, BytesMut::from(&parts.read_buf[..]))
             }
             Err(upgraded) => {
                 let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
@@ -239,32 +248,53 @@ struct Shared<'a> {
 }
 
 /// Closes a queue when dropped.
-struct CloseOnDrop<'a, T: Weighted>(&'a Queue<T>);
+struct CloseOnDrop<'a, T: Weighted, S = ()>(&'a Queue<T, S>);
 
-impl<T: Weighted> Drop for CloseOnDrop<'_, T> {
+impl<T: Weighted, S> Drop for CloseOnDrop<'_, T, S> {
     fn drop(&mut self) {
         self.0.close();
     }
 }
 
 /// A connection's read half.
-trait Source: AsyncRead + Unpin {
+trait Source: Unpin {
     /// Whether [`poll_ready`](Source::poll_ready) waits for input, so that reading can wait
     /// without a buffer.
     const WAITS: bool;
 
     /// Ready once input, the end of the stream or an error can be read.
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+
+    /// Reads into `buf`'s spare capacity, at most `limit` bytes: `Ok(0)` at the end of the
+    /// stream, or for a limit of 0.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> Poll<std::io::Result<usize>>;
 }
 
-/// Plain TCP: the socket's readiness, polled through its read waker slot (the one reads use;
-/// waiting replaces the waker hyper's finished connection task left there, which kept that
-/// task's memory alive). `readable()` would wait with a waiter node in the reader's state.
-impl Source for OwnedReadHalf {
+/// Plain TCP's read side: the socket's readiness, polled through its read waker slot (the
+/// one reads use; waiting replaces the waker hyper's finished connection task left there,
+/// which kept that task's memory alive). `readable()` would wait with a waiter node in the
+/// reader's state.
+struct TcpReader(Arc<TcpStream>);
+
+impl Source for TcpReader {
     const WAITS: bool = true;
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.as_ref().poll_read_ready(cx)
+        self.0.poll_read_ready(cx)
+    }
+
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        tcp::poll_read_buf(&self.0, cx, &mut buf.limit(limit))
     }
 }
 
@@ -274,6 +304,15 @@ impl<T: AsyncRead + AsyncWrite + Send> Source for ReadHalf<T> {
 
     fn poll_ready(&self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(self), cx, &mut buf.limit(limit))
     }
 }
 

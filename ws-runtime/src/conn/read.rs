@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::close::CloseHandshake;
@@ -538,11 +537,7 @@ async fn read_at_most<R: Source>(
     buf: &mut BytesMut,
     limit: usize,
 ) -> std::io::Result<usize> {
-    if limit >= buf.capacity() - buf.len() {
-        return reader.read_buf(buf).await;
-    }
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    (&mut *reader).take(limit).read_buf(buf).await
+    std::future::poll_fn(|cx| reader.poll_read(cx, buf, limit)).await
 }
 
 /// A read buffer's memory, pooled apart from the staging buffers: only buffers of a read

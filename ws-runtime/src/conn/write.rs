@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::task::Poll;
 
@@ -20,8 +19,8 @@ use super::{CloseOnDrop, Shared, WORK_SLICE};
 use crate::config::Config;
 use crate::endpoint::{Client, Outgoing};
 use crate::message::Close;
-use crate::proto::OutFrame;
 use crate::proto::deflate::Deflater;
+use crate::proto::{FrameHead, OutFrame};
 use crate::rt::lend::{Lend, lend};
 
 /// Queued messages the writer takes under one lock of the send queue.
@@ -72,7 +71,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
     // message would cost a timer-wheel insert and removal on the hot path.
     let mut beat = std::pin::pin!(tokio::time::sleep_until(Heartbeat::next(config)));
     let close = loop {
-        let control = tokio::select! {
+        // Control frames to write, or the rest of a partial direct write taken from the queue
+        // (written like them: nothing may come before it).
+        let (popped, control) = tokio::select! {
             biased;
             // One wake for everything but data: an urgent close, the reader's end, pongs owed.
             () = client.urgent_notify.wait() => {
@@ -86,7 +87,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                 if pongs.is_empty() {
                     continue;
                 }
-                pongs
+                (None, pongs)
             }
             () = &mut beat => {
                 // Every tick, busy or not: queues emptied after a burst give their buffers back.
@@ -98,7 +99,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                     // Idle for a heartbeat period: the reader gives back its read buffer.
                     client.idle.notify();
                     client.ping_sent();
-                    vec![OutFrame::ping(Bytes::new())]
+                    (None, vec![OutFrame::ping(Bytes::new())])
                 }
                 Beat::Dead => {
                     tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
@@ -112,7 +113,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                     // future's state.
                     let written = Box::pin(write_message(&mut writer, frame, deflater.as_deref_mut(), shared));
                     match written.await {
-                        Ok(Ok(None)) => continue,
+                        Ok(Ok(None)) => {
+                            // All written: deliveries may be written directly again.
+                            client.queue.settle();
+                            continue;
+                        }
                         Ok(Ok(Some(close))) => break Some(close),
                         Ok(Err(err)) => {
                             tracing::debug!("write failed: {err}");
@@ -126,12 +131,16 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                         }
                     }
                 }
+                Some(Outgoing::Rest(rest)) => (Some(rest), Vec::new()),
                 Some(Outgoing::Close(close)) => break Some(close),
                 None => break None,
             },
         };
+        // Popped, the writer already holds: no direct write meanwhile.
+        let rest = popped.or_else(|| client.hold_writes());
+        let rest_len = rest.as_ref().map_or(0, |rest| rest.len() as u64);
         let sent = Box::pin(async {
-            let frames = std::pin::pin!(write_frames(&mut writer, &control));
+            let frames = std::pin::pin!(write_frames(&mut writer, rest, &control));
             write_or_give_up(frames, client, config).await
         })
         .await;
@@ -140,8 +149,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
             handshake.abort(None);
             return;
         }
-        let bytes = control.iter().map(|frame| frame.len() as u64).sum();
-        account(client, control.len() as u64, bytes);
+        client.queue.settle();
+        let bytes = control.iter().map(|frame| frame.len() as u64).sum::<u64>();
+        client.wrote(0, control.len() as u64, rest_len + bytes);
     };
     if let Some(close) = close {
         Box::pin(send_close(&mut writer, close, shared)).await;
@@ -168,26 +178,21 @@ async fn send_close<W: AsyncWrite + Unpin>(writer: &mut W, close: Close, shared:
     let Shared { client, config, .. } = *shared;
     let close = CloseHandshake::sendable(close);
     let frame = OutFrame::close(&close);
+    // Nothing is written directly after it: the writer holds until its end, when the queue
+    // closes.
+    let rest = client.hold_writes();
+    let rest_len = rest.as_ref().map_or(0, |rest| rest.len() as u64);
     let written = tokio::time::timeout(
         config.close_timeout,
-        write_frames(writer, std::slice::from_ref(&frame)),
+        write_frames(writer, rest, std::slice::from_ref(&frame)),
     )
     .await;
     match written {
-        Ok(Ok(())) => account(client, 1, frame.len() as u64),
+        Ok(Ok(())) => client.wrote(0, 1, rest_len + frame.len() as u64),
         Ok(Err(err)) => tracing::debug!("sending close failed: {err}"),
         Err(_) => tracing::debug!("close frame not written within the close timeout"),
     }
     shared.close.sent(close);
-}
-
-/// Counts written frames and bytes.
-fn account(client: &Client, frames: u64, bytes: u64) {
-    let stats = &client.stats;
-    stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
-    stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
-    client.meter.wrote(0, bytes);
-    client.touch_sent();
 }
 
 /// Gathers a data message over the send frame size as a fragmented message, written as
@@ -233,12 +238,17 @@ struct Written {
     bytes: u64,
 }
 
-/// Writes these frames and flushes.
+/// Writes these frames, after the rest of a partial direct write if there is one, and
+/// flushes.
 pub(super) async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
+    rest: Option<Bytes>,
     frames: &[OutFrame],
 ) -> std::io::Result<()> {
     let mut gather = Gather::default();
+    if let Some(rest) = rest {
+        gather.push_part(FrameHead::default(), rest);
+    }
     for frame in frames {
         gather.push(frame.clone());
     }
@@ -286,6 +296,14 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         };
         let frame = match next {
             Outgoing::Message(frame) => frame,
+            // Queued only while the writer is idle, and so taken first, by `write_loop`: not
+            // seen here, but written in order if it were. Counted as a frame and a message
+            // when its start was written.
+            Outgoing::Rest(rest) => {
+                bytes += rest.len() as u64;
+                gather.push_part(FrameHead::default(), rest);
+                continue;
+            }
             Outgoing::Close(c) => {
                 close = Some(c);
                 break;
@@ -334,12 +352,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     Lend::give_back(&mut taken);
     gather.write(writer).await?;
     writer.flush().await?;
-    account(client, frames, bytes);
-    client
-        .stats
-        .messages_sent
-        .fetch_add(messages, Ordering::Relaxed);
-    client.meter.wrote(messages, 0);
+    client.wrote(messages, frames, bytes);
     if yield_after && close.is_none() {
         tokio::task::yield_now().await;
     }

@@ -1,10 +1,14 @@
 //! One open client as its connection and every `Endpoint` clone share it: its id, counters,
-//! bounded send queue, and the close it was asked for.
+//! bounded send queue, and the close it was asked for; and the write of a delivery from the
+//! publisher, when the connection's writer is idle.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
 
 use super::{ClientInfo, SendError};
 use crate::cluster::{ClientId, User};
@@ -12,14 +16,25 @@ use crate::config::SlowConsumer;
 use crate::message::Close;
 use crate::metrics::{Meter, Traffic};
 use crate::proto::OutFrame;
+use crate::rt::lend::Lend;
 use crate::rt::queue::{PushError, Queue, Weighted};
 use crate::rt::signal::Signal;
+
+/// Payloads up to this size are written by the publisher when the receiver's writer is idle
+/// ([`Client::push_direct`]). Up to this size, a delivery costs the path to the receiver's
+/// writer (a wake, a poll of its task, a lock of its queue) more than its write; past it,
+/// the copy into the socket dominates, and it is better done on the receiver's worker thread
+/// than one after another on the publisher's.
+pub(super) const DIRECT_MAX: usize = 2048;
 
 /// What the connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A frame; its payload's size counts against the queue's byte limit.
     Message(OutFrame),
+    /// The rest of a frame the publisher wrote in part ([`Client::push_direct`]): written
+    /// as it is, before anything else.
+    Rest(Bytes),
     Close(Close),
 }
 
@@ -27,7 +42,30 @@ impl Weighted for Outgoing {
     fn weight(&self) -> usize {
         match self {
             Outgoing::Message(frame) => frame.payload.len(),
+            Outgoing::Rest(rest) => rest.len(),
             Outgoing::Close(_) => 0,
+        }
+    }
+}
+
+/// A plain TCP connection's socket, which its writer lends the send queue while the
+/// connection is open without compression: a delivery is written through it by the
+/// publisher while the writer is idle ([`Client::push_direct`]).
+#[derive(Debug)]
+pub(crate) struct Direct {
+    socket: Arc<TcpStream>,
+    /// The largest payload written this way: [`DIRECT_MAX`], or less when the socket's send
+    /// frame size is smaller (the writer fragments larger payloads).
+    max: usize,
+}
+
+impl Direct {
+    /// The socket, for payloads that the writer sends as one frame of at most
+    /// `send_frame_size` bytes.
+    pub(crate) fn new(socket: Arc<TcpStream>, send_frame_size: usize) -> Self {
+        Direct {
+            socket,
+            max: DIRECT_MAX.min(send_frame_size),
         }
     }
 }
@@ -87,8 +125,14 @@ pub(crate) struct Client {
     /// Tells the reader the connection has been idle for a heartbeat period: it gives back
     /// its read buffer.
     pub(crate) idle: Signal,
-    /// What the writer will send.
-    pub(crate) queue: Queue<Outgoing>,
+    /// What the writer will send, and, lent by the writer, the socket a delivery may be
+    /// written through from the publisher.
+    pub(crate) queue: Queue<Outgoing, Direct>,
+    /// Set while a hook of this client handles the last message its connection has read so
+    /// far (or runs `on_open`): its deliveries to clients are written at once where their
+    /// writers are idle ([`Client::push_direct`]). Earlier in a pass they are queued, so that
+    /// a burst reaches each receiver in one write.
+    handles_last: AtomicBool,
     /// When the heartbeat's last ping was sent and its pong not yet read: nanoseconds since
     /// `started`, plus one; zero when none is outstanding.
     ping_sent: AtomicU64,
@@ -103,7 +147,7 @@ impl Client {
         remote_addr: SocketAddr,
         identity: Option<Box<Identity>>,
         policy: SlowConsumer,
-        queue: Queue<Outgoing>,
+        queue: Queue<Outgoing, Direct>,
         meter: Arc<Meter>,
     ) -> Self {
         Client {
@@ -122,6 +166,7 @@ impl Client {
             close_wanted: Signal::default(),
             idle: Signal::default(),
             queue,
+            handles_last: AtomicBool::new(false),
             ping_sent: AtomicU64::new(0),
             meter,
         }
@@ -198,8 +243,25 @@ impl Client {
         self.stamp(&self.stats.last_read);
     }
 
-    pub(crate) fn touch_sent(&self) {
-        self.stamp(&self.stats.last_sent);
+    /// Counts what was written: messages, frames and bytes (a frame or message is counted
+    /// once, when its first byte is written).
+    pub(crate) fn wrote(&self, messages: u64, frames: u64, bytes: u64) {
+        let stats = &self.stats;
+        stats.messages_sent.fetch_add(messages, Ordering::Relaxed);
+        stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        self.meter.wrote(messages, bytes);
+        self.stamp(&stats.last_sent);
+    }
+
+    /// Marks whether this client's hook now handles the last message read so far (see the
+    /// field's comment).
+    pub(crate) fn set_handles_last(&self, last: bool) {
+        self.handles_last.store(last, Ordering::Relaxed);
+    }
+
+    pub(super) fn handles_last(&self) -> bool {
+        self.handles_last.load(Ordering::Relaxed)
     }
 
     /// An opaque stamp of the last input; changes whenever bytes are read.
@@ -276,6 +338,43 @@ impl Client {
         }
     }
 
+    /// Writes a small frame from here, in one write, when the writer is idle (nothing queued,
+    /// nothing in hand: see [`Queue::with_idle`]); queues it otherwise, as
+    /// [`push`](Client::push). The rest of a partial write is queued for the writer, which
+    /// writes it before anything else; a write the socket refuses (full, or failed) queues
+    /// the whole frame.
+    pub(super) fn push_direct(&self, frame: OutFrame) -> Result<(), SendError> {
+        if self.is_closing() {
+            return Err(SendError::Closing(self.id));
+        }
+        if frame.payload.len() > DIRECT_MAX {
+            return self.push(frame);
+        }
+        let written = self.queue.with_idle(|direct| {
+            if frame.payload.len() > direct.max {
+                return (0, None);
+            }
+            write_now(&direct.socket, &frame)
+        });
+        match written {
+            Some(written) if written > 0 => {
+                self.wrote(1, 1, written as u64);
+                Ok(())
+            }
+            _ => self.push(frame),
+        }
+    }
+
+    /// The writer is about to write frames of its own (control frames, our close): no
+    /// direct write until it [settles](Queue::settle). Gives the rest of a partial direct
+    /// write, which must go out before them.
+    pub(crate) fn hold_writes(&self) -> Option<Bytes> {
+        match self.queue.hold(|next| matches!(next, Outgoing::Rest(_))) {
+            Some(Outgoing::Rest(rest)) => Some(rest),
+            _ => None,
+        }
+    }
+
     /// Queues a message of a room that keeps history: a full queue closes the client with
     /// 1008 whatever the policy, since a recorded message dropped for it would be a hole it
     /// could not see (closed, it comes back and recovers).
@@ -314,4 +413,22 @@ impl Client {
             self.close_urgently(close);
         }
     }
+}
+
+/// Writes a frame in one write, without waiting: the bytes written (0 for none: the socket is
+/// full or failed, the writer meets the failure itself), and the rest to queue after a
+/// partial write.
+fn write_now(socket: &TcpStream, frame: &OutFrame) -> (usize, Option<Outgoing>) {
+    // One plain write of a copy: for a small frame, `writev`'s setup of two buffers costs the
+    // kernel more than the copy.
+    let mut copy: Vec<u8> = Lend::take();
+    copy.extend_from_slice(frame.frame_head().bytes());
+    copy.extend_from_slice(&frame.payload);
+    let written = match socket.try_write(&copy) {
+        Ok(n) if n == copy.len() => (n, None),
+        Ok(0) | Err(_) => (0, None),
+        Ok(n) => (n, Some(Outgoing::Rest(Bytes::copy_from_slice(&copy[n..])))),
+    };
+    Lend::give_back(&mut copy);
+    written
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub(crate) use client::{Client, Identity, Outgoing};
+pub(crate) use client::{Client, Direct, Identity, Outgoing};
 pub use histories::{HistoryStats, JoinError, PublishError};
 pub use recover::JoinSince;
 use registry::{CURRENT, Registry};
@@ -475,11 +475,28 @@ impl Endpoint {
             return outcome(id, self.push_one(id, frame));
         }
         let started = std::time::Instant::now();
+        let direct = self.writes_at_once();
         self.resolve(to, |id, client| match client {
+            Some(client) if direct => outcome(id, client.push_direct(frame.clone())),
             Some(client) => outcome(id, client.push(frame.clone())),
             None => outcome(id, Err(SendError::UnknownClient(id))),
         });
         self.registry.meter.fanout(started.elapsed());
+    }
+
+    /// Whether this thread is polling a hook of one of this endpoint's clients that handles
+    /// its connection's last message read so far: its deliveries are then written at once
+    /// where the receiver's writer is idle ([`Client::push_direct`]), instead of waking it.
+    /// Another task polled on this thread while the hook waits is not the hook: the flag is
+    /// read from the client the thread is polling hooks of ([`Endpoint::as_current`]).
+    fn writes_at_once(&self) -> bool {
+        CURRENT
+            .try_with(|current| {
+                current.borrow().as_ref().is_some_and(|current| {
+                    current.client.handles_last() && Arc::ptr_eq(&current.registry, &self.registry)
+                })
+            })
+            .unwrap_or(false)
     }
 
     /// [`push`](Endpoint::push) to one client, with its outcome.
@@ -501,8 +518,12 @@ impl Endpoint {
         let Some(frame) = frame else {
             return Err(SendError::UnknownClient(id));
         };
+        let direct = self.writes_at_once();
         let clients = self.registry.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
+        if direct {
+            return client.push_direct(frame);
+        }
         client.push(frame)
     }
 
@@ -802,6 +823,8 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use client::DIRECT_MAX;
 
     /// Each socket decides from its own deflate threshold whether a frame carries the cell
     /// that shares compressed bytes: a socket with deflate does not change another's frames.
@@ -847,5 +870,172 @@ mod tests {
         assert!(endpoint.register(addr, None).is_none());
         endpoint.unregister(a.id, 1000);
         assert_eq!(endpoint.len(), 1);
+    }
+
+    /// Runs `deliver` as a hook of `client` would, handling its connection's last message
+    /// read so far (`last`) or not.
+    async fn from_hook(
+        endpoint: &Endpoint,
+        client: &Arc<Client>,
+        last: bool,
+        deliver: impl FnOnce(),
+    ) {
+        client.set_handles_last(last);
+        let hook = std::pin::pin!(async { deliver() });
+        endpoint.as_current(client.clone(), hook).await;
+        client.set_handles_last(false);
+    }
+
+    /// A connected pair of plain TCP sockets: the server's end, writable, and the peer's.
+    async fn tcp_pair() -> (Arc<tokio::net::TcpStream>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (peer, accepted) = tokio::join!(peer, listener.accept());
+        let server = accepted.unwrap().0;
+        server.writable().await.unwrap();
+        (Arc::new(server), peer.unwrap())
+    }
+
+    /// From a hook handling its connection's last message, a small delivery to a client
+    /// whose writer is idle is written to its socket at once (no writer runs in this test),
+    /// and counted; from outside a hook, earlier in a pass, when something is queued, when
+    /// the writer holds, or past the size for it, it is queued.
+    #[tokio::test]
+    async fn deliveries_from_a_hooks_last_message_are_written_at_once() {
+        use tokio::io::AsyncReadExt;
+        let endpoint = Endpoint::new(&Config::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let publisher = endpoint.register(addr, None).unwrap();
+        let receiver = endpoint.register(addr, None).unwrap();
+        let (server, mut peer) = tcp_pair().await;
+        receiver
+            .queue
+            .lend_sink(Direct::new(server.clone(), usize::MAX));
+        let queued = |client: &Client| {
+            let next = client.queue.try_pop();
+            client.queue.settle();
+            match next {
+                Some(Outgoing::Message(frame)) => frame.payload,
+                other => panic!("a message queued, not {other:?}"),
+            }
+        };
+
+        endpoint.broadcast("a");
+        assert_eq!(queued(&receiver), "a", "from outside a hook");
+        assert_eq!(queued(&publisher), "a");
+        from_hook(&endpoint, &publisher, false, || {
+            endpoint.send(receiver.id, "b").unwrap();
+        })
+        .await;
+        assert_eq!(queued(&receiver), "b", "earlier in a pass");
+
+        from_hook(&endpoint, &publisher, true, || {
+            endpoint.send(receiver.id, "c").unwrap();
+            assert_eq!(endpoint.broadcast("d").queued, 2);
+        })
+        .await;
+        assert_eq!(receiver.queue.len(), 0, "written, not queued");
+        let mut wire = [0; 6];
+        peer.read_exact(&mut wire).await.unwrap();
+        assert_eq!(&wire, b"\x81\x01c\x81\x01d");
+        let info = receiver.info();
+        assert_eq!(
+            (info.messages_sent, info.frames_sent, info.bytes_sent),
+            (2, 2, 6)
+        );
+        assert_eq!(queued(&publisher), "d", "no socket lent: queued");
+
+        let large = Bytes::from(vec![1; DIRECT_MAX + 1]);
+        from_hook(&endpoint, &publisher, true, || {
+            endpoint.send(receiver.id, "e").unwrap();
+            receiver.queue.hold(|_| false);
+            endpoint.send(receiver.id, "f").unwrap();
+            receiver.queue.settle();
+            endpoint
+                .send(receiver.id, Message::Binary(large.clone()))
+                .unwrap();
+        })
+        .await;
+        assert_eq!(queued(&receiver), "f", "while the writer holds");
+        assert_eq!(queued(&receiver), large, "past the size for it");
+        peer.read_exact(&mut wire[..3]).await.unwrap();
+        assert_eq!(&wire[..3], b"\x81\x01e");
+
+        from_hook(&endpoint, &publisher, true, || {
+            endpoint.send(receiver.id, "g").unwrap();
+            endpoint.send(receiver.id, "h").unwrap();
+        })
+        .await;
+        let _ = receiver
+            .queue
+            .try_push(Outgoing::Message(endpoint.frame(Message::text("i"))));
+        from_hook(&endpoint, &publisher, true, || {
+            endpoint.send(receiver.id, "j").unwrap();
+        })
+        .await;
+        assert_eq!(queued(&receiver), "i");
+        assert_eq!(queued(&receiver), "j", "behind what is queued");
+        peer.read_exact(&mut wire).await.unwrap();
+        assert_eq!(&wire, b"\x81\x01g\x81\x01h");
+        endpoint.unregister(receiver.id, 1000);
+        receiver.queue.close();
+        assert_eq!(
+            Arc::strong_count(&server),
+            1,
+            "the socket went with the queue's close"
+        );
+    }
+
+    /// A receiver that reads nothing fills its socket: the direct write that finds too
+    /// little room writes what fits and queues the rest, which the writer's hold gives first;
+    /// the peer then reads every frame whole and in order.
+    #[tokio::test]
+    async fn a_partial_direct_write_queues_its_rest_first() {
+        use tokio::io::AsyncReadExt;
+        let endpoint = Endpoint::new(&Config::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let publisher = endpoint.register(addr, None).unwrap();
+        let receiver = endpoint.register(addr, None).unwrap();
+        let (server, mut peer) = tcp_pair().await;
+        receiver
+            .queue
+            .lend_sink(Direct::new(server.clone(), usize::MAX));
+        let fill = |n: usize| u8::try_from(n % 251).unwrap();
+        let frame = |n: usize| Message::Binary(Bytes::from(vec![fill(n); DIRECT_MAX]));
+        let mut sent = 0;
+        while receiver.queue.len() == 0 && sent < 100_000 {
+            from_hook(&endpoint, &publisher, true, || {
+                endpoint.send(receiver.id, frame(sent)).unwrap();
+            })
+            .await;
+            sent += 1;
+        }
+        let rest = receiver.hold_writes().expect("the rest of a partial write");
+        assert_eq!(receiver.queue.len(), 0);
+        assert!(!rest.is_empty() && rest.len() < DIRECT_MAX + 4);
+        // The writer writes the rest before anything else.
+        let reading = async {
+            let mut wire = vec![0; sent * (DIRECT_MAX + 4)];
+            peer.read_exact(&mut wire).await.unwrap();
+            wire
+        };
+        let writing = async {
+            let mut writer = crate::rt::tcp::TcpWriter(server.clone());
+            tokio::io::AsyncWriteExt::write_all(&mut writer, &rest)
+                .await
+                .unwrap();
+        };
+        let (wire, ()) = tokio::join!(reading, writing);
+        for (n, frame) in wire.chunks(DIRECT_MAX + 4).enumerate() {
+            assert_eq!(frame[..4], [0x82, 126, 0x08, 0x00], "frame {n}'s header");
+            assert!(
+                frame[4..].iter().all(|&b| b == fill(n)),
+                "frame {n}'s payload"
+            );
+        }
+        assert_eq!(
+            receiver.info().bytes_sent,
+            (sent * (DIRECT_MAX + 4) - rest.len()) as u64
+        );
     }
 }

@@ -125,8 +125,8 @@ impl OutFrame {
     }
 }
 
-/// The header of one server frame.
-#[derive(Clone, Copy, Debug)]
+/// The header of one server frame; the default is none (bytes that continue a frame).
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FrameHead {
     head: [u8; 10],
     header_len: u8,

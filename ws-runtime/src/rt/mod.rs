@@ -7,8 +7,10 @@
 //! | `signal.rs` | [`Signal`](signal::Signal): a lock-free wake-up for one waiter |
 //! | `queue.rs` | [`Queue`](queue::Queue): bounded by items and bytes, one consumer, memory given back when idle |
 //! | `lend.rs` | [`Lend`](lend::Lend): scratch buffers pooled per worker thread |
+//! | `tcp.rs` | [`TcpWriter`](tcp::TcpWriter) and reads and writes without waiting: a plain TCP socket shared by reference |
 
 pub(crate) mod join;
 pub(crate) mod lend;
 pub(crate) mod queue;
 pub(crate) mod signal;
+pub(crate) mod tcp;

@@ -3,6 +3,13 @@
 //! bytes they hold), both checked under the one lock. Unlike tokio's mpsc channel, which allocates a
 //! block of 32 slots when created, it allocates nothing until used and gives its memory back
 //! once emptied after a burst: an idle connection's two queues cost a few dozen bytes.
+//!
+//! The consumer may also lend the queue a sink (`S`: for a connection's send queue, its
+//! socket) through which a producer delivers an item itself, under the lock, while the
+//! consumer is idle: nothing queued, nothing taken and not yet finished with
+//! ([`Queue::with_idle`]). The consumer marks what it takes as in hand until it
+//! [`settle`](Queue::settle)s, and [`hold`](Queue::hold)s the sink's use around work of its
+//! own; the sink goes when the queue closes.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -32,8 +39,8 @@ pub(crate) enum PushError<T> {
 }
 
 #[derive(Debug)]
-pub(crate) struct Queue<T> {
-    state: Mutex<State<T>>,
+pub(crate) struct Queue<T, S = ()> {
+    state: Mutex<State<T, S>>,
     capacity: usize,
     max_weight: usize,
     /// Slots an emptied queue keeps.
@@ -67,12 +74,17 @@ impl Drop for Waiting<'_> {
 }
 
 #[derive(Debug)]
-struct State<T> {
+struct State<T, S> {
     items: VecDeque<T>,
     weight: usize,
+    /// The consumer has taken items and not finished with them, or is doing work of its own
+    /// that a producer's use of the sink must not come between.
+    busy: bool,
+    /// What the consumer lends producers while it is idle, until the queue closes.
+    sink: Option<S>,
 }
 
-impl<T: Weighted> Queue<T> {
+impl<T: Weighted, S> Queue<T, S> {
     /// A queue of at most `capacity` items weighing at most `max_weight` together; an item
     /// heavier than that gets in when the queue is empty.
     pub(crate) fn new(capacity: usize, max_weight: usize) -> Self {
@@ -80,6 +92,8 @@ impl<T: Weighted> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 weight: 0,
+                busy: false,
+                sink: None,
             }),
             capacity: capacity.max(1),
             max_weight,
@@ -100,7 +114,7 @@ impl<T: Weighted> Queue<T> {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> MutexGuard<'_, State<T, S>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -181,6 +195,7 @@ impl<T: Weighted> Queue<T> {
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut state = self.lock();
         let item = state.items.pop_front()?;
+        state.busy = true;
         self.len.store(state.items.len(), Ordering::Release);
         state.weight -= item.weight();
         if state.items.is_empty() && state.items.capacity() > self.keep {
@@ -231,6 +246,7 @@ impl<T: Weighted> Queue<T> {
             out.extend(state.items.drain(..count));
         }
         state.weight -= taken;
+        state.busy |= count > 0;
         self.len.store(state.items.len(), Ordering::Release);
         if state.items.is_empty() && state.items.capacity() > self.keep {
             state.items = VecDeque::new();
@@ -267,13 +283,69 @@ impl<T: Weighted> Queue<T> {
         poll_fn(|cx| self.poll_pop(cx)).await
     }
 
-    /// Refuses further items; the consumer still gets what is queued, then `None`.
+    /// Refuses further items; the consumer still gets what is queued, then `None`. The sink
+    /// goes now (dropped outside the lock).
     pub(crate) fn close(&self) {
-        let state = self.lock();
+        let mut state = self.lock();
         self.closed.store(true, Ordering::Release);
+        let sink = state.sink.take();
         drop(state);
+        drop(sink);
         self.consumer.wake();
         self.room.notify_waiters();
+    }
+
+    /// Lends producers a sink for [`with_idle`](Queue::with_idle), until the queue closes
+    /// (not at all if it is closed).
+    pub(crate) fn lend_sink(&self, sink: S) {
+        let mut state = self.lock();
+        if !self.closed.load(Ordering::Acquire) {
+            state.sink = Some(sink);
+        }
+    }
+
+    /// The consumer has finished with everything it took, and with its own work: producers
+    /// may use the sink again while nothing is queued.
+    pub(crate) fn settle(&self) {
+        self.lock().busy = false;
+    }
+
+    /// The consumer is about to do work of its own (for a send queue, write a control
+    /// frame): no producer uses the sink until it [`settle`](Queue::settle)s. An item at the
+    /// front that `first` picks comes back, to be handled before that work: for a send queue,
+    /// the rest of a frame a producer wrote in part, which nothing may come before.
+    pub(crate) fn hold(&self, first: impl FnOnce(&T) -> bool) -> Option<T> {
+        let mut state = self.lock();
+        state.busy = true;
+        if !state.items.front().is_some_and(first) {
+            return None;
+        }
+        let item = state.items.pop_front()?;
+        state.weight -= item.weight();
+        self.len.store(state.items.len(), Ordering::Release);
+        Some(item)
+    }
+
+    /// Runs `deliver` with the sink, under the lock, when the consumer is idle: a sink lent,
+    /// nothing queued, nothing in the consumer's hands, and the queue open. What `deliver`
+    /// gives back besides its result is queued for the consumer, whatever the bounds (the
+    /// queue was empty): for a send queue, the rest of a partial write. `None`, and nothing
+    /// run, when the consumer is not idle.
+    pub(crate) fn with_idle<R>(&self, deliver: impl FnOnce(&S) -> (R, Option<T>)) -> Option<R> {
+        let mut state = self.lock();
+        if state.busy || !state.items.is_empty() || self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let (result, rest) = deliver(state.sink.as_ref()?);
+        let Some(rest) = rest else {
+            return Some(result);
+        };
+        state.weight += rest.weight();
+        state.items.push_back(rest);
+        self.len.store(state.items.len(), Ordering::Release);
+        drop(state);
+        self.consumer.wake();
+        Some(result)
     }
 
     /// Gives back the buffer of an empty queue (a connection gone idle).
@@ -315,7 +387,7 @@ mod tests {
     #[test]
     fn a_cancelled_push_stops_counting_as_waiting() {
         use futures_util::FutureExt;
-        let queue = Queue::new(1, usize::MAX);
+        let queue = Queue::<u32>::new(1, usize::MAX);
         assert!(queue.try_push(1).is_ok());
         assert!(queue.push(2).now_or_never().is_none(), "the queue is full");
         assert_eq!(queue.waiting.load(Ordering::SeqCst), 0);
@@ -325,7 +397,7 @@ mod tests {
 
     #[test]
     fn bounded_by_weight_too() {
-        let queue = Queue::new(10, 5);
+        let queue = Queue::<u32>::new(10, 5);
         assert!(queue.try_push(4).is_ok());
         assert!(matches!(queue.try_push(2), Err(PushError::Full(2))));
         assert!(queue.try_push(1).is_ok());
@@ -341,7 +413,7 @@ mod tests {
     #[test]
     fn emptied_queues_keep_their_slots_until_released() {
         for (keep, kept) in [(KEEP, false), (1024, true)] {
-            let queue = Queue::new(1024, usize::MAX).keeping(keep);
+            let queue = Queue::<u32>::new(1024, usize::MAX).keeping(keep);
             let mut items: Vec<u32> = (0..500).collect();
             assert!(queue.try_push_many(&mut items).is_ok());
             let mut out = VecDeque::new();
@@ -352,7 +424,7 @@ mod tests {
             assert_eq!(queue.slots(), 0);
         }
         // Not while it holds items.
-        let queue = Queue::new(10, 100).keeping(1024);
+        let queue = Queue::<u32>::new(10, 100).keeping(1024);
         assert!(queue.try_push(1).is_ok());
         queue.release();
         assert!(queue.slots() > 0);
@@ -360,7 +432,7 @@ mod tests {
 
     #[test]
     fn push_many_queues_what_fits_in_order() {
-        let queue = Queue::new(4, 10);
+        let queue = Queue::<u32>::new(4, 10);
         let mut items = vec![2, 3, 4, 5, 6];
         assert!(queue.try_push_many(&mut items).is_ok());
         // 2 + 3 + 4 = 9; 5 more would pass 10.
@@ -380,7 +452,7 @@ mod tests {
 
     #[test]
     fn pop_many_takes_in_order_within_both_limits() {
-        let queue = Queue::new(10, 100);
+        let queue = Queue::<u32>::new(10, 100);
         for item in [3, 4, 5, 60, 1] {
             assert!(queue.try_push(item).is_ok());
         }
@@ -407,7 +479,7 @@ mod tests {
     /// around and `out` already holds items.
     #[test]
     fn pop_many_takes_all_that_fits_in_order() {
-        let queue = Queue::new(8, 10_000);
+        let queue = Queue::<u32>::new(8, 10_000);
         let mut out = VecDeque::new();
         for round in 0..5u32 {
             for item in 0..6 {
@@ -425,9 +497,62 @@ mod tests {
         assert_eq!(out, expected);
     }
 
+    /// A producer uses the sink only while the consumer is idle: a sink lent, nothing
+    /// queued, nothing taken and unsettled, no hold, the queue open. What it gives back is
+    /// queued and wakes the consumer; a hold takes it back first. The sink goes with the
+    /// close.
+    #[tokio::test]
+    async fn the_sink_is_used_only_while_the_consumer_is_idle() {
+        use futures_util::FutureExt;
+        use std::sync::Arc;
+        let sink = Arc::new(());
+        let queue: Queue<u32, Arc<()>> = Queue::new(4, 100);
+        let deliver = |rest: Option<u32>| move |_: &Arc<()>| ((), rest);
+        assert!(queue.with_idle(deliver(None)).is_none(), "no sink lent yet");
+        queue.lend_sink(sink.clone());
+        assert!(queue.with_idle(deliver(None)).is_some());
+
+        // Queued items come first.
+        assert!(queue.try_push(1).is_ok());
+        assert!(queue.with_idle(deliver(None)).is_none());
+        // Taken, they are in the consumer's hands until it settles.
+        assert_eq!(queue.try_pop(), Some(1));
+        assert!(queue.with_idle(deliver(None)).is_none());
+        queue.settle();
+        assert!(queue.with_idle(deliver(None)).is_some());
+        assert!(queue.try_push(2).is_ok());
+        let mut out = VecDeque::new();
+        queue.try_pop_many(&mut out, 8, 100, true);
+        assert!(queue.with_idle(deliver(None)).is_none());
+        queue.settle();
+
+        // What comes back is queued, and wakes a waiting consumer.
+        let mut popping = Box::pin(queue.pop());
+        assert!((&mut popping).now_or_never().is_none());
+        assert!(queue.with_idle(deliver(Some(7))).is_some());
+        assert_eq!(popping.await, Some(7));
+        queue.settle();
+        // A hold takes such an item back from the front, and stops producers.
+        assert!(queue.with_idle(deliver(Some(8))).is_some());
+        assert_eq!(queue.hold(|item| *item == 8), Some(8));
+        assert_eq!(queue.len(), 0);
+        assert!(queue.with_idle(deliver(None)).is_none(), "held");
+        assert!(queue.try_push(9).is_ok());
+        assert_eq!(queue.hold(|item| *item == 8), None, "not what it picks");
+        assert_eq!(queue.try_pop(), Some(9));
+        queue.settle();
+        assert!(queue.with_idle(deliver(None)).is_some());
+
+        queue.close();
+        assert!(queue.with_idle(deliver(None)).is_none());
+        assert_eq!(Arc::strong_count(&sink), 1, "the sink went with the close");
+        queue.lend_sink(sink.clone());
+        assert_eq!(Arc::strong_count(&sink), 1, "not lent to a closed queue");
+    }
+
     #[tokio::test]
     async fn bounded_ordered_and_closable() {
-        let queue = Queue::new(2, 100);
+        let queue = Queue::<u32>::new(2, 100);
         assert!(queue.try_push(1).is_ok());
         assert!(queue.try_push(2).is_ok());
         assert!(matches!(queue.try_push(3), Err(PushError::Full(3))));
