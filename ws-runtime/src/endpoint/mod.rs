@@ -389,6 +389,11 @@ impl Endpoint {
     /// [`SlowConsumer`](crate::SlowConsumer) policy (under
     /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait), the message is dropped for that client;
     /// [`deliver_wait`](Endpoint::deliver_wait) waits instead).
+    ///
+    /// From a hook handling the last message its connection has read, a message of up to
+    /// 2 KiB is written to each receiver's socket at once where that connection has nothing
+    /// queued and is not writing (plain TCP without compression), instead of waking its task:
+    /// the order of everything a client receives is the same either way.
     pub fn deliver(&self, to: impl Into<Recipients>, message: impl Into<Message>) -> Delivery {
         let to = to.into();
         let message = message.into();
