@@ -67,7 +67,11 @@ pub(super) async fn handle_loop<H: Handler>(
             }
             first
         };
-        client.set_handles_last(taken.is_empty() && inbox.len() == 0);
+        // Stored only for the last message: a burst's others cost no store.
+        let last = taken.is_empty() && inbox.len() == 0;
+        if last {
+            client.set_handles_last(true);
+        }
         // The conversion runs user code too (`FromMessage`): inside the guard. The call is
         // built in place: bound to a local first, it would be moved once more per message.
         let outcome = guard(Hook::Data, async {
@@ -86,7 +90,9 @@ pub(super) async fn handle_loop<H: Handler>(
             handler.on_data(endpoint, client.id, session, message).await
         })
         .await;
-        client.set_handles_last(false);
+        if last {
+            client.set_handles_last(false);
+        }
         match outcome {
             Ok(None) => {}
             Ok(Some(refused)) => {

@@ -11,7 +11,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | `inbox` | queue of `Incoming` | reader | handler loop | messages and streams to handle, in order, and the close of a protocol failure after them (the handler queues it behind its replies); closed by the reader at its end, and by the handler loop when it stops taking |
 //! | `client.queue` | queue of `Outgoing` | endpoint (hooks, other tasks), `Client::close` | writer | frames to send, and a close to send after them; closed by the writer at its end |
-//! | `client.queue`'s sink | the plain TCP socket (`Direct`), lent by `run` without permessage-deflate | — | a hook's deliveries (`Client::push_direct`) while the writer is idle: nothing queued, nothing taken and unsettled, no hold | a small frame written by the publisher, the rest of a partial write queued first (`Outgoing::Rest`); the writer holds around its control frames and its close; gone with the queue's close |
+//! | `client.queue`'s sink | the plain TCP socket (`Direct`), lent by `run` without permessage-deflate | — | a hook's deliveries (`Client::push_direct`) while the writer is idle: nothing queued, nothing taken and unsettled, no hold | a small frame written by the publisher, the rest of a partial write queued first (`OutFrame::rest`); the writer holds around its control frames and its close; gone with the queue's close |
 //! | `client.handles_last` | flag | handler loop, around `on_open` and `on_data` | endpoint, through the thread's current client | the hook handles the last message read so far: its deliveries may be written directly |
 //! | `client.urgent` + `urgent_notify` | slot + signal | `Client::close_urgently` (peer's close, hook failure, slow consumer, a protocol failure whose replies take longer than the close timeout), `CloseHandshake::reader_done`, owed pongs | writer | a close to send ahead of the queue; the reader's end; pongs to send |
 //! | `client.close_wanted` | signal | `Client::close_urgently` | writer stuck in a write | give up on that write within the close timeout |
@@ -110,7 +110,7 @@ pub(crate) async fn run<H: Handler, A: Send>(
             let frame = OutFrame::close(&Close::new(Close::GOING_AWAY, "Server shutting down"));
             let _ = tokio::time::timeout(
                 socket.config.close_timeout,
-                write_frames(&mut io, None, std::slice::from_ref(&frame)),
+                write_frames(&mut io, std::slice::from_ref(&frame)),
             )
             .await;
             return;

@@ -19,8 +19,8 @@ use super::{CloseOnDrop, Shared, WORK_SLICE};
 use crate::config::Config;
 use crate::endpoint::{Client, Outgoing};
 use crate::message::Close;
+use crate::proto::OutFrame;
 use crate::proto::deflate::Deflater;
-use crate::proto::{FrameHead, OutFrame};
 use crate::rt::lend::{Lend, lend};
 
 /// Queued messages the writer takes under one lock of the send queue.
@@ -71,9 +71,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
     // message would cost a timer-wheel insert and removal on the hot path.
     let mut beat = std::pin::pin!(tokio::time::sleep_until(Heartbeat::next(config)));
     let close = loop {
-        // Control frames to write, or the rest of a partial direct write taken from the queue
-        // (written like them: nothing may come before it).
-        let (popped, control) = tokio::select! {
+        let mut control = tokio::select! {
             biased;
             // One wake for everything but data: an urgent close, the reader's end, pongs owed.
             () = client.urgent_notify.wait() => {
@@ -87,7 +85,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                 if pongs.is_empty() {
                     continue;
                 }
-                (None, pongs)
+                pongs
             }
             () = &mut beat => {
                 // Every tick, busy or not: queues emptied after a burst give their buffers back.
@@ -99,7 +97,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                     // Idle for a heartbeat period: the reader gives back its read buffer.
                     client.idle.notify();
                     client.ping_sent();
-                    (None, vec![OutFrame::ping(Bytes::new())])
+                    vec![OutFrame::ping(Bytes::new())]
                 }
                 Beat::Dead => {
                     tracing::debug!("no answer to {} pings; closing with 1008", config.heartbeat_misses);
@@ -131,16 +129,16 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
                         }
                     }
                 }
-                Some(Outgoing::Rest(rest)) => (Some(rest), Vec::new()),
                 Some(Outgoing::Close(close)) => break Some(close),
                 None => break None,
             },
         };
-        // Popped, the writer already holds: no direct write meanwhile.
-        let rest = popped.or_else(|| client.hold_writes());
-        let rest_len = rest.as_ref().map_or(0, |rest| rest.len() as u64);
+        // The rest of a partial direct write goes first: nothing may come before it.
+        if let Some(rest) = client.hold_writes() {
+            control.insert(0, rest);
+        }
         let sent = Box::pin(async {
-            let frames = std::pin::pin!(write_frames(&mut writer, rest, &control));
+            let frames = std::pin::pin!(write_frames(&mut writer, &control));
             write_or_give_up(frames, client, config).await
         })
         .await;
@@ -150,8 +148,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, shared: &Sh
             return;
         }
         client.queue.settle();
-        let bytes = control.iter().map(|frame| frame.len() as u64).sum::<u64>();
-        client.wrote(0, control.len() as u64, rest_len + bytes);
+        let frames = control.iter().filter(|frame| !frame.is_rest()).count();
+        let bytes = control.iter().map(|frame| frame.len() as u64).sum();
+        client.wrote(0, frames as u64, bytes);
     };
     if let Some(close) = close {
         Box::pin(send_close(&mut writer, close, shared)).await;
@@ -179,16 +178,12 @@ async fn send_close<W: AsyncWrite + Unpin>(writer: &mut W, close: Close, shared:
     let close = CloseHandshake::sendable(close);
     let frame = OutFrame::close(&close);
     // Nothing is written directly after it: the writer holds until its end, when the queue
-    // closes.
-    let rest = client.hold_writes();
-    let rest_len = rest.as_ref().map_or(0, |rest| rest.len() as u64);
-    let written = tokio::time::timeout(
-        config.close_timeout,
-        write_frames(writer, rest, std::slice::from_ref(&frame)),
-    )
-    .await;
+    // closes. The rest of a partial direct write goes first.
+    let frames: Vec<OutFrame> = client.hold_writes().into_iter().chain([frame]).collect();
+    let written = tokio::time::timeout(config.close_timeout, write_frames(writer, &frames)).await;
+    let bytes = frames.iter().map(|frame| frame.len() as u64).sum();
     match written {
-        Ok(Ok(())) => client.wrote(0, 1, rest_len + frame.len() as u64),
+        Ok(Ok(())) => client.wrote(0, 1, bytes),
         Ok(Err(err)) => tracing::debug!("sending close failed: {err}"),
         Err(_) => tracing::debug!("close frame not written within the close timeout"),
     }
@@ -238,17 +233,12 @@ struct Written {
     bytes: u64,
 }
 
-/// Writes these frames, after the rest of a partial direct write if there is one, and
-/// flushes.
+/// Writes these frames and flushes.
 pub(super) async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    rest: Option<Bytes>,
     frames: &[OutFrame],
 ) -> std::io::Result<()> {
     let mut gather = Gather::default();
-    if let Some(rest) = rest {
-        gather.push_part(FrameHead::default(), rest);
-    }
     for frame in frames {
         gather.push(frame.clone());
     }
@@ -295,15 +285,15 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             }
         };
         let frame = match next {
-            Outgoing::Message(frame) => frame,
-            // Queued only while the writer is idle, and so taken first, by `write_loop`: not
-            // seen here, but written in order if it were. Counted as a frame and a message
-            // when its start was written.
-            Outgoing::Rest(rest) => {
+            // The rest of a partial direct write (first in its batch: queued only while the
+            // writer was idle), as it is: counted as a frame and a message when its start was
+            // written.
+            Outgoing::Message(rest) if rest.is_rest() => {
                 bytes += rest.len() as u64;
-                gather.push_part(FrameHead::default(), rest);
+                gather.push(rest);
                 continue;
             }
+            Outgoing::Message(frame) => frame,
             Outgoing::Close(c) => {
                 close = Some(c);
                 break;

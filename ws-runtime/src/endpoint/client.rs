@@ -30,11 +30,11 @@ pub(super) const DIRECT_MAX: usize = 2048;
 /// What the connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A frame; its payload's size counts against the queue's byte limit.
+    /// A frame; its payload's size counts against the queue's byte limit. Or the rest of a
+    /// frame the publisher wrote in part ([`OutFrame::rest`], see [`Client::push_direct`]),
+    /// which nothing may come before. (Not a variant of its own: a third would make every
+    /// queued item 8 bytes larger.)
     Message(OutFrame),
-    /// The rest of a frame the publisher wrote in part ([`Client::push_direct`]): written
-    /// as it is, before anything else.
-    Rest(Bytes),
     Close(Close),
 }
 
@@ -42,7 +42,6 @@ impl Weighted for Outgoing {
     fn weight(&self) -> usize {
         match self {
             Outgoing::Message(frame) => frame.payload.len(),
-            Outgoing::Rest(rest) => rest.len(),
             Outgoing::Close(_) => 0,
         }
     }
@@ -368,9 +367,10 @@ impl Client {
     /// The writer is about to write frames of its own (control frames, our close): no
     /// direct write until it [settles](Queue::settle). Gives the rest of a partial direct
     /// write, which must go out before them.
-    pub(crate) fn hold_writes(&self) -> Option<Bytes> {
-        match self.queue.hold(|next| matches!(next, Outgoing::Rest(_))) {
-            Some(Outgoing::Rest(rest)) => Some(rest),
+    pub(crate) fn hold_writes(&self) -> Option<OutFrame> {
+        let rest = |next: &Outgoing| matches!(next, Outgoing::Message(frame) if frame.is_rest());
+        match self.queue.hold(rest) {
+            Some(Outgoing::Message(rest)) => Some(rest),
             _ => None,
         }
     }
@@ -427,7 +427,10 @@ fn write_now(socket: &TcpStream, frame: &OutFrame) -> (usize, Option<Outgoing>) 
     let written = match socket.try_write(&copy) {
         Ok(n) if n == copy.len() => (n, None),
         Ok(0) | Err(_) => (0, None),
-        Ok(n) => (n, Some(Outgoing::Rest(Bytes::copy_from_slice(&copy[n..])))),
+        Ok(n) => {
+            let rest = OutFrame::rest(Bytes::copy_from_slice(&copy[n..]));
+            (n, Some(Outgoing::Message(rest)))
+        }
     };
     Lend::give_back(&mut copy);
     written

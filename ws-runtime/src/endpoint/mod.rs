@@ -1015,7 +1015,10 @@ mod tests {
             .await;
             sent += 1;
         }
-        let rest = receiver.hold_writes().expect("the rest of a partial write");
+        let rest = receiver
+            .hold_writes()
+            .expect("the rest of a partial write")
+            .payload;
         assert_eq!(receiver.queue.len(), 0);
         assert!(!rest.is_empty() && rest.len() < DIRECT_MAX + 4);
         // The writer writes the rest before anything else.

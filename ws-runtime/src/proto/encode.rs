@@ -68,6 +68,22 @@ impl OutFrame {
         }
     }
 
+    /// The rest of a frame that was written in part: bytes without a header, written as
+    /// they are.
+    pub(crate) fn rest(bytes: Bytes) -> Self {
+        OutFrame {
+            head: [0; 10],
+            header_len: 0,
+            payload: bytes,
+            deflated: None,
+        }
+    }
+
+    /// Whether this is [the rest of a frame](OutFrame::rest).
+    pub(crate) fn is_rest(&self) -> bool {
+        self.header_len == 0
+    }
+
     pub(crate) fn ping(payload: Bytes) -> Self {
         OutFrame::new(OP_PING, payload)
     }
@@ -125,8 +141,8 @@ impl OutFrame {
     }
 }
 
-/// The header of one server frame; the default is none (bytes that continue a frame).
-#[derive(Clone, Copy, Debug, Default)]
+/// The header of one server frame.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct FrameHead {
     head: [u8; 10],
     header_len: u8,

@@ -54,6 +54,11 @@ pub(crate) struct Queue<T, S = ()> {
     /// consumer sees an empty queue without taking it.
     len: AtomicUsize,
     closed: AtomicBool,
+    /// The consumer has taken items and not finished with them, or is doing work of its own
+    /// that a producer's use of the sink must not come between. Set under the lock (where
+    /// producers read it); cleared without it, once the consumer is done: a settle costs no
+    /// lock.
+    busy: AtomicBool,
 }
 
 /// One producer waiting for room, counted while it lives (so that pops wake producers only
@@ -77,9 +82,6 @@ impl Drop for Waiting<'_> {
 struct State<T, S> {
     items: VecDeque<T>,
     weight: usize,
-    /// The consumer has taken items and not finished with them, or is doing work of its own
-    /// that a producer's use of the sink must not come between.
-    busy: bool,
     /// What the consumer lends producers while it is idle, until the queue closes.
     sink: Option<S>,
 }
@@ -92,7 +94,6 @@ impl<T: Weighted, S> Queue<T, S> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 weight: 0,
-                busy: false,
                 sink: None,
             }),
             capacity: capacity.max(1),
@@ -103,6 +104,7 @@ impl<T: Weighted, S> Queue<T, S> {
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
         }
     }
 
@@ -195,7 +197,7 @@ impl<T: Weighted, S> Queue<T, S> {
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut state = self.lock();
         let item = state.items.pop_front()?;
-        state.busy = true;
+        self.busy.store(true, Ordering::Relaxed);
         self.len.store(state.items.len(), Ordering::Release);
         state.weight -= item.weight();
         if state.items.is_empty() && state.items.capacity() > self.keep {
@@ -246,7 +248,9 @@ impl<T: Weighted, S> Queue<T, S> {
             out.extend(state.items.drain(..count));
         }
         state.weight -= taken;
-        state.busy |= count > 0;
+        if count > 0 {
+            self.busy.store(true, Ordering::Relaxed);
+        }
         self.len.store(state.items.len(), Ordering::Release);
         if state.items.is_empty() && state.items.capacity() > self.keep {
             state.items = VecDeque::new();
@@ -307,7 +311,8 @@ impl<T: Weighted, S> Queue<T, S> {
     /// The consumer has finished with everything it took, and with its own work: producers
     /// may use the sink again while nothing is queued.
     pub(crate) fn settle(&self) {
-        self.lock().busy = false;
+        // Release: what the consumer wrote comes before a producer's use of the sink.
+        self.busy.store(false, Ordering::Release);
     }
 
     /// The consumer is about to do work of its own (for a send queue, write a control
@@ -316,7 +321,7 @@ impl<T: Weighted, S> Queue<T, S> {
     /// the rest of a frame a producer wrote in part, which nothing may come before.
     pub(crate) fn hold(&self, first: impl FnOnce(&T) -> bool) -> Option<T> {
         let mut state = self.lock();
-        state.busy = true;
+        self.busy.store(true, Ordering::Relaxed);
         if !state.items.front().is_some_and(first) {
             return None;
         }
@@ -333,7 +338,8 @@ impl<T: Weighted, S> Queue<T, S> {
     /// run, when the consumer is not idle.
     pub(crate) fn with_idle<R>(&self, deliver: impl FnOnce(&S) -> (R, Option<T>)) -> Option<R> {
         let mut state = self.lock();
-        if state.busy || !state.items.is_empty() || self.closed.load(Ordering::Acquire) {
+        let busy = self.busy.load(Ordering::Acquire);
+        if busy || !state.items.is_empty() || self.closed.load(Ordering::Acquire) {
             return None;
         }
         let (result, rest) = deliver(state.sink.as_ref()?);
