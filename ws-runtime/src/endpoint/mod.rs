@@ -482,7 +482,7 @@ impl Endpoint {
         let started = std::time::Instant::now();
         let direct = self.writes_at_once();
         self.resolve(to, |id, client| match client {
-            Some(client) if direct => outcome(id, client.push_direct(frame.clone())),
+            Some(client) if direct => outcome(id, client.push_direct(frame.clone(), started)),
             Some(client) => outcome(id, client.push(frame.clone())),
             None => outcome(id, Err(SendError::UnknownClient(id))),
         });
@@ -527,7 +527,7 @@ impl Endpoint {
         let clients = self.registry.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
         if direct {
-            return client.push_direct(frame);
+            return client.push_direct(frame, std::time::Instant::now());
         }
         client.push(frame)
     }
