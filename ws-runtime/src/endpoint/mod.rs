@@ -891,14 +891,27 @@ mod tests {
         client.set_handles_last(false);
     }
 
-    /// A connected pair of plain TCP sockets: the server's end, writable, and the peer's.
-    async fn tcp_pair() -> (Arc<tokio::net::TcpStream>, tokio::net::TcpStream) {
+    /// An endpoint with a publisher and a receiver whose queue has the server's end of a
+    /// connected pair of plain TCP sockets lent as its sink; the socket, and the peer's end.
+    async fn direct_pair() -> (
+        Endpoint,
+        Arc<Client>,
+        Arc<Client>,
+        Arc<tokio::net::TcpStream>,
+        tokio::net::TcpStream,
+    ) {
+        let endpoint = Endpoint::new(&Config::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let publisher = endpoint.register(addr, None).unwrap();
+        let receiver = endpoint.register(addr, None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (peer, accepted) = tokio::join!(peer, listener.accept());
-        let server = accepted.unwrap().0;
-        server.writable().await.unwrap();
-        (Arc::new(server), peer.unwrap())
+        let server = Arc::new(accepted.unwrap().0);
+        receiver
+            .queue
+            .lend_sink(Direct::new(server.clone(), usize::MAX));
+        (endpoint, publisher, receiver, server, peer.unwrap())
     }
 
     /// From a hook handling its connection's last message, a small delivery to a client
@@ -908,14 +921,7 @@ mod tests {
     #[tokio::test]
     async fn deliveries_from_a_hooks_last_message_are_written_at_once() {
         use tokio::io::AsyncReadExt;
-        let endpoint = Endpoint::new(&Config::default());
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let publisher = endpoint.register(addr, None).unwrap();
-        let receiver = endpoint.register(addr, None).unwrap();
-        let (server, mut peer) = tcp_pair().await;
-        receiver
-            .queue
-            .lend_sink(Direct::new(server.clone(), usize::MAX));
+        let (endpoint, publisher, receiver, server, mut peer) = direct_pair().await;
         let queued = |client: &Client| {
             let next = client.queue.try_pop();
             client.queue.settle();
@@ -997,14 +1003,7 @@ mod tests {
     #[tokio::test]
     async fn a_partial_direct_write_queues_its_rest_first() {
         use tokio::io::AsyncReadExt;
-        let endpoint = Endpoint::new(&Config::default());
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let publisher = endpoint.register(addr, None).unwrap();
-        let receiver = endpoint.register(addr, None).unwrap();
-        let (server, mut peer) = tcp_pair().await;
-        receiver
-            .queue
-            .lend_sink(Direct::new(server.clone(), usize::MAX));
+        let (endpoint, publisher, receiver, server, mut peer) = direct_pair().await;
         let fill = |n: usize| u8::try_from(n % 251).unwrap();
         let frame = |n: usize| Message::Binary(Bytes::from(vec![fill(n); DIRECT_MAX]));
         let mut sent = 0;
