@@ -52,6 +52,12 @@ impl Echo {
     }
 
     fn on_data(&self, endpoint: &Endpoint, id: ClientId, msg: Message) {
+        // `all:` broadcasts the rest: from the hook's last message, the delivery a plain TCP
+        // connection would have written at once, and a TLS one queues for its writer.
+        if let Some(rest) = msg.as_text().and_then(|text| text.strip_prefix("all:")) {
+            endpoint.broadcast(rest.to_owned());
+            return;
+        }
         let _ = endpoint.send(id, msg);
     }
 }
@@ -183,6 +189,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     client.send(WsMessage::text(text)).await.expect("send");
+    expect_text(client, text).await;
+}
+
+/// Expects this text message next, skipping pings and pongs.
+async fn expect_text<S>(client: &mut WebSocketStream<S>, text: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     loop {
         let message = tokio::time::timeout(WAIT, client.next())
             .await
@@ -271,6 +285,20 @@ async fn wss_echo_with_the_peer_address_and_1001_at_shutdown() {
         .expect("open")
         .expect("read");
     assert_eq!(echo, WsMessage::binary(vec![7u8; 100_000]));
+
+    // Broadcasts from a hook reach TLS connections, in order.
+    let (mut other, _) = wss_connect(server.addr(), &config).await;
+    server.next_peer().await;
+    for n in 0..20 {
+        let text = format!("to all {n}");
+        other
+            .send(WsMessage::text(format!("all:{text}")))
+            .await
+            .expect("send");
+        expect_text(&mut other, &text).await;
+        expect_text(&mut client, &text).await;
+    }
+    drop(other);
 
     let close = async {
         loop {
