@@ -357,7 +357,10 @@ where
             let stop_rx = stop_rx.clone();
             #[cfg(feature = "tls")]
             let acceptor = acceptor.clone();
-            connections.spawn(async move {
+            // Boxed: the task then holds a pointer, not the whole HTTP connection's future,
+            // which tokio copies when it spawns the task and again when it finishes (a
+            // handshake's largest user-space cost in `perf`).
+            connections.spawn(Box::pin(async move {
                 #[cfg(feature = "tls")]
                 if let Some(acceptor) = acceptor {
                     let mut stop_rx = stop_rx;
@@ -384,7 +387,7 @@ where
                     return;
                 }
                 serve_http(stream, peer, filter, stop_rx, handshake_timeout).await;
-            });
+            }));
         }
         drop(listener);
         tracing::info!("shutting down");

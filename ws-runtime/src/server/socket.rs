@@ -322,7 +322,8 @@ impl<H: Handler> SocketInner<H> {
                 Err(reject) => return self.refuse(&request, reject, RefusalReason::Error),
             };
         let remote = request.remote_addr();
-        self.tracker.spawn(conn::run(
+        // Boxed, as the HTTP connection's task (`server::serve`): not copied at spawn and end.
+        self.tracker.spawn(Box::pin(conn::run(
             self.service.clone(),
             on_upgrade,
             session,
@@ -330,7 +331,7 @@ impl<H: Handler> SocketInner<H> {
             Identity::boxed(protocol, user),
             deflate,
             slot,
-        ));
+        )));
         response
     }
 }
