@@ -358,6 +358,7 @@ impl Client {
         if self.is_closing() {
             return Err(SendError::Closing(self.id));
         }
+        // Before the lock; the socket's own bound, which may be lower, under it.
         if frame.payload.len() > DIRECT_MAX {
             return self.push(frame);
         }

@@ -489,41 +489,50 @@ impl Endpoint {
         self.registry.meter.fanout(started.elapsed());
     }
 
+    /// Runs `f` with the client whose hooks this thread is polling ([`Endpoint::as_current`]),
+    /// if it is one of this endpoint's.
+    fn with_current<R>(&self, f: impl FnOnce(&Arc<Client>) -> R) -> Option<R> {
+        CURRENT
+            .try_with(|current| {
+                let current = current.borrow();
+                let current = current.as_ref()?;
+                Arc::ptr_eq(&current.registry, &self.registry).then(|| f(&current.client))
+            })
+            .ok()
+            .flatten()
+    }
+
     /// Whether this thread is polling a hook of one of this endpoint's clients that handles
     /// its connection's last message read so far: its deliveries are then written at once
     /// where the receiver's writer is idle ([`Client::push_direct`]), instead of waking it.
     /// Another task polled on this thread while the hook waits is not the hook: the flag is
-    /// read from the client the thread is polling hooks of ([`Endpoint::as_current`]).
+    /// read from the client the thread is polling hooks of.
     fn writes_at_once(&self) -> bool {
-        CURRENT
-            .try_with(|current| {
-                current.borrow().as_ref().is_some_and(|current| {
-                    current.client.handles_last() && Arc::ptr_eq(&current.registry, &self.registry)
-                })
-            })
+        self.with_current(|current| current.handles_last())
             .unwrap_or(false)
     }
 
     /// [`push`](Endpoint::push) to one client, with its outcome.
     fn push_one(&self, id: ClientId, frame: OutFrame) -> Result<(), SendError> {
         // The usual reply, from the client's own hooks: no lock, no lookup, one look at the
-        // thread-local slot.
+        // thread-local slot, which also tells whether a send to another client is written
+        // at once.
         let mut frame = Some(frame);
-        let pushed = CURRENT.try_with(|current| {
-            let current = current.borrow();
-            let current = current.as_ref().filter(|current| {
-                current.client.id == id && Arc::ptr_eq(&current.registry, &self.registry)
-            })?;
-            frame.take().map(|frame| current.client.push(frame))
+        let mut direct = false;
+        let pushed = self.with_current(|current| {
+            if current.id != id {
+                direct = current.handles_last();
+                return None;
+            }
+            frame.take().map(|frame| current.push(frame))
         });
-        if let Ok(Some(sent)) = pushed {
+        if let Some(Some(sent)) = pushed {
             return sent;
         }
         // Still here: it was not pushed above.
         let Some(frame) = frame else {
             return Err(SendError::UnknownClient(id));
         };
-        let direct = self.writes_at_once();
         let clients = self.registry.read();
         let client = clients.map.get(&id).ok_or(SendError::UnknownClient(id))?;
         if direct {

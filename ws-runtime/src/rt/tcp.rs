@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// Reads into `buf` what the socket holds, without waiting: `WouldBlock` when it holds
 /// nothing, `Ok(0)` at the end of the stream (or when `buf` has no room).
-pub(crate) fn try_read_buf(socket: &TcpStream, buf: &mut impl BufMut) -> io::Result<usize> {
+fn try_read_buf(socket: &TcpStream, buf: &mut impl BufMut) -> io::Result<usize> {
     if !buf.has_remaining_mut() {
         return Ok(0);
     }
@@ -27,7 +27,7 @@ pub(crate) fn try_read_buf(socket: &TcpStream, buf: &mut impl BufMut) -> io::Res
 
 /// Writes what the socket takes of `bytes`, without waiting: `WouldBlock` when it takes
 /// nothing.
-pub(crate) fn try_write(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn try_write(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     drained(socket, Interest::WRITABLE, bytes.len(), || {
         socket.try_write(bytes)
     })
@@ -73,11 +73,25 @@ pub(crate) fn poll_read_buf(
     cx: &mut Context<'_>,
     buf: &mut impl BufMut,
 ) -> Poll<io::Result<usize>> {
+    poll_io(
+        cx,
+        |cx| socket.poll_read_ready(cx),
+        || try_read_buf(socket, buf),
+    )
+}
+
+/// Runs `io` once the socket is `ready` for it, again after each `WouldBlock` (which cleared
+/// the readiness, so the next wait is for the kernel's next event).
+fn poll_io(
+    cx: &mut Context<'_>,
+    mut ready: impl FnMut(&mut Context<'_>) -> Poll<io::Result<()>>,
+    mut io: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
     loop {
-        ready!(socket.poll_read_ready(cx))?;
-        match try_read_buf(socket, buf) {
+        ready!(ready(cx))?;
+        match io() {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            read => return Poll::Ready(read),
+            done => return Poll::Ready(done),
         }
     }
 }
@@ -93,15 +107,14 @@ impl TcpWriter {
     fn poll(
         &self,
         cx: &mut Context<'_>,
-        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+        write: impl Fn(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match write(&self.0) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
+        poll_io(cx, |cx| self.0.poll_write_ready(cx), || write(&self.0))
+    }
+
+    /// Shuts the socket down for writing.
+    fn shut(&self) -> io::Result<()> {
+        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -132,12 +145,6 @@ impl AsyncWrite for TcpWriter {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.shut())
-    }
-}
-
-impl TcpWriter {
-    fn shut(&self) -> io::Result<()> {
-        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
     }
 }
 
